@@ -1,0 +1,136 @@
+"""mnist-job: train, evaluate and export MNIST-family Keras models; predict with the exported ONNX model.
+
+The CLI is thin: every command calls a plain function that tests call too. TensorFlow is imported only
+inside the commands that need it, so `mnist-job --help` answers at once.
+
+Exit codes: 0 success, 1 a gate failed (e.g. export parity), 2 usage or input error, 3 some files failed
+(predict), 130 interrupted.
+"""
+
+import json
+import os
+import sys
+from enum import Enum
+from typing import Optional
+
+import typer
+
+from job.errors import GateError, Interrupted, JobError
+
+# TensorFlow's C++ INFO/WARNING lines drown the job's own output; users can still set it to 0.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(
+    help=__doc__.split("\n\n")[0] + "\n\nStart with `mnist-job models`, then `mnist-job train --dataset "
+    "mnist-sample` (runs offline). Exit codes: 0 ok, 1 gate failed, 2 usage/input error, "
+    "3 some files failed, 130 interrupted.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+class Strategy(str, Enum):
+    auto = "auto"
+    one = "one"
+    mirrored = "mirrored"
+    multiworker = "multiworker"
+
+
+DATASET_HELP = "mnist, fashion_mnist, or mnist-sample (bundled, offline)."
+DATA_HELP = ("A Keras mnist.npz or a folder with the four IDX files (.gz or raw). "
+             "Default: $MNIST_DATA, then Keras's cache/download.")
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")):
+    """List the model zoo: parameters, training defaults and sources."""
+    from job.models import ZOO, count_params
+
+    rows = [{"name": s.name, "params": count_params(s.name), "optimizer": s.optimizer,
+             "learning_rate": s.learning_rate, "schedule": s.schedule, "batch_size": s.batch_size,
+             "epochs": s.epochs, "augment": s.augment, "source": s.source} for s in ZOO.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mnist-job model zoo (override any default from `train`)")
+    for column in ("name", "params", "optimizer", "lr", "schedule", "batch", "epochs", "source"):
+        table.add_column(column, justify="right" if column in ("params", "lr", "batch", "epochs") else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", r["optimizer"], f"{r['learning_rate']:g}", r["schedule"],
+                      str(r["batch_size"]), str(r["epochs"]), r["source"])
+    Console().print(table)
+
+
+@app.command()
+def train(
+    model: str = typer.Option("cnn-bn-aug", help="Zoo model name (see `mnist-job models`)."),
+    dataset: str = typer.Option("mnist", help=DATASET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's."),
+    batch_size: Optional[int] = typer.Option(None, help="Per-replica batch size. Default: the zoo entry's."),
+    optimizer: Optional[str] = typer.Option(None, help="adam, rmsprop, sgd, adamw... Default: the zoo entry's."),
+    learning_rate: Optional[float] = typer.Option(None, help="Default: the zoo entry's."),
+    val_split: float = typer.Option(0.1, help="Fraction of the training data held out for validation."),
+    seed: int = typer.Option(42, help="Same seed on the CPU gives identical metrics."),
+    out: Optional[str] = typer.Option(None, help="Run directory. Default: runs/<model>-<UTC timestamp>."),
+    resume: bool = typer.Option(False, help="Continue an interrupted run from its last finished epoch."),
+    augment: Optional[bool] = typer.Option(None, help="Shift/rotate augmentation in the input pipeline."),
+    mixed_precision: bool = typer.Option(False, help="mixed_float16 (GPU); the output layer stays float32."),
+    jit: bool = typer.Option(False, help="XLA-compile the train step (helps on GPUs; slower on CPU here)."),
+    strategy: Strategy = typer.Option(Strategy.auto, help="auto picks MirroredStrategy on >1 GPU."),
+    tensorboard: bool = typer.Option(False, help="Write TensorBoard logs into the run directory."),
+    max_train_samples: Optional[int] = typer.Option(None, help="Train on at most this many samples."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON at the end."),
+):
+    """Train a zoo model, evaluate it on the test set, and write a run directory.
+
+    Example: mnist-job train --model mnist-convnet --dataset fashion_mnist --data /usr/share/datasets/fashion-mnist
+    """
+    from job.training import TrainConfig, train as run_training
+
+    cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
+                      optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, seed=seed,
+                      out=out, resume=resume, augment=augment, mixed_precision=mixed_precision, jit=jit,
+                      strategy=strategy.value, tensorboard=tensorboard, max_train_samples=max_train_samples)
+    run_dir, metrics = run_training(cfg)
+    summary = {"run_dir": str(run_dir), **{k: metrics[k] for k in
+               ("test_accuracy", "test_loss", "val_accuracy", "train_seconds", "samples_per_second")}}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(f"{model}: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}, "
+              f"{metrics['train_seconds']:.1f} s, {metrics['samples_per_second']:.0f} samples/s -> {run_dir}")
+
+
+@app.command()
+def evaluate(
+    run_dir: str = typer.Argument(..., help="A run directory written by `train`."),
+    dataset: Optional[str] = typer.Option(None, help="Default: the run's own dataset."),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+):
+    """Reload a saved model and recompute its test figures, next to those recorded in metrics.json."""
+    from job.training import evaluate as run_evaluation
+
+    fresh, recorded = run_evaluation(run_dir, dataset, data)
+    if as_json:
+        print(json.dumps({"fresh": fresh, "recorded": {k: recorded.get(k) for k in fresh}}))
+        return
+    for key in ("test_accuracy", "test_loss"):
+        print(f"{key}: {fresh[key]:.6f} (recorded {recorded.get(key)})")
+
+
+def main():
+    try:
+        app()
+    except (JobError, GateError, Interrupted) as e:
+        print(f"mnist-job: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("mnist-job: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Load MNIST-format datasets from local files or Keras's download, and validate what is read.
+
+Sources, in order: an explicit path (`--data`), the `MNIST_DATA` environment variable, then Keras's own
+cache and download. `mnist-sample` is bundled with the package, so the job runs with no network at all.
+
+    from job.data import load_dataset
+    ds = load_dataset("mnist-sample")
+    ds = load_dataset("fashion_mnist", "/usr/share/datasets/fashion-mnist")
+"""
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from job.errors import JobError
+
+SAMPLE_DIR = Path(__file__).parent / "sample"
+DIGITS = [str(d) for d in range(10)]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+DATASETS = {"mnist": DIGITS, "fashion_mnist": FASHION, "mnist-sample": DIGITS}
+IDX_STEMS = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+OFFLINE_HINT = ("pass local files with --data PATH (a mnist.npz, or a folder with the four IDX files) "
+                "or set MNIST_DATA, or use --dataset mnist-sample")
+
+
+@dataclass
+class Dataset:
+    name: str
+    source: str
+    labels: list
+    x_train: np.ndarray  # uint8 (N, 28, 28), white on black
+    y_train: np.ndarray  # uint8 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def canonical_name(name):
+    name = {"fashion-mnist": "fashion_mnist", "mnist_sample": "mnist-sample"}.get(name, name)
+    if name not in DATASETS:
+        raise JobError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    return name
+
+
+def load_dataset(name="mnist", data=None):
+    name = canonical_name(name)
+    if name == "mnist-sample":
+        path, source = SAMPLE_DIR, f"bundled sample ({SAMPLE_DIR})"
+    else:
+        path = data or os.environ.get("MNIST_DATA")
+        source = str(path) if path else None
+    if path:
+        arrays = read_local(Path(path))
+    else:
+        arrays, source = download(name)
+    validate_pairs(arrays, source)
+    return Dataset(name=name, source=source, labels=DATASETS[name], **arrays)
+
+
+def download(name):
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as e:  # any network or cache failure: one line, not a traceback
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise JobError(f"could not load {name} from Keras ({reason[:240]}); {OFFLINE_HINT}") from None
+    arrays = dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return arrays, f"keras.datasets.{name} (~/.keras/datasets)"
+
+
+def read_local(path):
+    if not path.exists():
+        raise JobError(f"{path}: no such file or folder; {OFFLINE_HINT}")
+    if path.is_dir():
+        return {key: read_idx(find_idx(path, stem)) for key, stem in IDX_STEMS.items()}
+    return read_npz(path)
+
+
+def find_idx(folder, stem):
+    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise JobError(f"{folder}: missing {stem}[.gz]; a data folder needs the four standard IDX files")
+
+
+def read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in IDX_STEMS if k not in npz.files]
+            if missing:
+                raise JobError(f"{path}: not a Keras mnist.npz, missing {', '.join(missing)}")
+            return {k: np.asarray(npz[k]) for k in IDX_STEMS}
+    except JobError:
+        raise
+    except Exception as e:
+        raise JobError(f"{path}: cannot read as .npz ({type(e).__name__}: {e})") from None
+
+
+def read_idx(path):
+    """Read one IDX file (raw or gzip) into a uint8 array, checking magic, dimensions and length."""
+    try:
+        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise JobError(f"{path}: corrupt or truncated gzip ({type(e).__name__}: {e})") from None
+    if len(raw) < 8:
+        raise JobError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
+    magic, count = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
+    if magic == IMAGES_MAGIC:
+        if len(raw) < 16:
+            raise JobError(f"{path}: truncated IDX image header")
+        rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
+        if (rows, cols) != (28, 28):
+            raise JobError(f"{path}: images are {rows}x{cols}, expected 28x28")
+        shape, offset = (count, 28, 28), 16
+    elif magic == LABELS_MAGIC:
+        shape, offset = (count,), 8
+    else:
+        raise JobError(f"{path}: wrong magic number {magic}, expected {IMAGES_MAGIC} (images) "
+                       f"or {LABELS_MAGIC} (labels)")
+    expected = int(np.prod(shape))
+    if len(raw) - offset != expected:
+        raise JobError(f"{path}: length mismatch, header says {count} items ({expected} bytes) "
+                       f"but the file holds {len(raw) - offset} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def validate_pairs(arrays, source):
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise JobError(f"{source}: x_{split} has shape {x.shape}, expected (N, 28, 28)")
+        if len(x) != len(y):
+            raise JobError(f"{source}: {len(x)} {split} images but {len(y)} labels")
+        if len(y) and (y.min() < 0 or y.max() > 9):
+            raise JobError(f"{source}: {split} labels outside 0-9 (found {y.min()}..{y.max()})")
+        if len(x) == 0:
+            raise JobError(f"{source}: no {split} images")
+        if x.dtype != np.uint8:
+            if x.min() < 0 or x.max() > 255:
+                raise JobError(f"{source}: x_{split} values outside 0-255")
+            arrays[f"x_{split}"] = x.astype(np.uint8)
+        arrays[f"y_{split}"] = y.astype(np.uint8)
+
+
+def split_validation(x, y, val_split, seed):
+    """Carve a validation set from the training data with a fixed seed; the test set stays untouched."""
+    if not 0.0 < val_split < 1.0:
+        raise JobError(f"--val-split must be in (0, 1), got {val_split}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, int(round(len(x) * val_split)))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]

@@ -1,0 +1,19 @@
+"""Errors that the CLI turns into one line on stderr and a meaningful exit code."""
+
+
+class JobError(Exception):
+    """A problem the user can fix: bad arguments, missing or corrupt input. Exit code 2."""
+
+    exit_code = 2
+
+
+class GateError(Exception):
+    """A check the job ran itself failed (e.g. export parity). Exit code 1."""
+
+    exit_code = 1
+
+
+class Interrupted(Exception):
+    """Ctrl-C: stopped cleanly, state kept for --resume. Exit code 130, as shells expect."""
+
+    exit_code = 130

@@ -1,0 +1,166 @@
+"""The model zoo: the classic tutorial models, and our best model.
+
+Every model takes raw pixels and returns probabilities: input `image` float32 (N, 28, 28) 0-255, white on
+black; output `probabilities` float32 (N, 10). Scaling and standardization are layers inside the model, so
+training, SavedModel, ONNX and the edge predictor all read the same input. Augmentation is not a layer
+here: `augment=True` asks the training input pipeline for it, and it never reaches an exported graph.
+
+    from job.models import ZOO, build_model
+    model = build_model("mnist-convnet", x_train)
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from job.errors import JobError
+
+# MNIST's own pixel statistics: used only when a model is built without training data (e.g. `models`).
+DEFAULT_MEAN, DEFAULT_STD = 33.3, 78.6
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    body: object  # () -> list of keras layers between the input preprocessing and the output layer
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    source: str
+    conv: bool = True  # reshape to (28, 28, 1) first
+    standardize: bool = False  # mean/std learnt from the training data, instead of x/255
+    schedule: str = "constant"  # constant | inverse-time (legacy Keras `decay`) | cosine
+    decay: float = 0.0
+    augment: bool = False
+    label_smoothing: float = 0.0
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _dense_512():
+    from keras import layers
+    return [layers.Flatten(), layers.Dense(512, activation="relu")]
+
+
+def _dense_128_64(dropout=False):
+    from keras import layers
+    first = [layers.Flatten(), layers.Dense(128, activation="relu")]
+    return first + ([layers.Dropout(0.5)] if dropout else []) + [layers.Dense(64, activation="relu")]
+
+
+def _dense_128():
+    from keras import layers
+    return [layers.Flatten(), layers.Dense(128, activation="relu")]
+
+
+def _cnn_mit():
+    from keras import layers
+    return [layers.Conv2D(24, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(36, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.Flatten(), layers.Dense(128, activation="relu")]
+
+
+def _cnn_2conv_dropout():
+    from keras import layers
+    return [layers.Conv2D(32, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, padding="same", activation="relu"), layers.MaxPooling2D(),
+            layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dropout(0.5)]
+
+
+def _cnn_3conv():
+    from keras import layers
+    return [layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.Flatten(), layers.Dense(64, activation="relu")]
+
+
+def _mnist_convnet():
+    from keras import layers
+    return [layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+            layers.Flatten(), layers.Dropout(0.5)]
+
+
+def _conv_bn(filters, kernel=3):
+    from keras import layers
+    return [layers.Conv2D(filters, kernel, padding="same", use_bias=False),
+            layers.BatchNormalization(), layers.ReLU()]
+
+
+def _cnn_bn_aug():
+    from keras import layers
+    return (_conv_bn(32) + [layers.MaxPooling2D()]
+            + _conv_bn(64) + [layers.MaxPooling2D()]
+            + _conv_bn(128) + [layers.GlobalAveragePooling2D(), layers.Dropout(0.3)])
+
+
+BEST = "cnn-bn-aug"
+ZOO = {spec.name: spec for spec in [
+    ModelSpec("dense-512", _dense_512, "rmsprop", 1e-3, 128, 5, "Chollet, Deep Learning with Python",
+              conv=False),
+    ModelSpec("dense-128-64", _dense_128_64, "adam", 1e-3, 32, 5, "tutorial 001 (dense 128-64)", conv=False),
+    ModelSpec("dense-128-64-dropout", lambda: _dense_128_64(dropout=True), "adam", 1e-3, 32, 5,
+              "tutorial 001 (dropout variant)", conv=False),
+    ModelSpec("dense-128", _dense_128, "sgd", 0.1, 64, 5, "MIT 6.S191 lab", conv=False),
+    ModelSpec("cnn-mit", _cnn_mit, "adam", 1e-3, 64, 5, "MIT 6.S191 lab"),
+    ModelSpec("cnn-2conv-dropout", _cnn_2conv_dropout, "adam", 0.01, 128, 2,
+              "tutorial 000 (Adam lr 0.01, legacy decay 0.005)", standardize=True,
+              schedule="inverse-time", decay=0.005),
+    ModelSpec("cnn-3conv", _cnn_3conv, "adam", 1e-3, 64, 5, "tutorial 002 (3-conv CNN)"),
+    ModelSpec("mnist-convnet", _mnist_convnet, "adam", 1e-3, 128, 15,
+              "keras-io example 'Simple MNIST convnet'"),
+    ModelSpec(BEST, _cnn_bn_aug, "adam", 3e-3, 128, 12,
+              "mnist-job: conv-BN-ReLU x3, global pooling; shift/rotate augmentation in the input pipeline",
+              standardize=True, schedule="cosine", augment=True, label_smoothing=0.05),
+]}
+
+
+def get_spec(name):
+    if name not in ZOO:
+        raise JobError(f"unknown model {name!r}: choose one of {', '.join(ZOO)} (see `mnist-job models`)")
+    return ZOO[name]
+
+
+def build_model(name, x_train=None):
+    """Build an uncompiled model whose preprocessing is learnt from x_train (uint8 or float, 0-255)."""
+    import keras
+    from keras import layers
+
+    spec = get_spec(name)
+    inputs = keras.Input(shape=(28, 28), name="image", dtype="float32")
+    if spec.standardize:
+        mean, std = ((float(np.mean(x_train)), float(np.std(x_train))) if x_train is not None
+                     else (DEFAULT_MEAN, DEFAULT_STD))
+        x = layers.Normalization(mean=mean, variance=std ** 2, name="standardize")(inputs)
+    else:
+        x = layers.Rescaling(1.0 / 255, name="scale")(inputs)
+    if spec.conv:
+        x = layers.Reshape((28, 28, 1))(x)
+    for layer in spec.body():
+        x = layer(x)
+    # float32 even under mixed precision: softmax in float16 loses the small probabilities.
+    outputs = layers.Dense(10, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name.replace("-", "_"))
+
+
+def make_optimizer(name, learning_rate, schedule="constant", decay=0.0, total_steps=1):
+    import keras
+
+    if schedule == "inverse-time":
+        # Keras 2's `decay=d` meant lr / (1 + d * iterations): exactly InverseTimeDecay with decay_steps=1.
+        lr = keras.optimizers.schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=decay)
+    elif schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps),
+                                                    alpha=0.01)
+    else:
+        lr = learning_rate
+    try:
+        return keras.optimizers.get({"class_name": name, "config": {"learning_rate": lr}})
+    except ValueError:
+        raise JobError(f"unknown optimizer {name!r}: try adam, rmsprop, sgd, adamw, nadam") from None
+
+
+def count_params(name):
+    return build_model(name).count_params()

@@ -1,0 +1,111 @@
+import gzip
+
+import numpy as np
+import pytest
+from synthetic import make_digits, write_dataset, write_idx
+
+from job.data import load_dataset, read_idx, split_validation
+from job.errors import JobError
+
+
+def test_bundled_sample_is_real_mnist():
+    ds = load_dataset("mnist-sample")
+    assert ds.x_train.shape == (6000, 28, 28) and ds.x_test.shape == (2000, 28, 28)
+    # Class counts from the sample's README.
+    assert np.bincount(ds.y_train).tolist() == [591, 655, 588, 619, 593, 521, 609, 660, 560, 604]
+    assert np.bincount(ds.y_test).tolist() == [193, 242, 191, 238, 200, 179, 199, 195, 169, 194]
+    assert ds.x_train.dtype == np.uint8 and ds.labels == [str(d) for d in range(10)]
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_folder_raw_and_gzip(tmp_path, gz):
+    x_train, y_train, x_test, y_test = write_dataset(tmp_path, n_train=50, n_test=20, gz=gz)
+    ds = load_dataset("mnist", str(tmp_path))
+    np.testing.assert_array_equal(ds.x_train, x_train)
+    np.testing.assert_array_equal(ds.y_test, y_test)
+
+
+def test_npz_and_env_variable(tmp_path, monkeypatch, npz_path):
+    ds = load_dataset("mnist", str(npz_path))
+    assert ds.x_train.shape == (1200, 28, 28)
+    monkeypatch.setenv("MNIST_DATA", str(npz_path))
+    assert load_dataset("fashion_mnist").source == str(npz_path)
+    assert load_dataset("fashion-mnist").labels[9] == "Ankle boot"
+
+
+def test_explicit_path_beats_env(tmp_path, monkeypatch, npz_path):
+    write_dataset(tmp_path, n_train=30, n_test=10)
+    monkeypatch.setenv("MNIST_DATA", str(npz_path))
+    assert len(load_dataset("mnist", str(tmp_path)).x_train) == 30
+
+
+def corrupt(folder, stem, mutate):
+    path = folder / (stem + ".gz")
+    path.write_bytes(mutate(path.read_bytes()))
+    return path
+
+
+@pytest.mark.parametrize("stem,mutate,fault", [
+    ("train-images-idx3-ubyte", lambda b: b[: len(b) // 2], "corrupt or truncated gzip"),
+    ("train-labels-idx1-ubyte", lambda b: b"not gzip at all", "corrupt or truncated gzip"),
+    ("t10k-images-idx3-ubyte",
+     lambda b: gzip.compress(b"\x00\x00\x08\x04" + gzip.decompress(b)[4:]), "wrong magic number 2052"),
+    ("t10k-labels-idx1-ubyte", lambda b: gzip.compress(gzip.decompress(b)[:-3]), "length mismatch"),
+])
+def test_corrupt_files_name_the_file_and_fault(tmp_path, stem, mutate, fault):
+    write_dataset(tmp_path, n_train=40, n_test=20)
+    path = corrupt(tmp_path, stem, mutate)
+    with pytest.raises(JobError) as err:
+        load_dataset("mnist", str(tmp_path))
+    message = str(err.value)
+    assert str(path) in message and fault in message and "\n" not in message
+
+
+def test_count_mismatch_and_bad_labels(tmp_path):
+    write_dataset(tmp_path, n_train=40, n_test=20)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(39, dtype=np.uint8))
+    with pytest.raises(JobError, match="40 train images but 39 labels"):
+        load_dataset("mnist", str(tmp_path))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.full(40, 11, dtype=np.uint8))
+    with pytest.raises(JobError, match="labels outside 0-9"):
+        load_dataset("mnist", str(tmp_path))
+
+
+def test_wrong_dimensions_and_missing_file(tmp_path):
+    write_idx(tmp_path / "imgs", np.zeros((3, 32, 32), dtype=np.uint8))
+    with pytest.raises(JobError, match="32x32, expected 28x28"):
+        read_idx(tmp_path / "imgs.gz")
+    with pytest.raises(JobError, match="missing train-images-idx3-ubyte"):
+        load_dataset("mnist", str(tmp_path))
+    with pytest.raises(JobError, match="no such file"):
+        load_dataset("mnist", str(tmp_path / "nope.npz"))
+    with pytest.raises(JobError, match="unknown dataset"):
+        load_dataset("cifar10")
+
+
+def test_offline_download_is_one_line(monkeypatch, tmp_path):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://example: [Errno -2] Name or service not known")
+
+    monkeypatch.delenv("MNIST_DATA", raising=False)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(JobError) as err:
+        load_dataset("mnist")
+    assert "--data PATH" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_validation_split_is_seeded_and_disjoint():
+    x, y = make_digits(500)
+    x = x.copy()
+    x[:, 0, 0] = np.arange(500) % 256  # tag rows so the split can be checked
+    x[:, 0, 1] = np.arange(500) // 256
+    a = split_validation(x, y, 0.1, seed=7)
+    b = split_validation(x, y, 0.1, seed=7)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    ids = lambda arr: set((arr[:, 0, 1].astype(int) * 256 + arr[:, 0, 0]).tolist())  # noqa: E731
+    assert len(a[2]) == 50 and not ids(a[0]) & ids(a[2]) and len(ids(a[0]) | ids(a[2])) == 500
+    with pytest.raises(JobError):
+        split_validation(x, y, 1.0, seed=7)
