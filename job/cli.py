@@ -121,6 +121,76 @@ def evaluate(
         print(f"{key}: {fresh[key]:.6f} (recorded {recorded.get(key)})")
 
 
+def train_config(**options):
+    from job.training import TrainConfig
+
+    return TrainConfig(**options)
+
+
+@app.command()
+def cv(
+    model: str = typer.Option("cnn-bn-aug", help="Zoo model name."),
+    folds: int = typer.Option(5, help="Number of folds over the training set."),
+    dataset: str = typer.Option("mnist", help=DATASET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's."),
+    batch_size: Optional[int] = typer.Option(None),
+    learning_rate: Optional[float] = typer.Option(None),
+    seed: int = typer.Option(42),
+    out: Optional[str] = typer.Option(None, help="Default: runs/cv-<model>-<UTC timestamp>."),
+    max_train_samples: Optional[int] = typer.Option(None, help="Use at most this many training samples."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """k-fold cross-validation on the training set: each fold's accuracy, mean ± std, and a box plot.
+
+    Example: mnist-job cv --model cnn-mit --folds 5 --dataset mnist-sample --epochs 3
+    """
+    from job.experiments import cross_validate
+
+    cfg = train_config(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
+                       learning_rate=learning_rate, seed=seed, out=out, max_train_samples=max_train_samples)
+    out_dir, summary = cross_validate(cfg, folds)
+    if as_json:
+        print(json.dumps({"out": str(out_dir), **summary}))
+    else:
+        print(f"{model}: {folds}-fold accuracy {summary['mean']:.4f} ± {summary['std']:.4f} -> {out_dir}")
+
+
+@app.command()
+def sweep(
+    models: str = typer.Option(..., help="Comma-separated zoo names, e.g. dense-128,cnn-mit."),
+    epochs: Optional[str] = typer.Option(None, help="Comma-separated, e.g. 2,5. Default: each model's."),
+    learning_rate: Optional[str] = typer.Option(None, help="Comma-separated, e.g. 1e-3,1e-2."),
+    batch_size: Optional[str] = typer.Option(None, help="Comma-separated, e.g. 64,256."),
+    dataset: str = typer.Option("mnist", help=DATASET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    seed: int = typer.Option(42),
+    out: Optional[str] = typer.Option(None, help="Default: runs/sweep-<UTC timestamp>."),
+    max_train_samples: Optional[int] = typer.Option(None, help="Use at most this many training samples."),
+):
+    """Train every combination of models and hyper-parameters, then write report.md comparing them.
+
+    Example: mnist-job sweep --models dense-128,cnn-mit --learning-rate 1e-3,1e-2 --dataset mnist-sample
+    """
+    from job.experiments import sweep as run_sweep
+
+    base = train_config(dataset=dataset, data=data, seed=seed, max_train_samples=max_train_samples)
+    report, best = run_sweep(base, models, epochs, learning_rate, batch_size, out)
+    print(f"report: {report} (best by validation: {best['dir'].name})")
+
+
+@app.command()
+def compare(
+    run_dirs: list[str] = typer.Argument(..., help="Run directories written by `train`."),
+    out: str = typer.Option("report.md", help="Markdown report; the curves PNG is written beside it."),
+):
+    """Write a Markdown report comparing runs: table, overlaid validation curves, best run in bold."""
+    from job.experiments import compare as run_compare
+
+    report, best = run_compare(run_dirs, out)
+    print(f"report: {report} (best by validation: {best['dir'].name})")
+
+
 def main():
     try:
         app()

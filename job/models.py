@@ -33,7 +33,6 @@ class ModelSpec:
     schedule: str = "constant"  # constant | inverse-time (legacy Keras `decay`) | cosine
     decay: float = 0.0
     augment: bool = False
-    label_smoothing: float = 0.0
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -113,7 +112,7 @@ ZOO = {spec.name: spec for spec in [
               "keras-io example 'Simple MNIST convnet'"),
     ModelSpec(BEST, _cnn_bn_aug, "adam", 3e-3, 128, 12,
               "mnist-job: conv-BN-ReLU x3, global pooling; shift/rotate augmentation in the input pipeline",
-              standardize=True, schedule="cosine", augment=True, label_smoothing=0.05),
+              standardize=True, schedule="cosine", augment=True),
 ]}
 
 

@@ -161,6 +161,19 @@ def versions():
             "numpy": np.__version__, "platform": platform.platform()}
 
 
+def compiled_model(cfg, spec, x_train, steps_per_epoch):
+    """The zoo model with its preprocessing learnt from x_train, compiled with its own optimizer."""
+    import keras
+
+    model = build_model(cfg.model, x_train)
+    model.compile(
+        optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, spec.schedule, spec.decay,
+                                 total_steps=steps_per_epoch * cfg.epochs),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"], jit_compile=cfg.jit)
+    return model
+
+
 def train(cfg):
     """Train one zoo model and write a complete run directory. Returns (run_dir, metrics)."""
     spec = resolve(cfg)
@@ -195,12 +208,7 @@ def train(cfg):
     steps_per_epoch = -(-len(x_train) // global_batch)
 
     with strategy.scope():
-        model = build_model(cfg.model, x_train)
-        model.compile(
-            optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, spec.schedule, spec.decay,
-                                     total_steps=steps_per_epoch * cfg.epochs),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"], jit_compile=cfg.jit)
+        model = compiled_model(cfg, spec, x_train, steps_per_epoch)
 
     config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "source": spec.source,
               "train_samples": len(x_train), "val_samples": len(x_val), "test_samples": len(data.x_test),
@@ -216,6 +224,10 @@ def train(cfg):
         throughput,
     ]
     if cfg.tensorboard:
+        try:
+            import tensorboard  # noqa: F401  (tensorflow-cpu does not depend on it)
+        except ImportError:
+            raise JobError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
     if not cfg.resume and (run_dir / "history.csv").exists():
         (run_dir / "history.csv").unlink()  # a stale log from an abandoned run must not mix in
@@ -231,7 +243,7 @@ def train(cfg):
     metrics = evaluate_model(model, data.x_test, data.y_test)
     metrics.update(train_seconds=round(throughput.seconds, 3),
                    samples_per_second=round(throughput.samples_per_second, 1),
-                   epochs_run=throughput.epochs, device=device["description"],
+                   epochs_run=throughput.epochs, device=device["description"], params=model.count_params(),
                    val_accuracy=last_val_accuracy(run_dir / "history.csv"))
     save_model(model, run_dir / "model.keras")
     write_json(run_dir / "metrics.json", metrics)
