@@ -121,6 +121,40 @@ def evaluate(
         print(f"{key}: {fresh[key]:.6f} (recorded {recorded.get(key)})")
 
 
+@app.command()
+def images(
+    out: str = typer.Option(..., help="Folder to write <index>_<label>.png files into."),
+    dataset: str = typer.Option("mnist-sample", help=DATASET_HELP),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    split: str = typer.Option("test", help="test or train."),
+    limit: Optional[int] = typer.Option(None, help="Write at most this many images."),
+):
+    """Write a dataset's images as PNG files, labels in the names, to try the predictor on.
+
+    Example: mnist-job images --dataset mnist-sample --out digits/ && mnist-predict digits/ --model model.onnx
+    """
+    from job.data import load_dataset, write_pngs
+
+    if split not in ("test", "train"):
+        raise JobError(f"--split must be test or train, got {split!r}")
+    ds = load_dataset(dataset, data)
+    n = write_pngs(getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"), out, limit)
+    print(f"wrote {n} PNG files to {out}")
+
+
+@app.command()
+def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-predict."),
+          as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")):
+    """Accuracy of a predictions file whose image names end in _<label> (as `images` writes them)."""
+    from job.data import score_predictions
+
+    correct, total = score_predictions(predictions)
+    if as_json:
+        print(json.dumps({"correct": correct, "total": total, "accuracy": correct / total}))
+    else:
+        print(f"accuracy: {correct / total:.4f} ({correct}/{total})")
+
+
 def train_config(**options):
     from job.training import TrainConfig
 
@@ -189,6 +223,31 @@ def compare(
 
     report, best = run_compare(run_dirs, out)
     print(f"report: {report} (best by validation: {best['dir'].name})")
+
+
+@app.command()
+def export(
+    run_dir: str = typer.Argument(..., help="A run directory written by `train`."),
+    format: str = typer.Option("all", "--format", help="onnx, savedmodel, or all."),
+    opset: int = typer.Option(17, help="ONNX opset, 13-18."),
+    quantize: Optional[str] = typer.Option(None, help="int8: also write model.int8.onnx (static QDQ)."),
+    atol: float = typer.Option(1e-5, help="Parity gate: largest allowed |ONNX - Keras| probability."),
+    out: Optional[str] = typer.Option(None, help="Export directory. Default: RUN_DIR/export."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON (progress to stderr)."),
+):
+    """Export to ONNX and SavedModel, gate on parity with Keras (exit 1), publish atomically.
+
+    Example: mnist-job export runs/cnn-bn-aug-20250101T000000Z --format all --quantize int8
+    """
+    from job import export as ex
+
+    cfg = ex.ExportConfig(run_dir=run_dir, format=format, opset=opset, quantize=quantize, atol=atol, out=out)
+    log = (lambda message, err=False: ex.say(message, err=True)) if as_json else ex.say
+    out_dir, manifest = ex.export(cfg, log=log)
+    if as_json:
+        print(json.dumps({"out": str(out_dir), **manifest}))
+    else:
+        ex.print_report(out_dir, manifest)
 
 
 def main():

@@ -161,3 +161,32 @@ def split_validation(x, y, val_split, seed):
     n_val = max(1, int(round(len(x) * val_split)))
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
+
+
+def write_pngs(images, labels, folder, limit=None):
+    """Write images as <index>_<label>.png, so a predictions file can be scored from its paths."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(images) if limit is None else min(limit, len(images))
+    for i in range(n):
+        Image.fromarray(images[i]).save(folder / f"{i:05d}_{labels[i]}.png")
+    return n
+
+
+def score_predictions(path):
+    """Accuracy of a predictions CSV/JSONL whose image names end in _<label>.<ext>. Returns (correct, total)."""
+    import csv
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise JobError(f"{path}: no such predictions file")
+    with open(path, newline="") as f:
+        rows = [json.loads(line) for line in f] if path.suffix == ".jsonl" else list(csv.DictReader(f))
+    scored = [(int(Path(r["path"]).stem.rsplit("_", 1)[1]), int(r["label"])) for r in rows
+              if r.get("status") == "ok" and Path(r["path"]).stem.rsplit("_", 1)[-1].isdigit()]
+    if not scored:
+        raise JobError(f"{path}: no successful rows whose file names end in _<label>")
+    return sum(t == p for t, p in scored), len(scored)

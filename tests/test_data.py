@@ -109,3 +109,31 @@ def test_validation_split_is_seeded_and_disjoint():
     assert len(a[2]) == 50 and not ids(a[0]) & ids(a[2]) and len(ids(a[0]) | ids(a[2])) == 500
     with pytest.raises(JobError):
         split_validation(x, y, 1.0, seed=7)
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(FASHION), reason="apt-get install dataset-fashion-mnist")
+def test_full_fashion_mnist_from_debian_idx_files():
+    ds = load_dataset("fashion_mnist", FASHION)
+    assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
+    assert np.bincount(ds.y_train).tolist() == [6000] * 10 and np.bincount(ds.y_test).tolist() == [1000] * 10
+    assert ds.labels[0] == "T-shirt/top"
+
+
+def test_pngs_round_trip_and_score(tmp_path):
+    from PIL import Image
+
+    from job.data import score_predictions, write_pngs
+
+    x, y = make_digits(12)
+    assert write_pngs(x, y, tmp_path / "png", limit=10) == 10
+    first = sorted((tmp_path / "png").iterdir())[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(first)), x[0])
+    paths = sorted((tmp_path / "png").iterdir())
+    predicted = [int(p.stem.split("_")[1]) for p in paths]
+    predicted[0] = (predicted[0] + 1) % 10  # one wrong answer
+    rows = ["path,label,status"] + [f"{p},{label},ok" for p, label in zip(paths, predicted)]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    assert score_predictions(tmp_path / "p.csv") == (9, 10)
