@@ -27,6 +27,12 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
+# The edge predictor's own CLI, mounted as-is: `mnist-job predict ...` runs exactly `mnist-predict ...`.
+from mnist_predict.cli import app as predict_app  # noqa: E402  (TF-free and light to import)
+
+app.add_typer(predict_app, name="predict")
+
+
 class Strategy(str, Enum):
     auto = "auto"
     one = "one"

@@ -1,0 +1,240 @@
+"""Batch prediction of many files: discovery, sharding, parallel decoding, ordered atomic output.
+
+Memory stays flat with folder size: only the path list, a few batches of 28x28 pixels and one row at a
+time are held; rows go straight to a temporary file that is renamed into place at the end.
+"""
+
+import csv
+import glob
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+
+from . import images as image_io
+from .predictor import UsageError
+
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+COLUMNS = ("path", "label", "class_name", "probability", "top_k", "status", "error")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# Batches decoded ahead of the one onnxruntime is running: enough to keep it busy, few enough that
+# memory does not grow when decoding outpaces inference.
+PREFETCH = 2
+
+
+def find_images(spec, recursive=False):
+    """Sorted paths for a folder (image suffixes only), a single file, or a glob pattern."""
+    if os.path.isdir(spec):
+        try:
+            paths = sorted(_walk(spec, recursive))
+        except OSError as error:
+            raise UsageError(f"cannot list {error.filename or spec}: {error.strerror}") from None
+        if not paths:
+            hint = "" if recursive else "; add --recursive to look in subfolders"
+            raise UsageError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {spec}{hint}")
+        return paths
+    if os.path.lexists(spec):
+        return [spec]  # named explicitly, so taken whatever its suffix
+    paths = sorted(path for path in glob.glob(spec, recursive=recursive) if not os.path.isdir(path))
+    if not paths:
+        raise UsageError(f"no files matched {spec}")
+    return paths
+
+
+def _walk(folder, recursive):
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # hidden files, such as macOS's ._x.png resource forks, are not images
+            if entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    yield from _walk(entry.path, recursive)
+            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+                yield entry.path  # includes broken symlinks, which become error rows
+
+
+def parse_shard(text):
+    """'I/N' -> (I, N), with 0 <= I < N, as a Kubernetes Indexed Job numbers its pods."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard I/N needs 0 <= I < N, got {text}")
+    return index, count
+
+
+def take_shard(paths, index, count):
+    """The files whose name hashes to `index`: every file lands in exactly one shard.
+
+    The hash depends on the file name alone, not on listing order or mount point, so pods that see
+    the folder at different paths, or list it at different moments, still agree.
+    """
+    return [path for path in paths if zlib.crc32(os.fsencode(os.path.basename(path))) % count == index]
+
+
+def decoder_pool(workers):
+    """`workers` processes that decode images, or a null context for decoding here (workers=0).
+
+    Create it before the onnxruntime session: on Linux the workers are forked, which starts them in
+    milliseconds without re-importing anything, but forking is only safe before onnxruntime starts its
+    threads (a forked child can inherit a lock that another thread held). A worker that dies, say
+    killed for memory, raises BrokenProcessPool instead of hanging the batch.
+    """
+    if workers == 0:
+        return nullcontext()
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    list(pool.map(abs, range(workers)))  # start every worker now, not lazily after the session
+    return pool
+
+
+def _ignore_interrupts():
+    # Ctrl-C reaches the whole process group; only the parent should handle it (and stop the pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize="mnist", top_k=3):
+    """Yield one row per path, in the order of `paths`, however many processes decode them."""
+    decode = partial(image_io.decode, invert=invert, resize=resize)
+    # Executor.map submits a whole batch at once and yields its results in submission order.
+    decode_batch = partial(pool.map, chunksize=max(1, batch_size // 8)) if pool else map
+    pending = deque()
+    for start in range(0, len(paths), batch_size):
+        batch = paths[start : start + batch_size]
+        pending.append((batch, decode_batch(decode, batch)))
+        if len(pending) > PREFETCH:
+            yield from _infer(predictor, *pending.popleft(), top_k)
+    while pending:
+        yield from _infer(predictor, *pending.popleft(), top_k)
+
+
+def _infer(predictor, batch, decoded, top_k):
+    decoded = list(decoded)
+    good = [pixels for pixels, _ in decoded if pixels is not None]
+    probabilities = predictor.run(np.stack(good)) if good else np.zeros((0, len(predictor.labels)))
+    ranked = iter(zip(np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k], probabilities))
+    for path, (pixels, error) in zip(batch, decoded):
+        if pixels is None:
+            yield {"path": path, "top_k": [], "status": "error", "error": error}
+            continue
+        order, row = next(ranked)
+        top = [(int(label), predictor.labels[label], float(row[label])) for label in order]
+        label, name, probability = top[0]
+        yield {
+            "path": path,
+            "label": label,
+            "class_name": name,
+            "probability": probability,
+            "top_k": top,
+            "status": "ok",
+            "error": "",
+        }
+
+
+def output_format(path):
+    suffix = os.path.splitext(str(path))[1].lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"--out must end in .csv or .jsonl, got {path}")
+    return FORMATS[suffix]
+
+
+@contextmanager
+def atomic_writer(path):
+    """Yield a write(row) function; `path` appears only once complete, so it is never half written."""
+    path = os.path.abspath(path)
+    encode = _csv_writer if output_format(path) == "csv" else _jsonl_writer
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".predictions-")
+    try:
+        with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as file:
+            yield encode(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; predictions are meant to be shared
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _csv_writer(file):
+    writer = csv.DictWriter(file, COLUMNS)
+    writer.writeheader()
+
+    def write(row):
+        top = " ".join(f"{label}:{probability:.6f}" for label, _, probability in row["top_k"])
+        probability = row.get("probability")
+        writer.writerow(
+            {**row, "top_k": top, "probability": "" if probability is None else f"{probability:.6f}"}
+        )
+
+    return write
+
+
+def _jsonl_writer(file):
+    def write(row):
+        top = [
+            {"label": label, "class_name": name, "probability": round(p, 6)}
+            for label, name, p in row["top_k"]
+        ]
+        probability = row.get("probability")
+        rounded = None if probability is None else round(probability, 6)
+        record = {**dict.fromkeys(COLUMNS), **row, "probability": rounded, "top_k": top}
+        file.write(json.dumps(record) + "\n")
+
+    return write
+
+
+@dataclass
+class Summary:
+    files: int
+    output: str
+    succeeded: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    histogram: Counter = field(default_factory=Counter)  # class name -> files predicted as it
+
+    @property
+    def images_per_second(self):
+        return self.files / self.seconds if self.seconds else 0.0
+
+    def as_dict(self):
+        return {
+            "files": self.files,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 1),
+            "histogram": dict(self.histogram),
+            "output": self.output,
+        }
+
+
+def run(predictor, paths, out, on_row=None, **options):
+    """Predict `paths` into the file `out` and return the summary; options go to predict_files."""
+    summary = Summary(len(paths), os.path.abspath(out), histogram=Counter(dict.fromkeys(predictor.labels, 0)))
+    start = time.perf_counter()
+    with atomic_writer(out) as write:
+        for row in predict_files(predictor, paths, **options):
+            write(row)
+            if row["status"] == "ok":
+                summary.succeeded += 1
+                summary.histogram[row["class_name"]] += 1
+            else:
+                summary.failed += 1
+            if on_row:
+                on_row(row)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,299 @@
+"""`mnist-predict IMAGES ...` and `mnist-predict check ...`: output, order, sharding, exit codes."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import typer
+from mnist_predict.cli import app
+from PIL import Image
+from predict_fixtures import (  # noqa: F401
+    LABELS,
+    build_model,
+    digit_folder,
+    export_dir,
+    fresh_export,
+    glyphs,
+    model_path,
+    read_rows,
+    run_cli,
+    template_weights,
+    write_export,
+)
+from typer.testing import CliRunner
+
+
+def expected_label(path):
+    return int(os.path.splitext(path)[0][-1])  # digits/NN-D.png
+
+
+def test_predicts_a_folder_into_sorted_csv_rows(tmp_path, digit_folder, model_path, run_cli):
+    out = tmp_path / "out" / "predictions.csv"
+    result = run_cli(digit_folder, "--model", model_path, "--out", out)
+    assert result.code == 0, result.err
+    rows = read_rows(out)
+    assert [row["path"] for row in rows] == sorted(str(path) for path in digit_folder.iterdir())
+    for row in rows:
+        label = expected_label(row["path"])
+        assert row["label"] == str(label) and row["class_name"] == LABELS[label]
+        assert float(row["probability"]) > 0.9 and row["status"] == "ok" and row["error"] == ""
+        top = row["top_k"].split()
+        assert len(top) == 3 and top[0].startswith(f"{label}:")
+    for words in ("files", "succeeded", "failed", "images/s", "predicted labels", "three"):
+        assert words in result.out
+    assert os.listdir(out.parent) == ["predictions.csv"]  # the temporary file was renamed, not left
+
+
+def test_jsonl_rows_top_k_and_json_summary(tmp_path, digit_folder, model_path, run_cli):
+    out = tmp_path / "rows.jsonl"
+    result = run_cli(digit_folder, "-m", model_path, "--out", out, "--top-k", "2", "--json")
+    assert result.code == 0
+    summary = json.loads(result.out)
+    assert summary["files"] == summary["succeeded"] == 30 and summary["failed"] == 0
+    assert summary["histogram"] == {name: 3 for name in LABELS}
+    assert summary["images_per_second"] > 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 30 and all(len(row["top_k"]) == 2 for row in rows)
+    assert rows[0]["top_k"][0] == {"label": 0, "class_name": "zero", "probability": rows[0]["probability"]}
+
+
+def test_output_order_is_the_same_for_any_number_of_workers(tmp_path, digit_folder, model_path, run_cli):
+    outputs = []
+    for workers in (0, 1, 2):
+        outputs.append(tmp_path / f"workers-{workers}.csv")
+        args = ("--workers", workers, "--batch-size", 4, "--out", outputs[-1])
+        assert run_cli(digit_folder, "--model", model_path, *args).code == 0
+    assert outputs[0].read_bytes() == outputs[1].read_bytes() == outputs[2].read_bytes()
+
+
+def test_shards_are_complete_and_disjoint(tmp_path, digit_folder, model_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shards = []
+    for index in range(3):
+        assert run_cli(digit_folder, "--model", model_path, "--shard", f"{index}/3").code == 0
+        shards.append({row["path"] for row in read_rows(f"predictions.shard-{index}-of-3.csv")})
+    assert sum(len(shard) for shard in shards) == 30
+    assert set.union(*shards) == {str(path) for path in digit_folder.iterdir()}
+    assert all(shards)  # 30 files over 3 shards: none is empty
+    # The same shard again, from a copy at another path, gets the same files: names decide.
+    copy = shutil.copytree(digit_folder, tmp_path / "elsewhere")
+    run_cli(copy, "--model", model_path, "--shard", "1/3", "--out", "again.csv")
+    assert {os.path.basename(row["path"]) for row in read_rows("again.csv")} == {
+        os.path.basename(path) for path in shards[1]
+    }
+
+
+@pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "-1/2", "0/0"])
+def test_bad_shard_is_a_usage_error(digit_folder, model_path, run_cli, shard):
+    result = run_cli(digit_folder, "--model", model_path, "--shard", shard)
+    assert result.code == 2 and "--shard" in result.err
+
+
+def test_single_file_glob_and_recursive(tmp_path, digit_folder, model_path, run_cli):
+    nested = digit_folder / "more"
+    nested.mkdir()
+    shutil.copy(digit_folder / "03-3.png", nested / "extra-3.png")
+    (digit_folder / "readme.txt").write_text("not an image, and skipped: wrong suffix")
+    (digit_folder / ".hidden.png").write_text("hidden files are skipped")
+    out = tmp_path / "p.csv"
+    cases = [
+        ((digit_folder / "04-4.png",), 1),
+        ((str(digit_folder / "1*.png"),), 10),
+        ((digit_folder,), 30),
+        ((digit_folder, "--recursive"), 31),
+        ((str(digit_folder / "**" / "*-3.png"), "--recursive"), 4),
+    ]
+    for args, count in cases:
+        assert run_cli(*args, "--model", model_path, "--out", out).code == 0, args
+        assert len(read_rows(out)) == count, args
+
+
+@pytest.mark.parametrize("images", ["nothing-here-*.png", "missing-folder"])
+def test_no_files_matched_is_a_usage_error(tmp_path, model_path, run_cli, images):
+    result = run_cli(tmp_path / images, "--model", model_path)
+    assert result.code == 2 and "no files matched" in result.err
+
+
+def test_empty_folder_is_a_usage_error(tmp_path, model_path, run_cli):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(tmp_path / "empty", "--model", model_path)
+    assert result.code == 2 and "--recursive" in result.err
+
+
+def test_unsupported_output_suffix_is_a_usage_error(tmp_path, digit_folder, model_path, run_cli):
+    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.txt")
+    assert result.code == 2 and ".csv or .jsonl" in result.err
+
+
+def one_line_error(result, code=2):
+    lines = result.err.strip().splitlines()
+    return (
+        result.code == code
+        and len(lines) == 1
+        and lines[0].startswith("error:")
+        and "Traceback" not in result.err
+    )
+
+
+def test_manifest_mismatch_is_refused(tmp_path, digit_folder, fresh_export, run_cli):
+    manifest = json.loads((fresh_export / "manifest.json").read_text())
+    manifest["files"]["model.onnx"]["sha256"] = "0" * 64
+    (fresh_export / "manifest.json").write_text(json.dumps(manifest))
+    result = run_cli(digit_folder, "--model", fresh_export / "model.onnx", "--out", tmp_path / "p.csv")
+    assert one_line_error(result) and "sha256" in result.err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_model_edited_after_export_is_refused(digit_folder, fresh_export, run_cli):
+    with open(fresh_export / "model.onnx", "ab") as model:
+        model.write(b"\0")
+    assert "does not match manifest.json" in run_cli(digit_folder, "--model", fresh_export / "model.onnx").err
+
+
+def test_missing_non_onnx_and_wrong_shape_models_are_usage_errors(tmp_path, digit_folder, run_cli):
+    (tmp_path / "text.onnx").write_text("not a protobuf")
+    weights, bias = np.zeros((784, 10)), np.zeros(10)
+    build_model(tmp_path / "flat.onnx", weights, bias, input_shape=("N", 784))
+    build_model(tmp_path / "channels.onnx", weights, bias, input_shape=("N", 28, 28, 1))
+    cases = {
+        "missing.onnx": "model not found",
+        "text.onnx": "not a loadable ONNX model",
+        "flat.onnx": "must be (N, 28, 28)",
+        "channels.onnx": "must be (N, 28, 28)",
+    }
+    for name, words in cases.items():
+        result = run_cli(digit_folder, "--model", tmp_path / name)
+        assert one_line_error(result) and words in result.err, (name, result.err)
+
+
+def test_bad_option_is_a_one_line_usage_error(digit_folder, model_path, run_cli):
+    assert one_line_error(run_cli(digit_folder, "--model", model_path, "--invert", "sometimes"))
+    assert one_line_error(run_cli(digit_folder, "--model", model_path, "--batch-size", "0"))
+    assert one_line_error(run_cli(digit_folder))  # --model is required
+
+
+def test_some_failed_files_exit_3(tmp_path, digit_folder, model_path, run_cli):
+    (digit_folder / "99-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
+    assert result.code == 3
+    assert json.loads(result.out)["failed"] == 1
+    assert read_rows(tmp_path / "p.csv")[-1]["status"] == "error"
+
+
+def test_labels_default_to_digits_without_metadata(tmp_path, glyphs, digit_folder, run_cli):
+    weights, bias = template_weights(glyphs)
+    build_model(tmp_path / "plain.onnx", weights, bias, labels=None)
+    assert run_cli(digit_folder, "--model", tmp_path / "plain.onnx", "--out", tmp_path / "p.csv").code == 0
+    assert {row["class_name"] for row in read_rows(tmp_path / "p.csv")} == {str(d) for d in range(10)}
+
+
+def test_help_documents_exit_codes(run_cli):
+    for args in ((), ("predict",), ("check",)):
+        result = run_cli(*args, "--help")
+        text = " ".join(result.out.split())  # Rich wraps the epilog
+        assert result.code == 0
+        assert "Exit codes: 0" in text and "2 usage error" in text and "3 some files failed" in text
+    assert "decompression bombs" in " ".join(run_cli("predict", "--help").out.split())
+
+
+def test_check_passes_on_the_export(export_dir, run_cli):
+    result = run_cli("check", "--model", export_dir / "model.onnx")
+    assert result.code == 0, result.err
+    for words in ("max abs diff", "argmax agreement", "atol 1e-05", "min 0.99", "passed"):
+        assert words in result.out
+    parity = json.loads(run_cli("check", "--model", export_dir / "model.onnx", "--json").out)
+    assert parity["passed"] and parity["argmax_agreement"] == 1.0 and parity["accuracy"] == 1.0
+
+
+def perturbed(tmp_path, export_dir, glyphs, name, shift):
+    """A copy of the model with one bias moved, beside the original's parity.npz and no manifest."""
+    directory = tmp_path / name
+    directory.mkdir(parents=True)
+    shutil.copy(export_dir / "parity.npz", directory)
+    weights, bias = template_weights(glyphs)
+    build_model(directory / name, weights, bias + np.eye(10)[0] * shift)
+    return directory / name
+
+
+def test_check_fails_on_a_perturbed_model(tmp_path, export_dir, glyphs, run_cli):
+    model = perturbed(tmp_path, export_dir, glyphs, "model.onnx", shift=0.01)
+    result = run_cli("check", "--model", model, "--json")
+    assert result.code == 1
+    assert json.loads(result.out)["max_abs_diff"] > 1e-5
+    assert run_cli("check", "--model", model, "--atol", "0.1").code == 0
+
+
+def test_int8_models_are_judged_by_argmax_agreement(tmp_path, export_dir, glyphs, run_cli):
+    close = perturbed(tmp_path, export_dir, glyphs, "model.int8.onnx", shift=0.01)
+    result = run_cli("check", "--model", close)
+    assert result.code == 0 and "applies" in result.out  # diff above atol, argmax unchanged
+    far = perturbed(tmp_path / "far", export_dir, glyphs, "model.int8.onnx", shift=1000)
+    assert run_cli("check", "--model", far).code == 1  # everything is now predicted "zero"
+    assert run_cli("check", "--model", far, "--min-agreement", "0.05").code == 0
+
+
+def test_check_without_reference_is_a_usage_error(tmp_path, glyphs, run_cli):
+    model = write_export(tmp_path / "export", glyphs)
+    (tmp_path / "export" / "parity.npz").unlink()
+    result = run_cli("check", "--model", model)
+    assert one_line_error(result) and "reference not found" in result.err
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    assert (
+        "not a parity reference"
+        in run_cli("check", "--model", model, "--reference", tmp_path / "junk.npz").err
+    )
+
+
+def test_app_mounts_as_a_subcommand(tmp_path, digit_folder, export_dir):
+    """How job/cli.py exposes it: `mnist-job predict IMAGES ...` and `mnist-job predict check ...`."""
+    parent = typer.Typer()
+
+    @parent.command()
+    def train():
+        """Stands in for mnist-job's own commands."""
+
+    parent.add_typer(app, name="predict")
+    runner = CliRunner()
+    model = str(export_dir / "model.onnx")
+    result = runner.invoke(
+        parent, ["predict", str(digit_folder), "--model", model, "--out", str(tmp_path / "p.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(read_rows(tmp_path / "p.csv")) == 30
+    assert runner.invoke(parent, ["predict", "check", "--model", model]).exit_code == 0
+    assert "Exit codes" in runner.invoke(parent, ["predict", "--help"]).output
+
+
+def test_a_folder_named_check_is_still_checked_by_the_check_command(
+    tmp_path, model_path, run_cli, monkeypatch
+):
+    # `check` is reserved for the command; a folder of that name is reached as ./check
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "check").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / "check" / "blank.png")
+    assert run_cli("./check", "--model", model_path).code == 0
+
+
+def _die(path, **options):
+    os._exit(1)  # a decoder crash, or the OOM killer, in a worker process
+
+
+def test_a_dead_decode_worker_fails_the_run_instead_of_hanging(
+    tmp_path, digit_folder, model_path, run_cli, monkeypatch
+):
+    from mnist_predict import images
+
+    monkeypatch.setattr(images, "decode", _die)  # the forked workers inherit the patch
+    result = run_cli(
+        digit_folder, "--model", model_path, "--workers", 1, "--batch-size", 4, "--out", tmp_path / "p.csv"
+    )
+    assert one_line_error(result, code=1) and "decode worker died" in result.err
+    assert not (tmp_path / "p.csv").exists() and os.listdir(tmp_path) == ["digits"]
+
+
+def test_unwritable_output_is_a_one_line_error(tmp_path, digit_folder, model_path, run_cli):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "file" / "p.csv")
+    assert one_line_error(result, code=1) and "cannot write" in result.err

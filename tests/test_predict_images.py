@@ -1,0 +1,198 @@
+"""Decoding: every format, mode and size the predictor accepts, inversion, and each kind of bad file."""
+
+import os
+
+import numpy as np
+import pytest
+from mnist_predict import Predictor, images
+from PIL import Image
+from predict_fixtures import export_dir, glyphs, model_path, read_rows, render, run_cli  # noqa: F401
+
+
+def in_mode(glyph, mode):
+    """A white-on-black glyph as a Pillow image in `mode`, keeping the content meaningful."""
+    if mode == "1":
+        return Image.fromarray(glyph > 100)
+    if mode == "I;16":
+        return Image.fromarray(glyph.astype(np.uint16) * 257)  # full 16-bit range
+    if mode == "I":
+        return Image.fromarray(glyph.astype(np.int32) * 257)
+    if mode == "LA":  # black ink drawn through alpha on a transparent canvas
+        return Image.merge("LA", [Image.new("L", glyph.shape[::-1], 0), Image.fromarray(glyph)])
+    if mode == "RGBA":  # white ink on a transparent canvas
+        return Image.merge("RGBA", [Image.new("L", glyph.shape[::-1], 255)] * 3 + [Image.fromarray(glyph)])
+    tinted = np.stack([glyph, glyph * 0.8, glyph * 0.6], axis=-1).astype(np.uint8)  # amber ink
+    if mode == "P":
+        return Image.fromarray(tinted).quantize(64)
+    return Image.fromarray(tinted if mode == "RGB" else glyph)
+
+
+# (format, mode written, mode Pillow reads back): every format, and every mode in a format that keeps it.
+CASES = [
+    ("png", "L", "L"),
+    ("png", "LA", "LA"),
+    ("png", "RGB", "RGB"),
+    ("png", "RGBA", "RGBA"),
+    ("png", "P", "P"),
+    ("png", "1", "1"),
+    ("png", "I;16", "I;16"),
+    ("tiff", "L", "L"),
+    ("tiff", "LA", "LA"),
+    ("tiff", "RGB", "RGB"),
+    ("tiff", "RGBA", "RGBA"),
+    ("tiff", "P", "P"),
+    ("tiff", "1", "1"),
+    ("tiff", "I;16", "I;16"),
+    ("tiff", "I", "I"),
+    ("jpeg", "L", "L"),
+    ("jpeg", "RGB", "RGB"),
+    ("bmp", "L", "L"),
+    ("bmp", "RGB", "RGB"),
+    ("bmp", "P", "P"),
+    ("bmp", "1", "1"),
+    ("gif", "P", "P"),
+    ("webp", "RGB", "RGB"),
+    ("webp", "RGBA", "RGBA"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "mode", "read_mode"), CASES, ids=[f"{f}-{m}" for f, m, _ in CASES])
+def test_every_format_and_mode_is_recognised(tmp_path, glyphs, model_path, fmt, mode, read_mode):
+    digit = CASES.index((fmt, mode, read_mode)) % 10
+    path = tmp_path / f"digit.{fmt}"
+    in_mode(glyphs[digit], mode).save(path, **({"lossless": True} if fmt == "webp" else {}))
+    with Image.open(path) as image:
+        assert image.mode == read_mode  # the test really exercises this mode
+    pixels = images.load(path)
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    if mode in ("L", "LA", "RGBA", "I;16", "I") and fmt != "jpeg":  # the others are tinted or lossy
+        np.testing.assert_allclose(pixels, glyphs[digit], atol=2)
+    assert Predictor(model_path).predict([path]).labels.tolist() == [digit]
+
+
+def test_cases_cover_every_required_format_and_mode():
+    assert {fmt for fmt, _, _ in CASES} >= {"png", "jpeg", "bmp", "gif", "tiff", "webp"}
+    assert {read for _, _, read in CASES} >= {"L", "LA", "RGB", "RGBA", "P", "1", "I;16", "I"}
+
+
+def test_gif_uses_its_first_frame(tmp_path, glyphs, model_path):
+    frames = [Image.fromarray(glyphs[3]), Image.fromarray(glyphs[5])]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert Predictor(model_path).predict(tmp_path / "anim.gif").labels.tolist() == [3]
+
+
+def test_sixteen_bit_values_are_scaled_not_clipped(glyphs):
+    half = Image.fromarray(glyphs[8].astype(np.uint16) * 128)  # a dim 16-bit image: max 32640
+    np.testing.assert_allclose(images.to_grayscale(half), glyphs[8] * 128.0 / 257, atol=1)
+
+
+def test_transparent_palette_is_composited(tmp_path, glyphs):
+    image = Image.fromarray(glyphs[2]).convert("P")
+    image.info["transparency"] = 0  # black, the background, becomes transparent
+    image.save(tmp_path / "clear.png")
+    np.testing.assert_allclose(images.load(tmp_path / "clear.png"), glyphs[2], atol=2)
+
+
+@pytest.mark.parametrize("size", [(300, 200), (160, 72), (72, 120)])
+def test_bigger_and_non_square_images_are_normalised_like_mnist(tmp_path, model_path, size):
+    paths = []
+    for digit in range(10):
+        paths.append(tmp_path / f"{digit}.png")
+        Image.fromarray(render(digit, size, offset=(size[0] // 10, 0), font_size=int(min(size) * 0.8))).save(
+            paths[-1]
+        )
+    assert Predictor(model_path).predict(paths).labels.tolist() == list(range(10))
+
+
+def test_mnist_normalisation_fits_20x20_and_centres_by_mass():
+    wide = np.zeros((50, 200), np.uint8)
+    wide[10:30, 20:180] = 255  # a bar far from the centre
+    pixels = images.mnist_normalize(wide)
+    rows, cols = np.nonzero(pixels > 64)
+    assert cols.max() - cols.min() + 1 <= 20 and rows.max() - rows.min() + 1 <= 20
+    mass = pixels.astype(float) / pixels.sum()
+    centre = (mass.sum(axis=1) @ np.arange(28), mass.sum(axis=0) @ np.arange(28))
+    np.testing.assert_allclose(centre, (13.5, 13.5), atol=0.6)
+
+
+def test_blank_and_single_pixel_images_do_not_break_normalisation():
+    assert not images.mnist_normalize(np.zeros((40, 30), np.uint8)).any()
+    dot = np.zeros((40, 30), np.uint8)
+    dot[5, 7] = 200
+    assert images.mnist_normalize(dot).max() > 0
+
+
+def test_stretch_and_none(tmp_path, glyphs, model_path):
+    stretched = Image.fromarray(glyphs[6]).resize((56, 84), Image.Resampling.BILINEAR)
+    stretched.save(tmp_path / "tall.png")
+    assert Predictor(model_path).predict([tmp_path / "tall.png"], resize="stretch").labels.tolist() == [6]
+    assert images.load(tmp_path / "tall.png", resize="stretch").shape == (28, 28)
+    with pytest.raises(ValueError, match="56x84, not 28x28"):
+        images.load(tmp_path / "tall.png", resize="none")
+    Image.fromarray(glyphs[6]).save(tmp_path / "exact.png")
+    np.testing.assert_array_equal(images.load(tmp_path / "exact.png", resize="none"), glyphs[6])
+
+
+def test_dark_digits_on_light_background_are_inverted(tmp_path, glyphs, model_path):
+    paper = tmp_path / "paper.png"
+    Image.fromarray(255 - glyphs[7]).save(paper)
+    Image.fromarray(255 - render(4)).save(tmp_path / "big-paper.png")
+    np.testing.assert_array_equal(images.load(paper), glyphs[7])
+    np.testing.assert_array_equal(images.load(paper, invert="never"), 255 - glyphs[7])
+    np.testing.assert_array_equal(images.load(tmp_path / "big-paper.png"), images.prepare(render(4)))
+    result = Predictor(model_path).predict([paper, tmp_path / "big-paper.png"])
+    assert result.labels.tolist() == [7, 4]
+
+
+def test_invert_always_inverts_white_on_black(tmp_path, glyphs):
+    Image.fromarray(glyphs[1]).save(tmp_path / "one.png")
+    np.testing.assert_array_equal(images.load(tmp_path / "one.png", invert="always"), 255 - glyphs[1])
+
+
+def bad_files(folder):
+    """Write one file of each bad kind; returns {name: expected words in the reason}."""
+    good = folder / "good.png"
+    Image.fromarray(render(3)).save(good)
+    data = good.read_bytes()
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    flipped = bytes(byte ^ 0xFF for byte in data[60:200])  # inside the compressed pixels
+    (folder / "corrupt.png").write_bytes(data[:60] + flipped + data[200:])
+    (folder / "notes.png").write_text("these are not pixels\n")
+    (folder / "missing.png").symlink_to(folder / "does-not-exist.png")
+    Image.new("1", (5000, 5000)).save(folder / "bomb.png")  # 25M pixels, a few kB on disk
+    expected = {
+        "empty.png": "empty file",
+        "truncated.png": "truncated or corrupt",
+        "corrupt.png": "broken data stream",
+        "notes.png": "not an image",
+        "missing.png": "No such file",
+        "bomb.png": "decompression bomb",
+    }
+    if os.geteuid() != 0:  # root reads files whatever their permissions
+        locked = folder / "locked.png"
+        locked.write_bytes(data)
+        locked.chmod(0)
+        expected["locked.png"] = "Permission denied"
+    return expected
+
+
+def test_each_bad_file_has_a_one_line_reason(tmp_path):
+    for name, words in bad_files(tmp_path).items():
+        pixels, reason = images.decode(tmp_path / name)
+        assert pixels is None and words in reason and "\n" not in reason, name
+    assert images.decode(tmp_path / "good.png")[1] is None
+
+
+def test_bad_files_become_error_rows_and_the_batch_finishes(tmp_path, model_path, run_cli):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    expected = bad_files(folder)
+    result = run_cli(folder, "--model", model_path, "--out", tmp_path / "out.csv", "--batch-size", "3")
+    assert result.code == 3
+    rows = {os.path.basename(row["path"]): row for row in read_rows(tmp_path / "out.csv")}
+    assert rows.pop("good.png")["label"] == "3"
+    assert set(rows) == set(expected)
+    for name, row in rows.items():
+        assert row["status"] == "error" and expected[name] in row["error"], row
+        assert row["label"] == row["probability"] == ""
