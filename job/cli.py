@@ -52,20 +52,24 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print machine-rea
 
     rows = [{"name": s.name, "params": count_params(s.name), "optimizer": s.optimizer,
              "learning_rate": s.learning_rate, "schedule": s.schedule, "batch_size": s.batch_size,
-             "epochs": s.epochs, "augment": s.augment, "source": s.source} for s in ZOO.values()]
+             "epochs": s.epochs, "min_samples": s.min_samples, "augment": s.augment, "source": s.source, "notes": s.notes}
+            for s in ZOO.values()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="mnist-job model zoo (override any default from `train`)")
-    for column in ("name", "params", "optimizer", "lr", "schedule", "batch", "epochs", "source"):
-        table.add_column(column, justify="right" if column in ("params", "lr", "batch", "epochs") else "left")
+    table = Table(title="mnist-job model zoo (override any default from `train`)",
+                  caption="epochs N+: more on small datasets, until training has seen 160k samples")
+    for column in ("name", "params", "optimizer", "learning rate", "batch", "epochs", "source"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("params", "batch", "epochs") else "left")
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", r["optimizer"], f"{r['learning_rate']:g}", r["schedule"],
-                      str(r["batch_size"]), str(r["epochs"]), r["source"])
-    Console().print(table)
+        schedule = "" if r["schedule"] == "constant" else f" ({r['schedule']})"
+        table.add_row(r["name"], f"{r['params']:,}", r["optimizer"], f"{r['learning_rate']:g}{schedule}",
+                      str(r["batch_size"]), f"{r['epochs']}+" if r["min_samples"] else str(r["epochs"]),
+                      r["source"])
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 @app.command()

@@ -17,7 +17,7 @@ import numpy as np
 
 from job.data import load_dataset
 from job.errors import JobError
-from job.models import get_spec
+from job.models import default_epochs, get_spec
 from job.plots import pyplot, save
 from job.training import (TrainConfig, compiled_model, make_dataset, read_history, resolve, seed_everything,
                           train, write_json)
@@ -38,6 +38,7 @@ def cross_validate(cfg, folds=5):
     order = np.random.default_rng(cfg.seed).permutation(len(data.x_train))
     if cfg.max_train_samples:
         order = order[:cfg.max_train_samples]
+    cfg.epochs = cfg.epochs or default_epochs(spec, len(order) * (folds - 1) // folds)
     accuracies = []
     for k, held in enumerate(np.array_split(order, folds)):
         fit_idx = np.setdiff1d(order, held)

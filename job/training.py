@@ -23,7 +23,7 @@ import numpy as np
 
 from job.data import load_dataset, split_validation
 from job.errors import Interrupted, JobError
-from job.models import build_model, get_spec, make_optimizer
+from job.models import build_model, default_epochs, get_spec, make_optimizer
 
 
 @dataclass
@@ -52,12 +52,11 @@ class TrainConfig:
 def resolve(cfg):
     """Fill zoo defaults and check every argument before any heavy work starts."""
     spec = get_spec(cfg.model)
-    cfg.epochs = spec.epochs if cfg.epochs is None else cfg.epochs
     cfg.batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
     cfg.optimizer = spec.optimizer if cfg.optimizer is None else cfg.optimizer
     cfg.learning_rate = spec.learning_rate if cfg.learning_rate is None else cfg.learning_rate
     cfg.augment = spec.augment if cfg.augment is None else cfg.augment
-    if cfg.epochs <= 0:
+    if cfg.epochs is not None and cfg.epochs <= 0:
         raise JobError(f"--epochs must be a positive integer, got {cfg.epochs}")
     if cfg.batch_size <= 0:
         raise JobError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
@@ -204,6 +203,7 @@ def train(cfg):
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
     if cfg.max_train_samples:
         x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
+    cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
     train_ds = make_dataset(x_train, y_train, global_batch, cfg.seed, training=True, augment=cfg.augment)
     val_ds = make_dataset(x_val, y_val, global_batch, cfg.seed, training=False)
     steps_per_epoch = -(-len(x_train) // global_batch)
