@@ -19,8 +19,8 @@ from job.data import load_dataset
 from job.errors import JobError
 from job.models import default_epochs, get_spec
 from job.plots import pyplot, save
-from job.training import (TrainConfig, compiled_model, make_dataset, read_history, resolve, seed_everything,
-                          train, write_json)
+from job.training import (compiled_model, make_dataset, read_history, resolve, seed_everything, train,
+                          write_json)
 
 
 def stamp():

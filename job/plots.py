@@ -22,11 +22,12 @@ def plot_run(run_dir, x_test, y_test, predictions, probabilities, labels):
     plot_curves(read_history(Path(run_dir) / "history.csv"), out / "curves.png")
     plot_confusion(y_test, predictions, labels, out / "confusion.png")
     plot_grid(x_test[:25], y_test[:25], predictions[:25], probabilities[:25], labels,
-              "First 25 test images: true / predicted (wrong in red)", out / "predictions.png")
+              "First 25 test images: true → predicted (wrong in red)", out / "predictions.png")
     wrong = np.flatnonzero(predictions != y_test)
     worst = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:25]
     plot_grid(x_test[worst], y_test[worst], predictions[worst], probabilities[worst], labels,
-              f"Most confidently wrong ({len(wrong)} errors in {len(y_test)})", out / "confident_errors.png")
+              f"Most confidently wrong, true → predicted ({len(wrong)} errors in {len(y_test)})",
+              out / "confident_errors.png")
 
 
 def plot_curves(rows, path):
@@ -71,7 +72,7 @@ def plot_grid(images, y_true, y_pred, probabilities, labels, title, path):
             continue
         ax.imshow(images[k], cmap="gray", vmin=0, vmax=255)
         ok = y_true[k] == y_pred[k]
-        ax.set_title(f"{labels[y_true[k]]} / {labels[y_pred[k]]} ({probabilities[k].max():.0%})",
+        ax.set_title(f"{labels[y_true[k]]} → {labels[y_pred[k]]} ({probabilities[k].max():.0%})",
                      fontsize=8, color="black" if ok else "red")
     fig.suptitle(title)
     save(fig, path)

@@ -189,16 +189,13 @@ def train(cfg):
 
     from job import devices
 
-    device = devices.detect_devices()
-    print(f"device: {device['description']}", flush=True)
+    device = devices.detect_devices()  # logs the GPUs, or the CPU and its threads
     if cfg.mixed_precision:
         devices.set_mixed_precision(True)
     seed_everything(cfg.seed, cfg.deterministic)
     strategy = devices.make_strategy(cfg.strategy)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.batch_size * replicas
-    if replicas > 1:
-        print(f"strategy: {cfg.strategy}, {replicas} replicas, global batch {global_batch}", flush=True)
+    replicas = devices.replica_count(strategy)
+    global_batch = devices.scale_batch(cfg.batch_size, strategy)
 
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
     if cfg.max_train_samples:

