@@ -39,10 +39,12 @@ def median_time(fn, repeats=5, warmup=1, clock=time.perf_counter):
     return interleaved_medians({"fn": fn}, repeats, warmup, clock)["fn"]
 
 
-def interleaved_medians(fns, repeats=5, warmup=1, clock=time.perf_counter, self_timed=False):
+def interleaved_medians(fns, repeats=5, warmup=1, clock=time.perf_counter, self_timed=False, pause=0.0):
     """{name: median seconds} of each fn, timed in turns (a, b, a, b, ...) so that changes in the machine's
     load hit every variant alike. With self_timed, each fn returns its own seconds (e.g. one epoch timed
-    by a callback) instead of its call being timed."""
+    by a callback) instead of its call being timed. `pause` seconds of sleep after each call let thread
+    pools that spin after their work (TensorFlow's, onnxruntime's by default) go idle before the next
+    variant runs, so one variant's spinning is not billed to the next."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -52,6 +54,7 @@ def interleaved_medians(fns, repeats=5, warmup=1, clock=time.perf_counter, self_
             start = clock()
             own = fn()
             times[name].append(own if self_timed else clock() - start)
+            time.sleep(pause)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -63,6 +66,9 @@ def num(x):
 
 def target(what, measured, goal, higher=True, unit=""):
     """A target row: met, or MISSED and by how much of the goal (benchmarks report, they never fail)."""
+    if measured is None:
+        return {"target": what, "measured": "never", "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",
+                "met": False, "verdict": "MISSED (not reached)"}
     met = measured >= goal if higher else measured <= goal
     short = abs(measured - goal) / goal
     return {"target": what, "measured": num(measured) + unit, "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",
@@ -82,7 +88,7 @@ def parse_args(doc, **extra):
     for flag, kwargs in extra.items():
         parser.add_argument(flag, **kwargs)
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return parser.parse_args()
 
 
@@ -96,12 +102,11 @@ def bench_models(quick):
     return ("mnist-sample", None) if quick else ("fashion_mnist", FASHION)
 
 
-def exported_model(name, dataset, data=None, epochs=1):
-    """A run of `name` trained briefly, exported to ONNX with int8; cached in bench/results/models/.
-
-    Speed does not depend on accuracy, so one epoch is enough; the run's metrics.json still holds the
-    Keras test accuracy that a predictions file should reproduce."""
-    run_dir = RESULTS / "models" / f"{dataset}-{name}-e{epochs}"
+def exported_model(name, dataset, data=None, samples=10_000):
+    """A run of `name` trained for one epoch of at most `samples` images, exported to ONNX with int8;
+    cached in bench/results/models/. Speed does not depend on accuracy; the run's metrics.json still holds
+    the Keras test accuracy that a predictions file should reproduce."""
+    run_dir = RESULTS / "models" / f"{dataset}-{name}-{samples}"
     if (run_dir / "export" / "manifest.json").is_file():
         return run_dir
     import shutil
@@ -110,8 +115,9 @@ def exported_model(name, dataset, data=None, epochs=1):
     from job.training import TrainConfig, train
 
     shutil.rmtree(run_dir, ignore_errors=True)
-    print(f"training {name} on {dataset} for {epochs} epoch(s) and exporting it to {run_dir} ...", flush=True)
-    train(TrainConfig(model=name, dataset=dataset, data=data, epochs=epochs, out=str(run_dir), verbose=0))
+    print(f"training {name} on {dataset} briefly and exporting it to {run_dir} ...", flush=True)
+    train(TrainConfig(model=name, dataset=dataset, data=data, epochs=1, max_train_samples=samples,
+                      out=str(run_dir), verbose=0))
     export(ExportConfig(run_dir=str(run_dir), format="onnx", quantize="int8"), log=lambda *a, **k: None)
     return run_dir
 

@@ -10,6 +10,7 @@ A run directory holds model.keras, config.json, history.csv, metrics.json and pl
 
 import csv
 import json
+import logging
 import os
 import platform
 import shlex
@@ -24,6 +25,8 @@ import numpy as np
 from job.data import load_dataset, split_validation
 from job.errors import Interrupted, JobError
 from job.models import build_model, default_epochs, get_spec, make_optimizer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -192,6 +195,10 @@ def train(cfg):
     device = devices.detect_devices()  # logs the GPUs, or the CPU and its threads
     if cfg.mixed_precision:
         devices.set_mixed_precision(True)
+    if cfg.jit and cfg.deterministic:
+        # Keras silently drops jit_compile under op determinism (XLA has no deterministic MaxPool gradient).
+        log.warning("--jit: op determinism is off for this run, so the same seed may not repeat exactly")
+        cfg.deterministic = False
     seed_everything(cfg.seed, cfg.deterministic)
     strategy = devices.make_strategy(cfg.strategy)
     replicas = devices.replica_count(strategy)

@@ -1,0 +1,123 @@
+"""Time to accuracy: seconds for cnn-bn-aug to reach 91% on the Fashion-MNIST test set, against mnist-convnet.
+
+    .venv/bin/python bench/time_to_accuracy.py            # ~12 min on 2 quiet cores (the bulk of make bench)
+    .venv/bin/python bench/time_to_accuracy.py --quick    # ~1 min: 1 epoch on a subset, not comparable
+
+Each model trains with its zoo defaults exactly as `train()` does (same split, tf.data pipeline, compiled
+model, epochs, validation pass each epoch). A benchmark-only callback measures test accuracy every quarter
+epoch for cnn-bn-aug and every epoch for mnist-convnet until 91% is reached, then once more at the end.
+The clock starts before the pipeline and model are built (graph tracing counts) and leaves out the
+callback's own evaluation time. The same runs give each model's time and accuracy after its full schedule;
+then cnn-bn-aug on the bundled sample. Writes bench/results/time_to_accuracy.json.
+"""
+
+import tempfile
+import time
+
+import numpy as np
+
+from common import FASHION, header, num, parse_args, print_table, print_targets, target, write_results
+
+GOAL, GOAL_SECONDS, GOAL_FASHION, GOAL_SAMPLE = 0.91, 90, 0.935, 0.985
+QUICK = {"train": 3000, "test": 1000, "epochs": 1}
+
+
+def probe(x_test, y_test, steps, goal, clock_start, quarters=True):
+    """Callback: test accuracy every quarter epoch (or epoch end) until `goal`, then only after the last
+    epoch; the seconds it spends evaluating are left out of the clock."""
+    import keras
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.points, self.excluded, self.epoch = [], 0.0, 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if quarters and (batch + 1) % max(1, steps // 4) == 0 and batch + 1 < steps and not self.reached:
+                self.measure(self.epoch + (batch + 1) / steps)
+
+        def on_epoch_end(self, epoch, logs=None):  # after the validation pass, as a run experiences it
+            if not self.reached or epoch + 1 == self.params["epochs"]:
+                self.measure(epoch + 1.0)
+
+        @property
+        def reached(self):
+            return goal is not None and any(acc >= goal for _, _, acc in self.points)
+
+        def measure(self, epochs):
+            now = time.perf_counter()
+            probs = self.model.predict(x_test, batch_size=1024, verbose=0)
+            acc = float(np.mean(probs.argmax(axis=1) == y_test))
+            self.points.append((round(epochs, 3), round(now - clock_start - self.excluded, 2), round(acc, 4)))
+            self.excluded += time.perf_counter() - now
+
+    return Probe()
+
+
+def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train=None):
+    """Train `name` as train() does; returns its accuracy points [(epochs, seconds, test accuracy)]."""
+    from job.data import split_validation
+    from job.models import default_epochs
+    from job.training import TrainConfig, compiled_model, make_dataset, resolve, seed_everything
+
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out)
+        spec = resolve(cfg)
+    seed_everything(cfg.seed, cfg.deterministic)
+    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
+    x_train, y_train = x_train[:max_train], y_train[:max_train]
+    cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
+    start = time.perf_counter()
+    train_ds = make_dataset(x_train, y_train, cfg.batch_size, cfg.seed, training=True, augment=cfg.augment)
+    val_ds = make_dataset(x_val, y_val, cfg.batch_size, cfg.seed, training=False)
+    steps = -(-len(x_train) // cfg.batch_size)
+    model = compiled_model(cfg, spec, x_train, steps)
+    callback = probe(data.x_test.astype(np.float32), data.y_test, steps, goal, start, quarters)
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[callback], verbose=0, shuffle=False)
+    print(f"{name} on {data.name}: {cfg.epochs} epochs, {len(x_train):,} samples, "
+          f"{callback.points[-1][2]:.4f} in {callback.points[-1][1]:.0f} s", flush=True)
+    return {"model": name, "dataset": data.name, "epochs": cfg.epochs, "train_samples": len(x_train),
+            "points": callback.points, "seconds": callback.points[-1][1], "final_accuracy": callback.points[-1][2],
+            "seconds_to_goal": next((s for _, s, acc in callback.points if goal and acc >= goal), None),
+            "epochs_to_goal": next((e for e, _, acc in callback.points if goal and acc >= goal), None)}
+
+
+def main():
+    args = parse_args(__doc__)
+    header("time to accuracy", args.quick)
+    from job.data import load_dataset
+
+    fashion, sample = load_dataset("fashion_mnist", FASHION), load_dataset("mnist-sample")
+    limit = dict(epochs=QUICK["epochs"], max_train=QUICK["train"]) if args.quick else {}
+    if args.quick:
+        fashion.x_test, fashion.y_test = fashion.x_test[:QUICK["test"]], fashion.y_test[:QUICK["test"]]
+    runs = [timed_training("cnn-bn-aug", fashion, GOAL, quarters=True, **limit),
+            timed_training("mnist-convnet", fashion, GOAL, **limit),
+            timed_training("cnn-bn-aug", sample, **limit)]
+
+    best, convnet, on_sample = runs
+    print(f"\nTest accuracy over time (goal {GOAL:.0%}, checked every quarter epoch for cnn-bn-aug, every epoch "
+          f"for mnist-convnet)")
+    print_table(["model", "dataset", "epochs", "train s", "test acc", f"s to {GOAL:.0%}", f"epochs to {GOAL:.0%}"],
+                [[r["model"], r["dataset"], r["epochs"], num(r["seconds"]), f"{r['final_accuracy']:.4f}",
+                  num(r["seconds_to_goal"]) if r["seconds_to_goal"] else "-",
+                  r["epochs_to_goal"] or "-"] for r in runs])
+    targets = [target(f"cnn-bn-aug: seconds to {GOAL:.0%} on Fashion-MNIST test",
+                      best["seconds_to_goal"], GOAL_SECONDS, higher=False, unit=" s"),
+               target("cnn-bn-aug: Fashion-MNIST test accuracy, full schedule", 100 * best["final_accuracy"],
+                      100 * GOAL_FASHION, unit="%"),
+               target("cnn-bn-aug: mnist-sample test accuracy", 100 * on_sample["final_accuracy"],
+                      100 * GOAL_SAMPLE, unit="%")]
+    if convnet["seconds_to_goal"] and best["seconds_to_goal"]:
+        print(f"cnn-bn-aug reaches {GOAL:.0%} {convnet['seconds_to_goal'] / best['seconds_to_goal']:.1f}x sooner "
+              f"than mnist-convnet")
+    print()
+    print_targets(targets)
+    write_results("time_to_accuracy" + ("-quick" if args.quick else ""),
+                  {"quick": args.quick, "goal": GOAL, "runs": runs, "targets": targets})
+
+
+if __name__ == "__main__":
+    main()
