@@ -1,0 +1,312 @@
+"""`mnist-job export`: both real clients, the parity gate, int8, the manifest, atomic publish, error paths."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import BIN, error_line, run_cli
+
+from job import export as ex
+from job.data import load_dataset, split_validation
+from job.training import TrainConfig, train
+
+
+def tiny_run(path, model, data):
+    run_dir, _ = train(TrainConfig(model=model, dataset="mnist", data=str(data), epochs=1, max_train_samples=256,
+                                   batch_size=64, out=str(path), verbose=0))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, npz_path):
+    # cnn-bn-aug has everything a converter can trip on: Normalization constants, BatchNormalization,
+    # Dropout, and augmentation in its training pipeline.
+    return tiny_run(tmp_path_factory.mktemp("runs") / "cnn", "cnn-bn-aug", npz_path)
+
+
+@pytest.fixture(scope="session")
+def exported(run_dir):
+    """The real CLI, end to end: `mnist-job export RUN --format all --quantize int8 --json`."""
+    result = run_cli("export", run_dir, "--format", "all", "--quantize", "int8", "--json")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    return run_dir / "export", manifest
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def keras_probabilities(run_dir, x):
+    from job.training import load_keras_model
+
+    return np.asarray(load_keras_model(run_dir / "model.keras")(x, training=False))
+
+
+def test_export_writes_the_documented_layout(exported):
+    out, manifest = exported
+    for name in ("model.onnx", "model.int8.onnx", "savedmodel/1/saved_model.pb", "parity.npz", "manifest.json"):
+        assert (out / name).is_file(), name
+    assert manifest["out"] == str(out)
+    assert not list(out.parent.glob(".export.*")), "temporary or backup directories left behind"
+
+
+def test_savedmodel_with_tensorflows_own_cli(exported, tmp_path):
+    out, _ = exported
+    savedmodel = out / "savedmodel" / "1"
+    show = run_cli("show", "--dir", savedmodel, "--all", tool="saved_model_cli")
+    assert show.returncode == 0, show.stderr
+    signature = show.stdout.split("signature_def['serving_default']")[1]
+    assert "inputs['image']" in signature and "shape: (-1, 28, 28)" in signature
+    assert "outputs['probabilities']" in signature and "shape: (-1, 10)" in signature
+    assert "Random" not in show.stdout  # augmentation stays in the training pipeline
+    with np.load(out / "parity.npz") as ref:
+        rows = np.r_[0:5, -4:0]  # some test images and every edge case
+        x, expected = ref["inputs"][rows], ref["probabilities"][rows]
+    np.save(tmp_path / "x.npy", x)
+    run = run_cli("run", "--dir", savedmodel, "--tag_set", "serve", "--signature_def", "serving_default",
+                  "--inputs", f"image={tmp_path / 'x.npy'}", "--outdir", tmp_path / "out", tool="saved_model_cli")
+    assert run.returncode == 0, run.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "probabilities.npy"), expected, atol=1e-5)
+
+
+def test_onnx_in_onnxruntime_batch_1_and_1000(exported, run_dir):
+    out, _ = exported
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities"]
+    assert session.get_inputs()[0].shape == ["batch", 28, 28]
+    with np.load(out / "parity.npz") as ref:
+        x = np.resize(ref["inputs"], (1000, 28, 28))
+    expected = keras_probabilities(run_dir, x)
+    batch = session.run(["probabilities"], {"image": x})[0]
+    assert batch.shape == (1000, 10)
+    np.testing.assert_allclose(batch, expected, atol=1e-5)
+    one = session.run(["probabilities"], {"image": x[:1]})[0]
+    np.testing.assert_allclose(one, expected[:1], atol=1e-5)
+
+
+def test_onnx_checker_metadata_and_graph(exported, run_dir):
+    out, manifest = exported
+    model = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert {o.domain: o.version for o in model.opset_import}[""] == 17
+    ops = {node.op_type for node in model.graph.node}
+    assert not ops & set(ex.RANDOM_OPS) and not any(op.startswith("Random") for op in ops)
+    meta = {p.key: p.value for p in model.metadata_props}
+    config = json.loads((run_dir / "config.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(meta["labels"]) == config["labels"]
+    assert "0-255" in meta["input_description"] and "white" in meta["input_description"]
+    assert "28, 28" in meta["input_description"]
+    assert meta["model"] == "cnn-bn-aug"
+    assert float(meta["test_accuracy"]) == metrics["test_accuracy"]
+    assert set(json.loads(meta["versions"])) >= {"tensorflow", "keras", "tf2onnx", "onnx"}
+    assert meta["source_run"] == str(run_dir)
+
+
+def test_manifest_lists_every_file_with_checksums(exported):
+    out, manifest = exported
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == files
+    assert "savedmodel/1/saved_model.pb" in files
+    from mnist_predict.predictor import sha256
+
+    for name, entry in manifest["files"].items():
+        assert entry == {"sha256": sha256(out / name), "size": (out / name).stat().st_size}, name
+    assert manifest["input"] == {"name": "image", "dtype": "float32", "shape": [None, 28, 28],
+                                 "range": [0, 255], "polarity": "white-on-black"}
+    assert manifest["output"] == {"name": "probabilities", "dtype": "float32", "shape": [None, 10]}
+    assert manifest["labels"] == [str(d) for d in range(10)] and manifest["opset"] == 17
+    assert set(manifest["versions"]) >= {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"}
+    assert manifest["metrics"]["test_accuracy"] is not None
+    for name in ("onnx", "savedmodel"):
+        parity = manifest["parity"][name]
+        assert parity["passed"] and parity["max_abs_diff"] <= parity["atol"] == 1e-5
+    assert manifest["command"].startswith("mnist-job export ") and "--quantize int8" in manifest["command"]
+    assert manifest["export_seconds"] > 0
+    assert json.loads((out / "manifest.json").read_text()) == {k: v for k, v in manifest.items() if k != "out"}
+
+
+def test_parity_reference_and_the_edge_checker(exported):
+    out, _ = exported
+    with np.load(out / "parity.npz", allow_pickle=False) as ref:
+        inputs, probs, kinds, labels = ref["inputs"], ref["probabilities"], ref["kinds"], ref["labels"]
+    assert inputs.dtype == probs.dtype == np.float32 and labels.dtype == np.int64
+    assert inputs.shape == (len(kinds), 28, 28) and probs.shape == (len(kinds), 10)
+    assert (kinds == "test").sum() == 300  # the fixture's whole test set (1,000 when there are that many)
+    assert list(kinds[-4:]) == ["zeros", "full255", "noise", "noise"]
+    assert inputs[kinds == "zeros"].max() == 0 and inputs[kinds == "full255"].min() == 255
+    assert (labels[kinds == "test"] >= 0).all() and (labels[kinds != "test"] == -1).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # The TF-free edge predictor re-checks the shipped model against the shipped reference.
+    from mnist_predict.parity import check
+    from mnist_predict.predictor import Predictor
+
+    assert check(Predictor(out / "model.onnx")).passed
+
+
+def test_int8_is_static_qdq_per_channel_and_calibrated_on_training_images(exported, run_dir, npz_path):
+    out, manifest = exported
+    model = onnx.load(str(out / "model.int8.onnx"))
+    ops = [node.op_type for node in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops  # not dynamic quantization
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and scales.get(n.input[1]) is not
+                   None and scales[n.input[1]].size > 1]
+    assert per_channel, "no per-channel weight scales"
+    assert {p.key for p in model.metadata_props} >= {"labels", "model", "input_description"}
+    report = manifest["int8"]
+    assert report["file"] == "model.int8.onnx" and "model.int8.onnx" in manifest["files"]
+    assert report["size_int8"] == (out / "model.int8.onnx").stat().st_size
+    assert report["size_ratio"] < 0.5
+    for key in ("accuracy_fp32", "accuracy_int8", "accuracy_drop_pp", "argmax_agreement_vs_fp32",
+                "throughput_fp32", "throughput_int8", "speedup"):
+        assert isinstance(report[key], float), key
+    assert report["batch"] == 256 and set(report["met"]) == {"accuracy", "size", "speed"}
+    assert report["calibration"]["split"] == "train" and report["quantization"]["format"] == "QDQ"
+    assert manifest["parity"]["int8"]["gated"] is False
+    # The calibration images are rows of the run's training split, and none is a test image.
+    config = json.loads((run_dir / "config.json").read_text())
+    data = load_dataset(config["dataset"], config["data"])
+    images, source = ex.calibration_images(config, data)
+    assert len(images) == report["calibration"]["images"] and "training split" in source
+    x_train, _, x_val, _ = split_validation(data.x_train, data.y_train, config["val_split"], config["seed"])
+    train_rows = {row.tobytes() for row in x_train}
+    other_rows = {row.tobytes() for row in np.concatenate([x_val, data.x_test])}
+    calibration_rows = {row.astype(np.uint8).tobytes() for row in images}
+    assert calibration_rows <= train_rows and not calibration_rows & other_rows
+
+
+def test_dense_model_at_another_opset(tmp_path, npz_path):
+    run = tiny_run(tmp_path / "dense", "dense-512", npz_path)
+    out, manifest = ex.export(ex.ExportConfig(run_dir=str(run), format="onnx", opset=13, command="test"),
+                              log=lambda *a, **k: None)
+    model = onnx.load(str(out / "model.onnx"))
+    assert {o.domain: o.version for o in model.opset_import}[""] == 13
+    assert [i.name for i in model.graph.input] == ["image"]  # the same names at every opset and model
+    assert [o.name for o in model.graph.output] == ["probabilities"]
+    assert manifest["parity"]["onnx"]["passed"] and "savedmodel" not in manifest["parity"]
+    assert not (out / "savedmodel").exists() and manifest["int8"] is None
+
+
+def perturb(path, scale=1e-2):
+    """Nudge the largest weight tensor a little: a conversion bug in miniature."""
+    model = onnx.load(str(path))
+    weights = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    array = onnx.numpy_helper.to_array(weights)
+    weights.CopyFrom(onnx.numpy_helper.from_array(array + scale * np.abs(array).max(), weights.name))
+    onnx.save(model, str(path))
+
+
+def test_gate_detects_a_perturbed_model(exported, tmp_path):
+    out, _ = exported
+    shutil.copy(out / "model.onnx", tmp_path / "model.onnx")  # no manifest beside it: checked as it is
+    perturb(tmp_path / "model.onnx")
+    with np.load(out / "parity.npz") as ref:
+        reference = {key: ref[key] for key in ref.files}
+    parity = ex.check_onnx(tmp_path / "model.onnx", reference, atol=1e-5)
+    assert not parity.passed and parity.max_abs_diff > 1e-5
+
+
+def test_failed_gate_exits_1_and_publishes_nothing(exported, run_dir, tmp_path, monkeypatch, capsys):
+    from job.cli import main
+
+    previous = tmp_path / "export"
+    shutil.copytree(exported[0], previous)
+    before = snapshot(previous)
+    write_onnx = ex.write_onnx
+
+    def write_perturbed_onnx(model, path, *args):
+        write_onnx(model, path, *args)
+        perturb(path)
+
+    monkeypatch.setattr(ex, "write_onnx", write_perturbed_onnx)
+    monkeypatch.setattr(sys, "argv", ["mnist-job", "export", str(run_dir), "--out", str(previous)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert "worst cases" in stderr and "max abs diff" in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("mnist-job: error: parity failed: onnx max abs diff") and "nothing published" in last
+    assert snapshot(previous) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temp dir left either
+
+
+def test_killed_export_leaves_the_previous_one_untouched(exported, run_dir, tmp_path):
+    previous = tmp_path / "export"
+    shutil.copytree(exported[0], previous)
+    before = snapshot(previous)
+    proc = subprocess.Popen([str(BIN / "mnist-job"), "export", str(run_dir), "--out", str(previous)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".export.tmp-*/parity.npz")):  # midway: files are being written
+            assert proc.poll() is None, "export finished before it could be killed"
+            assert time.monotonic() < deadline, "export never started writing"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert list(tmp_path.glob(".export.tmp-*")), "the kill should have left a temp dir"
+    assert snapshot(previous) == before
+
+    # The next export cleans up after the dead one and publishes.
+    result = run_cli("export", run_dir, "--format", "onnx", "--out", previous)
+    assert result.returncode == 0, result.stderr
+    assert "parity against Keras" in result.stdout and "pass" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert not (previous / "savedmodel").exists()  # replaced as a whole, not merged
+
+
+def test_recover_restores_an_export_caught_between_renames(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a pid that no longer runs
+    out = tmp_path / "export"
+    backup = tmp_path / f".export.old-{dead.pid}"
+    backup.mkdir()
+    (backup / "model.onnx").write_bytes(b"previous")
+    (tmp_path / f".export.tmp-{dead.pid}-abc").mkdir()
+    ex.recover(out)
+    assert (out / "model.onnx").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+@pytest.fixture
+def corrupt_run(run_dir, tmp_path):
+    run = tmp_path / "corrupt"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export", "plots", "checkpoint.keras"))
+    model = (run / "model.keras").read_bytes()
+    (run / "model.keras").write_bytes(model[: len(model) // 2])
+    return run
+
+
+@pytest.mark.parametrize("case, args, expected", [
+    ("missing run", ["{tmp}/nope"], "no such run directory"),
+    ("corrupt model", ["{corrupt}"], "corrupt, not a complete .keras"),
+    ("unknown format", ["{run}", "--format", "tflite"], "unknown --format 'tflite'"),
+    ("unsupported opset", ["{run}", "--opset", "19"], "unsupported --opset 19: tf2onnx 13-18 works"),
+    ("old opset", ["{run}", "--opset", "9"], "unsupported --opset 9"),
+    ("unknown quantization", ["{run}", "--quantize", "fp16"], "unknown --quantize 'fp16'"),
+    ("int8 without onnx", ["{run}", "--format", "savedmodel", "--quantize", "int8"], "use --format onnx or all"),
+    ("bad atol", ["{run}", "--atol", "0"], "--atol must be positive"),
+    ("unwritable out", ["{run}", "--out", "{tmp}/a-file/export"], "not writable"),
+])
+def test_errors_are_one_line_with_exit_code_2(case, args, expected, run_dir, corrupt_run, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    args = [a.format(tmp=tmp_path, corrupt=corrupt_run, run=run_dir) for a in args]
+    result = run_cli("export", *args)
+    assert result.returncode == 2, (case, result.stderr)
+    line = error_line(result)
+    assert line.startswith("mnist-job: error: ") and expected in line, line
+    assert not list(corrupt_run.glob("export*")) and not list(corrupt_run.glob(".export*"))
