@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import device_line, print_table, write_results
+from common import RESULTS, device_line, print_table, write_results
 
 BIN = Path(sys.executable).parent
 
@@ -46,6 +46,10 @@ def main():
                      "train_seconds": summary["train_seconds"], "samples_per_second": summary["samples_per_second"],
                      "command": " ".join(["mnist-job", *cmd[1:]])})
         print(f"{name}: {summary['test_accuracy']:.4f} in {summary['train_seconds']:.1f} s", flush=True)
+    previous = RESULTS / f"zoo-{args.dataset}.json"
+    if args.models and previous.exists():  # a partial re-run replaces only its own rows
+        kept = [r for r in json.loads(previous.read_text())["rows"] if r["model"] not in names]
+        rows = sorted(kept + rows, key=lambda r: list(ZOO).index(r["model"]))
     print(f"\nZoo on {args.dataset} ({device_line()})")
     print_table(["model", "epochs", "test acc", "train s", "samples/s"],
                 [[r["model"], r["epochs"], f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
