@@ -225,7 +225,9 @@ def train(cfg):
     callbacks = [
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoint.keras")),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        # Keras writes the backup in place; a kill mid-write truncates it. The double checkpoint keeps the
+        # previous epoch's copy, which Keras falls back to when the latest one cannot be read.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         throughput,
     ]
     if cfg.tensorboard:
@@ -240,6 +242,11 @@ def train(cfg):
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
                   shuffle=False)  # tf.data already shuffles; this only silences Keras's warning
+    except OSError as e:
+        if not cfg.resume:
+            raise
+        raise JobError(f"{run_dir}/backup: unreadable ({str(e)[:120]}); it was killed while writing its first "
+                       "epoch: train again without --resume") from None
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted; the last finished epoch is kept in {run_dir}/backup. Resume with: "
                        f"{resume_command(cfg)}") from None

@@ -93,6 +93,20 @@ def test_kill_9_then_resume_ends_with_requested_epochs(tmp_path, npz_path):
     assert metrics["epochs_run"] <= 6 - (done - 1)  # it continued, it did not start over
 
 
+def test_resume_survives_a_backup_truncated_mid_write(tmp_path, npz_path):
+    out = tmp_path / "run"
+    proc = start_training(out, npz_path, epochs=8)
+    wait_for_epochs(out, 3, proc)  # two backups written, so the previous one is kept beside the latest
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    latest = out / "backup" / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[:96])  # what a kill during Keras's in-place write leaves
+    result = run_cli("train", "--model", "dense-512", "--data", npz_path, "--epochs", 8, "--batch-size", 8,
+                     "--out", out, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [int(r["epoch"]) for r in read_history(out / "history.csv")] == list(range(8))
+
+
 def test_ctrl_c_keeps_checkpoint_and_prints_resume_command(tmp_path, npz_path):
     out = tmp_path / "run"
     proc = start_training(out, npz_path, epochs=50)
