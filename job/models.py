@@ -9,7 +9,7 @@ here: `augment=True` asks the training input pipeline for it, and it never reach
     model = build_model("mnist-convnet", x_train)
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,7 +35,6 @@ class ModelSpec:
     augment: bool = False
     min_samples: int = 0  # default epochs rise on small datasets until training sees this many samples
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def _dense_512():
