@@ -58,27 +58,20 @@ def probe(x_test, y_test, steps, goal, clock_start, quarters=True):
 
 def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train=None):
     """Train `name` as train() does; returns its accuracy points [(epochs, seconds, test accuracy)]."""
-    from job.data import split_validation
-    from job.models import default_epochs
-    from job.training import TrainConfig, compiled_model, make_dataset, resolve, seed_everything
+    from job.training import TrainConfig, prepare, resolve, seed_everything
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out)
+        cfg = TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out, max_train_samples=max_train)
         spec = resolve(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
-    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
-    x_train, y_train = x_train[:max_train], y_train[:max_train]
-    cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
     start = time.perf_counter()
-    train_ds = make_dataset(x_train, y_train, cfg.batch_size, cfg.seed, training=True, augment=cfg.augment)
-    val_ds = make_dataset(x_val, y_val, cfg.batch_size, cfg.seed, training=False)
-    steps = -(-len(x_train) // cfg.batch_size)
-    model = compiled_model(cfg, spec, x_train, steps)
+    model, train_ds, val_ds, n_train, _ = prepare(cfg, spec, data, cfg.batch_size)
+    steps = -(-n_train // cfg.batch_size)
     callback = probe(data.x_test.astype(np.float32), data.y_test, steps, goal, start, quarters)
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[callback], verbose=0, shuffle=False)
-    print(f"{name} on {data.name}: {cfg.epochs} epochs, {len(x_train):,} samples, "
+    print(f"{name} on {data.name}: {cfg.epochs} epochs, {n_train:,} samples, "
           f"{callback.points[-1][2]:.4f} in {callback.points[-1][1]:.0f} s", flush=True)
-    return {"model": name, "dataset": data.name, "epochs": cfg.epochs, "train_samples": len(x_train),
+    return {"model": name, "dataset": data.name, "epochs": cfg.epochs, "train_samples": n_train,
             "points": callback.points, "seconds": callback.points[-1][1], "final_accuracy": callback.points[-1][2],
             "seconds_to_goal": next((s for _, s, acc in callback.points if goal and acc >= goal), None),
             "epochs_to_goal": next((e for e, _, acc in callback.points if goal and acc >= goal), None)}

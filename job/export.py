@@ -109,7 +109,7 @@ def export(cfg, log=say):
     tmp = make_temp_dir(out)
     try:
         from job.data import load_dataset
-        from job.training import load_keras_model
+        from job.training import load_keras_model, write_json
 
         if not zipfile.is_zipfile(run_dir / "model.keras"):  # Keras would call a truncated file "not found"
             raise JobError(f"{run_dir / 'model.keras'}: corrupt, not a complete .keras (zip) archive")
@@ -494,10 +494,6 @@ def make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8):
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": cfg.command or shlex.join(["mnist-job", *sys.argv[1:]]),
     }
-
-
-def write_json(path, obj):
-    path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def print_report(out, manifest):

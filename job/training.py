@@ -8,6 +8,7 @@
 A run directory holds model.keras, config.json, history.csv, metrics.json and plots/ (docs/artifacts.md).
 """
 
+import contextlib
 import csv
 import json
 import logging
@@ -177,6 +178,21 @@ def compiled_model(cfg, spec, x_train, steps_per_epoch):
     return model
 
 
+def prepare(cfg, spec, data, batch_size, scope=None):
+    """The set-up every training run shares: validation split, tf.data pipelines, compiled model.
+
+    Returns (model, train_ds, val_ds, n_train, n_val); fills cfg.epochs when it was left to the zoo."""
+    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
+    if cfg.max_train_samples:
+        x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
+    cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
+    train_ds = make_dataset(x_train, y_train, batch_size, cfg.seed, training=True, augment=cfg.augment)
+    val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False)
+    with scope or contextlib.nullcontext():
+        model = compiled_model(cfg, spec, x_train, steps_per_epoch=-(-len(x_train) // batch_size))
+    return model, train_ds, val_ds, len(x_train), len(x_val)
+
+
 def train(cfg):
     """Train one zoo model and write a complete run directory. Returns (run_dir, metrics)."""
     spec = resolve(cfg)
@@ -204,24 +220,15 @@ def train(cfg):
     replicas = devices.replica_count(strategy)
     global_batch = devices.scale_batch(cfg.batch_size, strategy)
 
-    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
-    if cfg.max_train_samples:
-        x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
-    cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
-    train_ds = make_dataset(x_train, y_train, global_batch, cfg.seed, training=True, augment=cfg.augment)
-    val_ds = make_dataset(x_val, y_val, global_batch, cfg.seed, training=False)
-    steps_per_epoch = -(-len(x_train) // global_batch)
-
-    with strategy.scope():
-        model = compiled_model(cfg, spec, x_train, steps_per_epoch)
+    model, train_ds, val_ds, n_train, n_val = prepare(cfg, spec, data, global_batch, strategy.scope())
 
     config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "source": spec.source,
-              "train_samples": len(x_train), "val_samples": len(x_val), "test_samples": len(data.x_test),
+              "train_samples": n_train, "val_samples": n_val, "test_samples": len(data.x_test),
               "replicas": replicas, "global_batch_size": global_batch, "versions": versions(),
               "device": device, "command": shlex.join(["mnist-job", *sys.argv[1:]])}
     write_json(run_dir / "config.json", config)
 
-    throughput = throughput_callback(len(x_train))
+    throughput = throughput_callback(n_train)
     callbacks = [
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoint.keras")),
