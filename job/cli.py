@@ -87,7 +87,8 @@ def train(
     seed: int = typer.Option(42, help="Same seed on the CPU gives identical metrics."),
     out: Optional[str] = typer.Option(None, help="Run directory. Default: runs/<model>-<UTC timestamp>."),
     resume: bool = typer.Option(False, help="Continue an interrupted run from its last finished epoch."),
-    augment: Optional[bool] = typer.Option(None, help="Shift/rotate augmentation in the input pipeline."),
+    augment: Optional[bool] = typer.Option(None, help="Augmentation in the input pipeline: shifts, plus "
+                                           "rotations for digits or mirror flips for Fashion-MNIST."),
     mixed_precision: bool = typer.Option(False, help="mixed_float16 (GPU); the output layer stays float32."),
     jit: bool = typer.Option(False, help="XLA-compile the train step: helps on GPUs, 2x slower on this CPU; "
                              "turns off op determinism."),

@@ -23,6 +23,7 @@ DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DATASETS = {"mnist": DIGITS, "fashion_mnist": FASHION, "mnist-sample": DIGITS}
+MIRROR_SYMMETRIC = {"fashion_mnist"}  # a mirror image keeps its class, so augmentation may flip it
 IDX_STEMS = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",

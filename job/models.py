@@ -34,6 +34,7 @@ class ModelSpec:
     decay: float = 0.0
     augment: bool = False
     min_samples: int = 0  # default epochs rise on small datasets until training sees this many samples
+    label_smoothing: float = 0.0
     notes: str = ""
 
 
@@ -91,15 +92,22 @@ def _bn():
 
 def _conv_bn(filters):
     from keras import layers
-    return [layers.Conv2D(filters, 3, use_bias=False), _bn(), layers.ReLU()]
+    return [layers.Conv2D(filters, 3, padding="same", use_bias=False), _bn(), layers.ReLU()]
+
+
+def _stem(filters):
+    # A strided 4x4 convolution instead of a 3x3 one at full resolution. With one input channel a
+    # convolution runs at ~10 GFLOP/s on this CPU, against ~100 with 32 or more, and batch norm and pooling
+    # on 28x28 maps cost more again: the stem makes the whole model ~1.5x faster than the same widths at 28x28
+    # for the same accuracy (measured on Fashion-MNIST).
+    from keras import layers
+    return [layers.Conv2D(filters, 4, strides=2, padding="same", use_bias=False), _bn(), layers.ReLU()]
 
 
 def _cnn_bn_aug():
-    # Valid convolutions and an early pool keep it cheap on a CPU: ~4x fewer MACs than 'same' padding at
-    # 32/64/128 filters for the same accuracy after a short schedule (measured on Fashion-MNIST).
     from keras import layers
-    return (_conv_bn(32) + [layers.MaxPooling2D()] + _conv_bn(64) + [layers.MaxPooling2D(), layers.Flatten(),
-            layers.Dense(128, use_bias=False), _bn(), layers.ReLU(), layers.Dropout(0.4)])
+    return (_stem(32) + _conv_bn(64) + [layers.MaxPooling2D()] + _conv_bn(128) + [layers.MaxPooling2D(),
+            layers.Flatten(), layers.Dense(256, use_bias=False), _bn(), layers.ReLU(), layers.Dropout(0.3)])
 
 
 BEST = "cnn-bn-aug"
@@ -117,9 +125,10 @@ ZOO = {spec.name: spec for spec in [
     ModelSpec("cnn-3conv", _cnn_3conv, "adam", 1e-3, 64, 5, "tutorial 002"),
     ModelSpec("mnist-convnet", _mnist_convnet, "adam", 1e-3, 128, 15,
               "keras-io"),
-    ModelSpec(BEST, _cnn_bn_aug, "adam", 3e-3, 128, 12,
-              "ours", notes="2x conv-BN-ReLU-pool, dense-BN; shift/rotate augmentation in the input pipeline",
-              standardize=True, schedule="cosine", augment=True, min_samples=160_000),
+    ModelSpec(BEST, _cnn_bn_aug, "adam", 3e-3, 128, 30,
+              "ours", notes="strided stem, 2x conv-BN-ReLU-pool, dense-BN, label smoothing; augmentation in the "
+                            "input pipeline: shifts, and rotations for digits or mirror flips for clothing",
+              standardize=True, schedule="cosine", augment=True, min_samples=160_000, label_smoothing=0.1),
 ]}
 
 
@@ -169,7 +178,7 @@ def make_optimizer(name, learning_rate, schedule="constant", decay=0.0, total_st
 
 
 def default_epochs(spec, n_train):
-    """The entry's epochs, or more on a small dataset: 12 epochs of the 5.4k-digit sample are too few updates."""
+    """The entry's epochs, or more on a small dataset, so that training sees at least `min_samples` samples."""
     return max(spec.epochs, -(-spec.min_samples // n_train)) if spec.min_samples else spec.epochs
 
 

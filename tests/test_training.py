@@ -150,3 +150,36 @@ def test_help_is_instant_and_imports_no_tensorflow():
             "assert 'train' in r.output; print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_label_smoothing_loss_equals_keras_on_one_hot_labels():
+    import keras
+
+    from job.losses import SparseSmoothedCrossentropy
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=32).astype(np.float32)
+    labels = rng.integers(0, 10, size=32)
+    ours = SparseSmoothedCrossentropy(0.1)(labels, probs)
+    keras_one_hot = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(10)[labels], probs)
+    assert float(ours) == pytest.approx(float(keras_one_hot), rel=1e-6)
+    unsmoothed = SparseSmoothedCrossentropy(0.0)(labels, probs)
+    assert float(unsmoothed) == pytest.approx(float(keras.losses.SparseCategoricalCrossentropy()(labels, probs)),
+                                              rel=1e-6)
+    again = keras.losses.deserialize(keras.losses.serialize(SparseSmoothedCrossentropy(0.2)))
+    assert again.label_smoothing == 0.2  # model.keras files and checkpoints reload with it
+
+
+def test_augmentation_flips_clothing_but_never_digits():
+    from job.training import augmenter
+
+    images = np.zeros((64, 28, 28), np.float32)
+    images[:, 6:22, 3:7] = 255.0  # a bar on the left: a mirror flip moves it to the right half
+
+    def right_half_share(mirror):
+        out = np.asarray(augmenter(seed=1, mirror=mirror)(images, np.zeros(64))[0])
+        return out[:, :, 14:].sum(axis=(1, 2)) / out.sum(axis=(1, 2))
+
+    digits, clothing = right_half_share(False), right_half_share(True)
+    assert digits.max() < 0.05  # shifted and rotated, but still on the left
+    assert 10 < (clothing > 0.95).sum() < 54  # about half of them mirrored
