@@ -1,6 +1,6 @@
 """Run the benchmark suite one script after another, then tabulate every target: `make bench` calls this.
 
-    .venv/bin/python bench/run_all.py              # full: < 20 min on 2 quiet cores (make bench)
+    .venv/bin/python bench/run_all.py              # full: ~43 min on 2 cores, target < 20 (make bench)
     .venv/bin/python bench/run_all.py --quick      # < 3 min, checks that it all runs: make bench BENCH_FLAGS=--quick
     .venv/bin/python bench/run_all.py --only inference,folder_predict
 
