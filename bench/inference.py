@@ -85,7 +85,8 @@ def main():
     x = np.resize(load_dataset(dataset, data).x_test, (BATCH, 28, 28)).astype(np.float32)
     rows = [row for name, run_dir in runs.items() for row in measure(name, run_dir, x, plan)]
 
-    print(f"\nbatch {BATCH}: median of {plan['batch_repeats']}; batch 1: median of {plan['single_repeats']} turns of {BURST} back-to-back calls")
+    print(f"\nbatch {BATCH}: median of {plan['batch_repeats']}; batch 1: median of {plan['single_repeats']} "
+          f"turns of {BURST} back-to-back calls")
     print_table(["model", "path", f"images/s @{BATCH}", "vs predict", "batch-1 latency", "vs Keras call"],
                 [[r["model"], r["path"], num(r["images_per_second"]), f"{r['vs_predict']:.2f}x",
                   f"{num(1000 * r['latency_ms'])} µs", f"{r['latency_vs_keras_call']:.1f}x"] for r in rows])

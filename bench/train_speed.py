@@ -56,8 +56,8 @@ def determinism(on):
         config.enable_op_determinism()
 
 
-def variants(name, x, y, epochs):
-    """{label: (batch, fn running one timed epoch)} for one model."""
+def variants(name, x, y, epochs, mirror):
+    """{label: (batch, fn running one timed epoch)} for one model; `mirror` as the dataset's, like train()."""
     import keras
 
     from job.models import get_spec
@@ -77,7 +77,7 @@ def variants(name, x, y, epochs):
     def ours(batch, jit=False, augment=spec.augment, deterministic=True):
         deterministic = deterministic and not jit
         model = build(batch, jit, deterministic)
-        ds = make_dataset(x, y, batch, SEED, training=True, augment=augment)
+        ds = make_dataset(x, y, batch, SEED, training=True, augment=augment, mirror=mirror)
 
         def epoch():
             with determinism(deterministic):
@@ -109,7 +109,7 @@ def main():
     data = load_dataset("fashion_mnist", FASHION)
     x, y = data.x_train[:plan["samples"]], data.y_train[:plan["samples"]]
     runs = {(name, label): v for name in plan["models"]
-            for label, v in variants(name, x, y, epochs=1 + plan["repeats"]).items()}
+            for label, v in variants(name, x, y, 1 + plan["repeats"], data.mirror_symmetric).items()}
     start = time.perf_counter()
     seconds = interleaved_medians({key: fn for key, (_, fn) in runs.items()}, repeats=plan["repeats"],
                                   warmup=1, self_timed=True)

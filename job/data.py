@@ -23,7 +23,7 @@ DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DATASETS = {"mnist": DIGITS, "fashion_mnist": FASHION, "mnist-sample": DIGITS}
-MIRROR_SYMMETRIC = {"fashion_mnist"}  # a mirror image keeps its class, so augmentation may flip it
+MIRROR_SYMMETRIC = {"fashion_mnist"}  # a mirrored shirt is a shirt; a mirrored 2 is not a 2
 IDX_STEMS = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
@@ -44,6 +44,11 @@ class Dataset:
     y_train: np.ndarray  # uint8 (N,)
     x_test: np.ndarray
     y_test: np.ndarray
+
+    @property
+    def mirror_symmetric(self):
+        """Whether a mirror image keeps its class, so that augmentation may flip it."""
+        return self.name in MIRROR_SYMMETRIC
 
 
 def canonical_name(name):

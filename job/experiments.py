@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from job.data import MIRROR_SYMMETRIC, load_dataset
+from job.data import load_dataset
 from job.errors import JobError
 from job.models import default_epochs, get_spec
 from job.plots import pyplot, save
@@ -46,7 +46,7 @@ def cross_validate(cfg, folds=5):
         steps = -(-len(x_fit) // cfg.batch_size)
         model = compiled_model(cfg, spec, x_fit, steps)
         model.fit(make_dataset(x_fit, y_fit, cfg.batch_size, cfg.seed + k, True, cfg.augment,
-                               data.name in MIRROR_SYMMETRIC),
+                               data.mirror_symmetric),
                   epochs=cfg.epochs, verbose=0, shuffle=False)
         _, accuracy = model.evaluate(make_dataset(data.x_train[held], data.y_train[held], 1024, 0, False),
                                      verbose=0)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from job.data import MIRROR_SYMMETRIC, load_dataset, split_validation
+from job.data import load_dataset, split_validation
 from job.errors import Interrupted, JobError
 from job.models import build_model, default_epochs, get_spec, make_optimizer
 
@@ -199,7 +199,7 @@ def prepare(cfg, spec, data, batch_size, scope=None):
         x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
     cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
     train_ds = make_dataset(x_train, y_train, batch_size, cfg.seed, training=True, augment=cfg.augment,
-                            mirror=data.name in MIRROR_SYMMETRIC)
+                            mirror=data.mirror_symmetric)
     val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False)
     with scope or contextlib.nullcontext():
         model = compiled_model(cfg, spec, x_train, steps_per_epoch=-(-len(x_train) // batch_size))
