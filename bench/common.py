@@ -69,7 +69,8 @@ def target(what, measured, goal, higher=True, unit=""):
     if measured is None:
         return {"target": what, "measured": "never", "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",
                 "met": False, "verdict": "MISSED (not reached)"}
-    met = measured >= goal if higher else measured <= goal
+    measured = float(measured)
+    met = bool(measured >= goal if higher else measured <= goal)
     short = abs(measured - goal) / goal
     return {"target": what, "measured": num(measured) + unit, "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",
             "met": met, "verdict": "met" if met else f"MISSED by {short:.0%}"}
@@ -126,11 +127,12 @@ def png_folder(dataset, data=None):
     """The dataset's test images as <index>_<label>.png files, written once into bench/results/data/."""
     folder = RESULTS / "data" / f"{dataset}-test-png"
     if not (folder / ".complete").is_file():
-        from job.data import load_dataset, write_pngs
+        from job.data import load_dataset
+        from job.folders import write_images
 
         ds = load_dataset(dataset, data)
         print(f"writing {len(ds.x_test)} PNG files to {folder} ...", flush=True)
-        write_pngs(ds.x_test, ds.y_test, folder)
+        write_images(ds.x_test, ds.y_test, ds.labels, folder, overwrite=True)
         (folder / ".complete").write_text("")
     return folder
 

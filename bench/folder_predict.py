@@ -52,7 +52,7 @@ def per_image_loop(run_dir, paths):
     """Images/s of the loop a tutorial writes: open, to array, predict a batch of one."""
     from PIL import Image
 
-    from job.training import load_keras_model
+    from job.rundir import load_keras_model
 
     model = load_keras_model(run_dir / "model.keras")
 
@@ -95,7 +95,8 @@ def main():
     args = parse_args(__doc__)
     plan = QUICK if args.quick else FULL
     header("folder prediction", args.quick)
-    from job.data import load_dataset, score_predictions
+    from job.data import load_dataset
+    from job.folders import score_predictions
 
     dataset, data = bench_models(args.quick)
     folder = png_folder(dataset, data)
@@ -123,7 +124,8 @@ def main():
         infer = infer_seconds(run_dir / "export" / "model.onnx", x)
         bound = cores / (decode["predictor"] + infer)
         loop = per_image_loop(run_dir, paths[:plan["loop_images"]])
-        correct, total = score_predictions(tmp / f"{name}-w2.csv")
+        scores = score_predictions(tmp / f"{name}-w2.csv")
+        correct, total = scores["correct"], scores["predicted"]
         keras_accuracy = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
         for workers in (1, 2):
             rate = len(paths) / wall[name, workers]

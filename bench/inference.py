@@ -30,7 +30,7 @@ def paths_for(run_dir):
     import tensorflow as tf
     from mnist_predict import Predictor
 
-    from job.training import load_keras_model
+    from job.rundir import load_keras_model
 
     model = load_keras_model(run_dir / "model.keras")
     graph_call = tf.function(lambda x: model(x, training=False))

@@ -3,10 +3,11 @@
 The CLI is thin: every command calls a plain function that tests call too. TensorFlow is imported only
 inside the commands that need it, so `mnist-job --help` answers at once.
 
-Exit codes: 0 success, 1 a gate failed (e.g. export parity), 2 usage or input error, 3 some files failed
-(predict), 130 interrupted.
+Exit codes: 0 success, 1 a gate failed (export parity, evaluate far below the recorded accuracy), 2 usage or
+input error, 3 some files failed (predict), 130 interrupted.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,8 @@ app = typer.Typer(
     help=__doc__.split("\n\n")[0] + "\n\nStart with `mnist-job models`, then `mnist-job train --dataset "
     "mnist-sample` (runs offline). Exit codes: 0 ok, 1 gate failed, 2 usage/input error, "
     "3 some files failed, 130 interrupted.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]})
 
 
 # The edge predictor's own CLI, mounted as-is: `mnist-job predict ...` runs exactly `mnist-predict ...`.
@@ -42,19 +44,35 @@ class Strategy(str, Enum):
     multiworker = "multiworker"
 
 
-DATASET_HELP = "mnist, fashion_mnist, or mnist-sample (bundled, offline)."
+DATASET_HELP = ("mnist, fashion_mnist, mnist-sample (bundled, offline), or custom (your own MNIST-format files; "
+                "skips the check that the data looks like the dataset named). Default: mnist.")
 DATA_HELP = ("A Keras mnist.npz or a folder with the four IDX files (.gz or raw). "
              "Default: $MNIST_DATA, then Keras's cache/download.")
+JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout; progress goes to stderr.")
+
+
+@contextlib.contextmanager
+def json_stdout(as_json):
+    """With --json, everything the work prints (Keras's epoch lines, fold lines) goes to stderr, so that
+    stdout holds the JSON document alone."""
+    if not as_json:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 @app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")):
-    """List the model zoo: parameters, training defaults and sources."""
-    from job.models import ZOO, count_params
+def models(as_json: bool = JsonOption):
+    """List the model zoo: parameters, training defaults and sources.
 
-    rows = [{"name": s.name, "params": count_params(s.name), "optimizer": s.optimizer,
-             "learning_rate": s.learning_rate, "schedule": s.schedule, "batch_size": s.batch_size,
-             "epochs": s.epochs, "min_samples": s.min_samples, "augment": s.augment, "source": s.source, "notes": s.notes}
+    Example: mnist-job models --json | jq '.[] | select(.params < 200000) | .name'
+    """
+    from job.models import PARAMS, ZOO
+
+    rows = [{"name": s.name, "params": PARAMS[s.name], "optimizer": s.optimizer, "learning_rate": s.learning_rate,
+             "schedule": s.schedule, "batch_size": s.batch_size, "epochs": s.epochs, "min_samples": s.min_samples,
+             "augment": s.augment, "outlier_exposure": s.outliers, "source": s.source, "notes": s.notes}
             for s in ZOO.values()]
     if as_json:
         print(json.dumps(rows, indent=2))
@@ -76,58 +94,79 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print machine-rea
 
 @app.command()
 def train(
-    model: str = typer.Option("cnn-bn-aug", help="Zoo model name (see `mnist-job models`)."),
-    dataset: str = typer.Option("mnist", help=DATASET_HELP),
+    model: Optional[str] = typer.Option(None, help="Zoo model name (see `mnist-job models`). Default: cnn-bn-aug."),
+    dataset: Optional[str] = typer.Option(None, help=DATASET_HELP),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's."),
     batch_size: Optional[int] = typer.Option(None, help="Per-replica batch size. Default: the zoo entry's."),
     optimizer: Optional[str] = typer.Option(None, help="adam, rmsprop, sgd, adamw... Default: the zoo entry's."),
     learning_rate: Optional[float] = typer.Option(None, help="Default: the zoo entry's."),
-    val_split: float = typer.Option(0.1, help="Fraction of the training data held out for validation."),
-    seed: int = typer.Option(42, help="Same seed on the CPU gives identical metrics."),
+    val_split: Optional[float] = typer.Option(None, help="Fraction of the training data held out for "
+                                              "validation. Default: 0.1."),
+    seed: Optional[int] = typer.Option(None, help="Same seed on the CPU gives identical metrics. Default: 42."),
     out: Optional[str] = typer.Option(None, help="Run directory. Default: runs/<model>-<UTC timestamp>."),
-    resume: bool = typer.Option(False, help="Continue an interrupted run from its last finished epoch."),
-    augment: Optional[bool] = typer.Option(None, help="Augmentation in the input pipeline: shifts, plus "
-                                           "rotations for digits or mirror flips for Fashion-MNIST."),
-    mixed_precision: bool = typer.Option(False, help="mixed_float16 (GPU); the output layer stays float32."),
-    jit: bool = typer.Option(False, help="XLA-compile the train step: helps on GPUs, 2x slower on this CPU; "
-                             "turns off op determinism."),
-    strategy: Strategy = typer.Option(Strategy.auto, help="auto picks MirroredStrategy on >1 GPU."),
+    resume: bool = typer.Option(False, help="Continue an unfinished run in --out (default: the newest) with "
+                                "its recorded settings, from its last finished epoch."),
+    augment: Optional[bool] = typer.Option(None, help="Augmentation in the input pipeline: shifts, plus rotations, "
+                                           "stroke width, blur and contrast for digits, or mirror flips for "
+                                           "Fashion-MNIST. Default: the zoo entry's."),
+    outlier_exposure: Optional[bool] = typer.Option(None, help="Train on synthetic non-digits too, pushed towards "
+                                                    "a uniform output, so junk is not called a digit. Default: on "
+                                                    "for cnn-bn-aug on digits."),
+    early_stopping: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better "
+                                                 "validation accuracy (and keep the best weights)."),
+    mixed_precision: Optional[bool] = typer.Option(None, help="mixed_float16 (GPU); the output layer stays "
+                                                   "float32."),
+    jit: Optional[bool] = typer.Option(None, help="XLA-compile the train step: helps on GPUs, 2x slower on this "
+                                       "CPU; turns off op determinism."),
+    strategy: Optional[Strategy] = typer.Option(None, help="auto picks MirroredStrategy on >1 GPU."),
     tensorboard: bool = typer.Option(False, help="Write TensorBoard logs into the run directory."),
     max_train_samples: Optional[int] = typer.Option(None, help="Train on at most this many samples."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON at the end."),
+    as_json: bool = JsonOption,
 ):
-    """Train a zoo model, evaluate it on the test set, and write a run directory.
+    """Train a zoo model, evaluate its best epoch on the test set, and write a run directory.
 
     Example: mnist-job train --model mnist-convnet --dataset fashion_mnist --data /usr/share/datasets/fashion-mnist
     """
     from job.training import TrainConfig, train as run_training
 
     cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
-                      optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, seed=seed,
-                      out=out, resume=resume, augment=augment, mixed_precision=mixed_precision, jit=jit,
-                      strategy=strategy.value, tensorboard=tensorboard, max_train_samples=max_train_samples)
-    run_dir, metrics = run_training(cfg)
+                      optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, seed=seed, out=out,
+                      resume=resume, augment=augment, outliers=outlier_exposure, early_stopping=early_stopping,
+                      mixed_precision=mixed_precision, jit=jit, strategy=strategy.value if strategy else None,
+                      tensorboard=tensorboard, max_train_samples=max_train_samples)
+    with json_stdout(as_json):
+        run_dir, metrics = run_training(cfg)
     summary = {"run_dir": str(run_dir), **{k: metrics[k] for k in
-               ("test_accuracy", "test_loss", "val_accuracy", "train_seconds", "samples_per_second")}}
+               ("test_accuracy", "test_loss", "val_accuracy", "kept_epoch", "epochs_run", "train_seconds",
+                "samples_per_second")}}
     if as_json:
         print(json.dumps(summary))
     else:
-        print(f"{model}: test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}, "
-              f"{metrics['train_seconds']:.1f} s, {metrics['samples_per_second']:.0f} samples/s -> {run_dir}")
+        stopped = ", stopped early" if metrics["stopped_early"] else ""
+        print(f"{cfg.model}: kept epoch {metrics['kept_epoch']} of {metrics['epochs_run']}{stopped} (best validation "
+              f"accuracy {metrics['val_accuracy']:.4f}); test accuracy {metrics['test_accuracy']:.4f}, loss "
+              f"{metrics['test_loss']:.4f}; {metrics['train_seconds']:.1f} s, {metrics['samples_per_second']:.0f} "
+              f"samples/s -> {run_dir}")
 
 
 @app.command()
 def evaluate(
-    run_dir: str = typer.Argument(..., help="A run directory written by `train`."),
+    run_dir: str = typer.Argument(..., help="A run directory written by `train`, or its model.keras."),
     dataset: Optional[str] = typer.Option(None, help="Default: the run's own dataset."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    as_json: bool = JsonOption,
 ):
-    """Reload a saved model and recompute its test figures, next to those recorded in metrics.json."""
+    """Reload a saved model and recompute its test figures, next to those recorded in metrics.json.
+
+    Exits 1 when the test accuracy falls more than 5 points below the recorded one.
+
+    Example: mnist-job evaluate runs/demo --data /usr/share/datasets/fashion-mnist
+    """
     from job.training import evaluate as run_evaluation
 
-    fresh, recorded = run_evaluation(run_dir, dataset, data)
+    with json_stdout(as_json):
+        fresh, recorded = run_evaluation(run_dir, dataset, data)
     if as_json:
         print(json.dumps({"fresh": fresh, "recorded": {k: recorded.get(k) for k in fresh}}))
         return
@@ -137,42 +176,60 @@ def evaluate(
 
 @app.command()
 def images(
-    out: str = typer.Option(..., help="Folder to write <index>_<label>.png files into."),
+    out: str = typer.Option(..., help="Folder to write the images into; it must be new or empty."),
     dataset: str = typer.Option("mnist-sample", help=DATASET_HELP),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("test", help="test or train."),
     limit: Optional[int] = typer.Option(None, help="Write at most this many images."),
+    layout: str = typer.Option("flat", help="flat: <index>_<label>.png; classes: <class>/<index>.png, the layout "
+                               "`train --data FOLDER` reads."),
+    condition: Optional[str] = typer.Option(None, help="Render each digit as a photo or scan first: clean, "
+                                            "grey-paper, uneven-light, shadow, noise, blue-ink, pencil, ruled, "
+                                            "blur, phone, ... (job/photos.py)."),
+    seed: int = typer.Option(0, help="Seed of the --condition renders."),
+    overwrite: bool = typer.Option(False, help="Replace what --out holds."),
 ):
-    """Write a dataset's images as PNG files, labels in the names, to try the predictor on.
+    """Write a dataset's images as files, labels in the names or in class folders, to try the predictor on.
 
     Example: mnist-job images --dataset mnist-sample --out digits/ && mnist-predict digits/ --model model.onnx
     """
-    from job.data import load_dataset, write_pngs
+    from job.data import load_dataset
+    from job.folders import write_images
+    from job.photos import CONDITIONS
 
     if split not in ("test", "train"):
         raise JobError(f"--split must be test or train, got {split!r}")
+    if condition is not None and condition not in CONDITIONS:
+        raise JobError(f"unknown --condition {condition!r}: choose one of {', '.join(CONDITIONS)}")
     ds = load_dataset(dataset, data)
-    n = write_pngs(getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"), out, limit)
-    print(f"wrote {n} PNG files to {out}")
+    n = write_images(getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"), ds.labels, out, layout, condition,
+                     limit, seed, overwrite)
+    print(f"wrote {n} images to {out} ({layout} layout{f', {condition}' if condition else ''})")
 
 
 @app.command()
 def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-predict."),
-          as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")):
-    """Accuracy of a predictions file whose image names end in _<label> (as `images` writes them)."""
-    from job.data import score_predictions
+          as_json: bool = JsonOption):
+    """Accuracy of a predictions file against the labels in its paths (`images` writes them).
 
-    correct, total = score_predictions(predictions)
+    Error rows count as wrong in the accuracy over all labelled files; the accuracy over the predicted
+    files and over those not flagged for review are given beside it.
+
+    Example: mnist-job score predictions.csv   (after: mnist-predict digits/ --model model.onnx)
+    """
+    from job.folders import score_predictions
+
+    s = score_predictions(predictions)
     if as_json:
-        print(json.dumps({"correct": correct, "total": total, "accuracy": correct / total}))
-    else:
-        print(f"accuracy: {correct / total:.4f} ({correct}/{total})")
-
-
-def train_config(**options):
-    from job.training import TrainConfig
-
-    return TrainConfig(**options)
+        print(json.dumps(s))
+        return
+    pct = lambda a: "-" if a is None else f"{a:.4f}"  # noqa: E731
+    print(f"files {s['files']}: {s['labelled']} labelled ({s['unlabelled']} without a label), "
+          f"{s['predicted']} predicted, {s['errors']} errors, {s['review']} flagged for review")
+    print(f"accuracy over all labelled files (errors count as wrong): {pct(s['accuracy_labelled'])} "
+          f"({s['correct']}/{s['labelled']})")
+    print(f"accuracy over the predicted files: {pct(s['accuracy_predicted'])} ({s['correct']}/{s['predicted']})")
+    print(f"accuracy over the files not flagged for review: {pct(s['accuracy_unflagged'])} ({s['unflagged']} files)")
 
 
 @app.command()
@@ -187,17 +244,19 @@ def cv(
     seed: int = typer.Option(42),
     out: Optional[str] = typer.Option(None, help="Default: runs/cv-<model>-<UTC timestamp>."),
     max_train_samples: Optional[int] = typer.Option(None, help="Use at most this many training samples."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = JsonOption,
 ):
     """k-fold cross-validation on the training set: each fold's accuracy, mean ± std, and a box plot.
 
     Example: mnist-job cv --model cnn-mit --folds 5 --dataset mnist-sample --epochs 3
     """
     from job.experiments import cross_validate
+    from job.training import TrainConfig
 
-    cfg = train_config(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
-                       learning_rate=learning_rate, seed=seed, out=out, max_train_samples=max_train_samples)
-    out_dir, summary = cross_validate(cfg, folds)
+    cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
+                      learning_rate=learning_rate, seed=seed, out=out, max_train_samples=max_train_samples)
+    with json_stdout(as_json):
+        out_dir, summary = cross_validate(cfg, folds)
     if as_json:
         print(json.dumps({"out": str(out_dir), **summary}))
     else:
@@ -218,25 +277,31 @@ def sweep(
 ):
     """Train every combination of models and hyper-parameters, then write report.md comparing them.
 
-    Example: mnist-job sweep --models dense-128,cnn-mit --learning-rate 1e-3,1e-2 --dataset mnist-sample
+    Example: mnist-job sweep --models dense-128,cnn-mit --learning-rate 1e-3,1e-2 --dataset mnist-sample --out runs/sweep
     """
     from job.experiments import sweep as run_sweep
+    from job.training import TrainConfig
 
-    base = train_config(dataset=dataset, data=data, seed=seed, max_train_samples=max_train_samples)
-    report, best = run_sweep(base, models, epochs, learning_rate, batch_size, out)
-    print(f"report: {report} (best by validation: {best['dir'].name})")
+    base = TrainConfig(dataset=dataset, data=data, seed=seed, max_train_samples=max_train_samples)
+    report, bests = run_sweep(base, models, epochs, learning_rate, batch_size, out)
+    print(f"report: {report} (best by validation: {', '.join(b['dir'].name for b in bests.values())})")
 
 
 @app.command()
 def compare(
-    run_dirs: list[str] = typer.Argument(..., help="Run directories written by `train`."),
+    run_dirs: list[str] = typer.Argument(..., help="Run directories written by `train`, or folders of them "
+                                         "(a sweep's --out)."),
     out: str = typer.Option("report.md", help="Markdown report; the curves PNG is written beside it."),
 ):
-    """Write a Markdown report comparing runs: table, overlaid validation curves, best run in bold."""
+    """Write a Markdown report comparing runs, per dataset: a table ranked by validation accuracy with its 95%
+    interval (ties with the best marked), and overlaid validation curves. Unfinished runs are skipped.
+
+    Example: mnist-job compare runs/sweep runs/cnn-mit-20250101T000000Z --out report.md
+    """
     from job.experiments import compare as run_compare
 
-    report, best = run_compare(run_dirs, out)
-    print(f"report: {report} (best by validation: {best['dir'].name})")
+    report, bests = run_compare(run_dirs, out, warn=lambda message: print(message, file=sys.stderr))
+    print(f"report: {report} (best by validation: {', '.join(b['dir'].name for b in bests.values())})")
 
 
 @app.command()
@@ -247,6 +312,8 @@ def export(
     quantize: Optional[str] = typer.Option(None, help="int8: also write model.int8.onnx (static QDQ)."),
     atol: float = typer.Option(1e-5, help="Parity gate: largest allowed |ONNX - Keras| probability."),
     out: Optional[str] = typer.Option(None, help="Export directory. Default: RUN_DIR/export."),
+    calibrate: bool = typer.Option(True, help="Fit a temperature on the validation split and fold it into "
+                                   "the exported graph, so its probabilities are calibrated."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON (progress to stderr)."),
 ):
     """Export to ONNX and SavedModel, gate on parity with Keras (exit 1), publish atomically.
@@ -255,29 +322,52 @@ def export(
     """
     from job import export as ex
 
-    cfg = ex.ExportConfig(run_dir=run_dir, format=format, opset=opset, quantize=quantize, atol=atol, out=out)
+    cfg = ex.ExportConfig(run_dir=str(run_dir), format=format, opset=opset, quantize=quantize, atol=atol, out=out,
+                          calibrate=calibrate)
     log = (lambda message, err=False: ex.say(message, err=True)) if as_json else ex.say
-    out_dir, manifest = ex.export(cfg, log=log)
+    with json_stdout(as_json):
+        out_dir, manifest = ex.export(cfg, log=log)
     if as_json:
         print(json.dumps({"out": str(out_dir), **manifest}))
     else:
         ex.print_report(out_dir, manifest)
 
 
-def main():
+INTERRUPTED = {
+    "train": "interrupted during start-up; nothing was written",
+    "export": "interrupted; nothing was published, and the previous export is untouched",
+    "cv": "interrupted; no cv.json was written",
+    "evaluate": "interrupted; nothing was written",
+}
+
+
+def main(argv=None):
+    """Console script: every failure is one line on stderr with a meaningful exit code (see --help)."""
+    try:  # recent Typer vendors click as typer._click; older releases depend on click itself
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        from click.exceptions import ClickException
+
     # The job's own log lines (device, strategy, global batch) go to stderr, apart from the results.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger("job").addHandler(handler)
     logging.getLogger("job").setLevel(logging.INFO)
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in args if not a.startswith("-")), "")
     try:
-        app()
+        code = typer.main.get_command(app).main(args or ["--help"], "mnist-job", standalone_mode=False)
     except (JobError, GateError, Interrupted) as e:
-        print(f"mnist-job: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("mnist-job: interrupted", file=sys.stderr)
-        sys.exit(130)
+        print(f"mnist-job: {'error: ' if not isinstance(e, Interrupted) else ''}{e}", file=sys.stderr)
+        code = e.exit_code
+    except ClickException as e:
+        print(f"mnist-job: error: {e.format_message()}", file=sys.stderr)
+        code = e.exit_code
+    except (KeyboardInterrupt, typer.Abort):  # where the command had nothing of its own to say
+        print(f"mnist-job {command}: {INTERRUPTED.get(command, 'interrupted; nothing was written')}",
+              file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

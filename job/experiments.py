@@ -2,25 +2,25 @@
 
     mnist-job cv --model cnn-mit --folds 5 --dataset mnist-sample
     mnist-job sweep --models dense-128,cnn-mit --learning-rate 1e-3,1e-2 --dataset mnist-sample --epochs 2
-    mnist-job compare runs/a runs/b --out report.md
+    mnist-job compare runs/a runs/b runs/sweep-20250101T000000Z --out report.md
 
 The best run in a comparison is chosen by validation accuracy: the test set never selects a model.
 """
 
 import itertools
-import json
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from job import rundir
 from job.data import load_dataset
 from job.errors import JobError
 from job.models import default_epochs, get_spec
 from job.plots import pyplot, save
-from job.training import (compiled_model, make_dataset, read_history, resolve, seed_everything, train,
-                          write_json)
+from job.rundir import write_json
+from job.training import compiled_model, make_dataset, resolve, seed_everything, train
 
 
 def stamp():
@@ -44,7 +44,7 @@ def cross_validate(cfg, folds=5):
         fit_idx = np.setdiff1d(order, held)
         x_fit, y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
         steps = -(-len(x_fit) // cfg.batch_size)
-        model = compiled_model(cfg, spec, x_fit, steps)
+        model = compiled_model(cfg, spec, x_fit, steps, len(data.labels))
         model.fit(make_dataset(x_fit, y_fit, cfg.batch_size, cfg.seed + k, True, cfg.augment,
                                data.mirror_symmetric),
                   epochs=cfg.epochs, verbose=0, shuffle=False)
@@ -100,61 +100,105 @@ def sweep(base, models, epochs=None, learning_rates=None, batch_sizes=None, out=
     return compare(run_dirs, out / "report.md")
 
 
-def load_run(run_dir):
-    run_dir = Path(run_dir)
-    try:
-        config = json.loads((run_dir / "config.json").read_text())
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        raise JobError(f"{run_dir}: not a finished run directory (needs config.json and metrics.json)") from None
-    return {"dir": run_dir, "config": config, "metrics": metrics, "history": read_history(run_dir / "history.csv")}
+def find_runs(paths):
+    """Run directories among `paths`: a run itself, or a folder of runs (a sweep's output)."""
+    found = []
+    for path in map(Path, paths):
+        if (path / rundir.CONFIG).is_file() or not path.is_dir():
+            found.append(path)
+        else:
+            found += sorted(p for p in path.iterdir() if (p / rundir.CONFIG).is_file())
+    return found
 
 
-def compare(run_dirs, out):
-    """A Markdown report: a table of runs, overlaid validation curves, the best run (by validation) in bold."""
-    if not run_dirs:
-        raise JobError("compare needs at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
+def wilson(p, n, z=1.96):
+    """95% Wilson interval of an accuracy p measured on n images."""
+    if not n:
+        return 0.0, 1.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def tied(a, b, z=1.96):
+    """Whether two validation accuracies differ by less than their 95% uncertainty (a two-proportion z-test)."""
+    (pa, na), (pb, nb) = a, b
+    spread = np.sqrt(pa * (1 - pa) / max(na, 1) + pb * (1 - pb) / max(nb, 1))
+    return abs(pa - pb) <= z * spread
+
+
+def compare(run_dirs, out, warn=print):
+    """A Markdown report: per dataset, a table of runs ranked by validation accuracy with its 95% interval,
+    the runs tied with the best marked as such, and overlaid validation-accuracy curves. Unfinished folders
+    are skipped with a warning. Returns (report path, {dataset: best run})."""
+    runs = []
+    for run_dir in find_runs(run_dirs):
+        try:
+            runs.append(rundir.load_run(run_dir))
+        except JobError as e:
+            warn(f"skipped: {e}")
+    if not runs:
+        raise JobError("no finished run directory to compare (each needs config.json, metrics.json and model.keras)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    best = max(runs, key=lambda r: r["metrics"].get("val_accuracy") or 0)
-    curves = out.with_name(out.stem + "_curves.png")
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    groups = {}
     for run in runs:
-        epochs = [int(row["epoch"]) + 1 for row in run["history"]]
-        for ax, key in zip(axes, ("val_accuracy", "val_loss")):
-            ax.plot(epochs, [float(row[key]) for row in run["history"]], "o-", label=run["dir"].name,
-                    linewidth=3 if run is best else 1.2)
-    for ax, key in zip(axes, ("validation accuracy", "validation loss")):
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    save(fig, curves)
+        run["val"] = (run["metrics"].get("val_accuracy") or 0.0, run["config"].get("val_samples") or 0)
+        groups.setdefault(run["config"]["dataset"], []).append(run)
+    bests = {name: max(group, key=lambda r: r["val"][0]) for name, group in groups.items()}
+    curves = out.with_name(out.stem + "_curves.png")
+    plot_validation_curves(groups, bests, curves)
 
     lines = ["# Report on the runs", "",
-             f"{len(runs)} runs compared. The best run, chosen by **validation** accuracy so that the test set "
-             "stays an unbiased final check, is in bold.", "",
-             "| run | model | dataset | params | epochs | batch | lr | train s | samples/s | val acc | test acc | "
-             "test loss |", "|" + " --- |" * 12]
-    for run in sorted(runs, key=lambda r: -(r["metrics"].get("val_accuracy") or 0)):
-        c, m = run["config"], run["metrics"]
-        cells = [run["dir"].name, c["model"], c["dataset"], f"{m.get('params', 0):,}", str(m.get("epochs_run")),
-                 str(c["batch_size"]), f"{c['learning_rate']:g}", f"{m['train_seconds']:.1f}",
-                 f"{m['samples_per_second']:.0f}", f"{m.get('val_accuracy') or 0:.4f}",
-                 f"{m['test_accuracy']:.4f}", f"{m['test_loss']:.4f}"]
-        if run is best:
-            cells = [f"**{cell}**" for cell in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    bm = best["metrics"]
-    worst_class = int(np.argmin(bm["per_class_accuracy"]))
-    lines += ["", f"![validation curves]({curves.name})", "", "## Findings", "",
-              f"- Best by validation: `{best['dir'].name}` ({best['config']['model']}), validation accuracy "
-              f"{bm.get('val_accuracy') or 0:.4f}, test accuracy {bm['test_accuracy']:.4f}.",
-              f"- Its weakest class is {best['config']['labels'][worst_class]!r} at "
-              f"{bm['per_class_accuracy'][worst_class]:.4f}; see `{best['dir'] / 'plots' / 'confusion.png'}`.",
-              f"- Fastest training: `{max(runs, key=lambda r: r['metrics']['samples_per_second'])['dir'].name}`.",
-              ""]
+             f"{len(runs)} runs compared, grouped by dataset: a run is only ranked against runs on the same data. "
+             "The best run of each group, chosen by **validation** accuracy so that the test set stays an unbiased "
+             "final check, is in bold. A run whose validation accuracy is within the 95% uncertainty of the best "
+             "one (two-proportion z-test on the validation images) is marked *tie*: the data cannot tell them "
+             "apart.", "", f"![validation accuracy]({curves.name})", ""]
+    for name, group in groups.items():
+        best = bests[name]
+        lines += [f"## {name}", "",
+                  "| run | model | params | epochs | batch | lr | train s | samples/s | val acc (95% CI) | vs best | "
+                  "test acc | test loss |", "|" + " --- |" * 12]
+        for run in sorted(group, key=lambda r: -r["val"][0]):
+            c, m = run["config"], run["metrics"]
+            low, high = wilson(*run["val"])
+            verdict = "best" if run is best else "tie" if tied(run["val"], best["val"]) else "worse"
+            cells = [run["dir"].name, c["model"], f"{m.get('params', 0):,}", str(m.get("epochs_run")),
+                     str(c["batch_size"]), f"{c['learning_rate']:g}", f"{m['train_seconds']:.1f}",
+                     f"{m['samples_per_second']:.0f}", f"{run['val'][0]:.4f} ({low:.3f}-{high:.3f})", verdict,
+                     f"{m['test_accuracy']:.4f}", f"{m['test_loss']:.4f}"]
+            if run is best:
+                cells = [f"**{cell}**" for cell in cells]
+            lines.append("| " + " | ".join(cells) + " |")
+        bm = best["metrics"]
+        worst_class = int(np.argmin(bm["per_class_accuracy"]))
+        ties = [r["dir"].name for r in group if r is not best and tied(r["val"], best["val"])]
+        lines += ["", f"- Best by validation: `{best['dir'].name}` ({best['config']['model']}), validation "
+                  f"accuracy {best['val'][0]:.4f} on {best['val'][1]} images, test accuracy {bm['test_accuracy']:.4f}."
+                  + (f" Tied with it: {', '.join(f'`{t}`' for t in ties)}." if ties else ""),
+                  f"- Its weakest class is {best['config']['labels'][worst_class]!r} at "
+                  f"{bm['per_class_accuracy'][worst_class]:.4f}; see `{best['dir'] / 'plots' / 'confusion.png'}`.",
+                  f"- Fastest training: `{max(group, key=lambda r: r['metrics']['samples_per_second'])['dir'].name}`.",
+                  "- Test loss is each run's own loss (label-smoothed for cnn-bn-aug), so compare accuracies, "
+                  "not losses, across models.", ""]
     out.write_text("\n".join(lines))
-    return out, best
+    return out, bests
+
+
+def plot_validation_curves(groups, bests, path):
+    """Validation accuracy per epoch, one panel per dataset, a distinct colour and line style per run."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.5), squeeze=False)
+    for ax, (name, group) in zip(axes[0], groups.items()):
+        colours = plt.get_cmap("turbo")(np.linspace(0.05, 0.95, len(group)))
+        for k, run in enumerate(group):
+            epochs = [int(row["epoch"]) + 1 for row in run["history"]]
+            ax.plot(epochs, [float(row["val_accuracy"]) for row in run["history"]], color=colours[k],
+                    linestyle=("-", "--", ":", "-.")[k % 4], marker="o", markersize=3, label=run["dir"].name,
+                    linewidth=3 if run is bests[name] else 1.2)
+        ax.set_xlabel("epoch")
+        ax.set_title(f"validation accuracy: {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    save(fig, path)

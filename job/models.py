@@ -17,6 +17,9 @@ from job.errors import JobError
 
 # MNIST's own pixel statistics: used only when a model is built without training data (e.g. `models`).
 DEFAULT_MEAN, DEFAULT_STD = 33.3, 78.6
+# Keras's optimizer names, checked before a run directory is made.
+OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lamb", "lion", "muon",
+              "nadam", "rmsprop", "sgd")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class ModelSpec:
     augment: bool = False
     min_samples: int = 0  # default epochs rise on small datasets until training sees this many samples
     label_smoothing: float = 0.0
+    outliers: bool = False  # outlier exposure on digit datasets (job.outliers)
     notes: str = ""
 
 
@@ -127,9 +131,17 @@ ZOO = {spec.name: spec for spec in [
               "keras-io"),
     ModelSpec(BEST, _cnn_bn_aug, "adam", 3e-3, 128, 30,
               "ours", notes="strided stem, 2x conv-BN-ReLU-pool, dense-BN, label smoothing; augmentation in the "
-                            "input pipeline: shifts, and rotations for digits or mirror flips for clothing",
-              standardize=True, schedule="cosine", augment=True, min_samples=160_000, label_smoothing=0.1),
+                            "input pipeline: shifts, and rotations, stroke width, blur and contrast for digits or "
+                            "mirror flips for clothing; outlier exposure on digits",
+              standardize=True, schedule="cosine", augment=True, min_samples=160_000, label_smoothing=0.1,
+              outliers=True),
 ]}
+
+
+# Parameters with 10 classes, as count_params(name) gives them (tests/test_models.py keeps this true).
+PARAMS = {"dense-512": 407_050, "dense-128-64": 109_386, "dense-128-64-dropout": 109_386, "dense-128": 101_770,
+          "cnn-mit": 124_670, "cnn-2conv-dropout": 421_642, "cnn-3conv": 93_322, "mnist-convnet": 34_826,
+          "cnn-bn-aug": 392_074}
 
 
 def get_spec(name):
@@ -138,7 +150,7 @@ def get_spec(name):
     return ZOO[name]
 
 
-def build_model(name, x_train=None):
+def build_model(name, x_train=None, classes=10):
     """Build an uncompiled model whose preprocessing is learnt from x_train (uint8 or float, 0-255)."""
     import keras
     from keras import layers
@@ -156,7 +168,7 @@ def build_model(name, x_train=None):
     for layer in spec.body():
         x = layer(x)
     # float32 even under mixed precision: softmax in float16 loses the small probabilities.
-    outputs = layers.Dense(10, activation="softmax", dtype="float32", name="probabilities")(x)
+    outputs = layers.Dense(classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name.replace("-", "_"))
 
 
@@ -183,4 +195,6 @@ def default_epochs(spec, n_train):
 
 
 def count_params(name):
+    """Parameters of a zoo model with 10 classes. `mnist-job models` reads PARAMS instead, which costs no
+    TensorFlow import; tests/test_models.py checks that PARAMS matches this for every entry."""
     return build_model(name).count_params()

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from job import rundir
+
 
 def pyplot():
     import matplotlib
@@ -14,12 +16,12 @@ def pyplot():
     return plt
 
 
-def plot_run(run_dir, x_test, y_test, predictions, probabilities, labels):
-    from job.training import read_history
-
-    out = Path(run_dir) / "plots"
+def plot_run(run_dir, x_test, y_test, probabilities, labels, kept_epoch=None):
+    """The four plots of a run, into RUN_DIR/plots/."""
+    out = Path(run_dir) / rundir.PLOTS
     out.mkdir(exist_ok=True)
-    plot_curves(read_history(Path(run_dir) / "history.csv"), out / "curves.png")
+    predictions = probabilities.argmax(axis=1)
+    plot_curves(rundir.read_history(Path(run_dir) / rundir.HISTORY), out / "curves.png", kept_epoch)
     plot_confusion(y_test, predictions, labels, out / "confusion.png")
     plot_grid(x_test[:25], y_test[:25], predictions[:25], probabilities[:25], labels,
               "First 25 test images: true → predicted (wrong in red)", out / "predictions.png")
@@ -30,23 +32,28 @@ def plot_run(run_dir, x_test, y_test, predictions, probabilities, labels):
               out / "confident_errors.png")
 
 
-def plot_curves(rows, path):
+def plot_curves(rows, path, kept_epoch=None):
+    """Loss, accuracy and learning rate per epoch, the kept (best) epoch marked."""
     plt = pyplot()
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, [float(r[key]) for r in rows], "o-", label=f"training {key}")
-        ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], "o-", label=f"validation {key}")
+    keys = ["loss", "accuracy"] + (["learning_rate"] if rows and rows[0].get("learning_rate") else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
+    for ax, key in zip(axes, keys):
+        ax.plot(epochs, [float(r[key]) for r in rows], "o-", label="training" if key != "learning_rate" else key)
+        if f"val_{key}" in (rows[0] if rows else {}):
+            ax.plot(epochs, [float(r[f"val_{key}"]) for r in rows], "o-", label="validation")
+        if kept_epoch:
+            ax.axvline(kept_epoch, color="grey", linestyle="--", label=f"kept: epoch {kept_epoch}")
         ax.set_xlabel("epoch")
-        ax.set_title(key)
+        ax.set_title(key.replace("_", " "))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     save(fig, path)
 
 
 def plot_confusion(y_true, y_pred, labels, path):
     plt = pyplot()
-    confusion = np.zeros((10, 10), dtype=np.int64)
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(confusion, (y_true.astype(int), y_pred.astype(int)), 1)
     fig, ax = plt.subplots(figsize=(7, 6))
     image = ax.imshow(confusion, cmap="Blues")
@@ -55,8 +62,8 @@ def plot_confusion(y_true, y_pred, labels, path):
         if n:
             ax.text(j, i, n, ha="center", va="center", fontsize=7,
                     color="white" if n > confusion.max() / 2 else "black")
-    ax.set_xticks(range(10), labels, rotation=45, ha="right")
-    ax.set_yticks(range(10), labels)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (test set)")
@@ -79,6 +86,12 @@ def plot_grid(images, y_true, y_pred, probabilities, labels, title, path):
 
 
 def save(fig, path):
+    """Save by renaming a complete file into place, so a killed run never leaves half a PNG."""
+    import os
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(tmp, dpi=90)
     pyplot().close(fig)
+    os.replace(tmp, path)

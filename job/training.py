@@ -5,14 +5,12 @@
     mnist-job train --model dense-512 --out runs/d512 --epochs 3      # kill it, then add --resume
     mnist-job evaluate runs/d512
 
-A run directory holds model.keras, config.json, history.csv, metrics.json and plots/ (docs/artifacts.md).
+A run directory holds model.keras (the best epoch, written last), config.json, history.csv, metrics.json,
+best.keras, last.keras and plots/ (docs/artifacts.md; reading and writing them is job.rundir's).
 """
 
 import contextlib
-import csv
-import json
 import logging
-import os
 import platform
 import shlex
 import sys
@@ -23,30 +21,44 @@ from pathlib import Path
 
 import numpy as np
 
-from job.data import load_dataset, split_validation
-from job.errors import Interrupted, JobError
-from job.models import build_model, default_epochs, get_spec, make_optimizer
+from job import rundir
+from job.data import DIGITS, load_dataset, split_validation
+from job.errors import GateError, Interrupted, JobError
+from job.models import OPTIMIZERS, build_model, default_epochs, get_spec, make_optimizer
 
 log = logging.getLogger(__name__)
+OUTLIER_SHARE = 0.2  # outlier exposure: synthetic non-digits, as a share of the training digits
+STRETCHED_SHARE = 0.1  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
+DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "seed": 42, "mixed_precision": False,
+            "jit": False, "strategy": "auto"}
+# What a run computes depends on these; a resume takes them from config.json and refuses to change them.
+RUN_SETTINGS = ("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
+                "seed", "augment", "outliers", "max_train_samples", "early_stopping", "mixed_precision", "jit",
+                "strategy")
+# evaluate fails (exit 1) when the test accuracy falls this far below the figure recorded by train.
+EVALUATE_TOLERANCE = 0.05
 
 
 @dataclass
 class TrainConfig:
-    model: str = "cnn-bn-aug"
-    dataset: str = "mnist"
+    # None: the zoo's or DEFAULTS' value for a new run, the recorded one for a resumed run.
+    model: str | None = None
+    dataset: str | None = None
     data: str | None = None
-    epochs: int | None = None  # None: the zoo entry's default
+    epochs: int | None = None
     batch_size: int | None = None
     optimizer: str | None = None
     learning_rate: float | None = None
-    val_split: float = 0.1
-    seed: int = 42
+    val_split: float | None = None
+    seed: int | None = None
     out: str | None = None
     resume: bool = False
     augment: bool | None = None
-    mixed_precision: bool = False
-    jit: bool = False  # XLA measured 2-6x slower than the default on CPU (bench/train_speed.py)
-    strategy: str = "auto"
+    outliers: bool | None = None  # outlier exposure; None: the zoo entry's, on digit datasets only
+    early_stopping: int | None = None  # patience in epochs, on validation accuracy
+    mixed_precision: bool | None = None
+    jit: bool | None = None  # XLA measured 2-6x slower than the default on CPU (bench/train_speed.py)
+    strategy: str | None = None
     tensorboard: bool = False
     deterministic: bool = True
     max_train_samples: int | None = None  # for quick runs and tests
@@ -54,7 +66,12 @@ class TrainConfig:
 
 
 def resolve(cfg):
-    """Fill zoo defaults and check every argument before any heavy work starts."""
+    """Fill defaults (or a resumed run's settings) and check every argument before any heavy work."""
+    if cfg.resume:
+        take_resumed_settings(cfg)
+    for name, value in DEFAULTS.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, value)
     spec = get_spec(cfg.model)
     cfg.batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
     cfg.optimizer = spec.optimizer if cfg.optimizer is None else cfg.optimizer
@@ -68,20 +85,43 @@ def resolve(cfg):
         raise JobError(f"--learning-rate must be positive, got {cfg.learning_rate}")
     if not 0.0 < cfg.val_split < 1.0:
         raise JobError(f"--val-split must be in (0, 1), got {cfg.val_split}")
+    if cfg.optimizer.lower() not in OPTIMIZERS:
+        raise JobError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.early_stopping is not None and cfg.early_stopping < 1:
+        raise JobError(f"--early-stopping must be at least 1 epoch, got {cfg.early_stopping}")
     cfg.out = str(run_dir_for(cfg))
     return spec
+
+
+def take_resumed_settings(cfg):
+    """--resume continues the run in --out (or the newest unfinished one) with its recorded settings; a
+    setting given on the command line must match it."""
+    run = Path(cfg.out) if cfg.out else latest_unfinished(cfg.model)
+    if rundir.is_finished(run):
+        raise JobError(f"{run}: already finished; nothing to resume (train into a new --out, or export it)")
+    if not (run / rundir.CONFIG).is_file():
+        raise JobError(f"{run}: no {rundir.CONFIG}, so no run to resume there; train without --resume")
+    recorded = rundir.read_json(run / rundir.CONFIG)
+    differ = [f"--{name.replace('_', '-')} {getattr(cfg, name)} (the run has {recorded.get(name)})"
+              for name in RUN_SETTINGS if getattr(cfg, name) is not None and getattr(cfg, name) != recorded.get(name)]
+    if differ:
+        raise JobError(f"{run}: cannot resume with other settings: {'; '.join(differ)}. Leave them out to "
+                       "resume as the run was started, or train a new run")
+    for name in RUN_SETTINGS:
+        setattr(cfg, name, recorded.get(name))
+    cfg.out = str(run)
 
 
 def run_dir_for(cfg):
     if cfg.out:
         out = Path(cfg.out)
-    elif cfg.resume:
-        out = latest_unfinished(cfg.model)
     else:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = Path("runs") / f"{cfg.model}-{stamp}"
-    if (out / "model.keras").exists() and not cfg.resume:
+    if rundir.is_finished(out) and not cfg.resume:
         raise JobError(f"{out}: already holds a finished run; choose another --out")
+    if (out / rundir.CONFIG).exists() and not cfg.resume:
+        raise JobError(f"{out}: holds an unfinished run; add --resume to continue it, or choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -92,11 +132,12 @@ def run_dir_for(cfg):
     return out
 
 
-def latest_unfinished(model):
-    candidates = sorted(Path("runs").glob(f"{model}-*/backup"))
+def latest_unfinished(model=None):
+    candidates = sorted(p.parent for p in Path("runs").glob(f"{model or '*'}-*/{rundir.CONFIG}")
+                        if not rundir.is_finished(p.parent))
     if not candidates:
-        raise JobError(f"--resume: no unfinished run of {model} under runs/; pass --out RUN_DIR")
-    return candidates[-1].parent
+        raise JobError(f"--resume: no unfinished run{f' of {model}' if model else ''} under runs/; pass --out RUN_DIR")
+    return candidates[-1]
 
 
 def seed_everything(seed, deterministic):
@@ -108,7 +149,7 @@ def seed_everything(seed, deterministic):
         tf.config.experimental.enable_op_determinism()
 
 
-def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False):
+def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, robust=False):
     """tf.data: uint8 arrays cached in memory, cast per batch, augmented on the fly, prefetched."""
     import tensorflow as tf
 
@@ -118,52 +159,27 @@ def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False):
     ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        ds = ds.map(augmenter(seed, mirror), num_parallel_calls=tf.data.AUTOTUNE)
+        from job.augment import augmenter
+
+        ds = ds.map(augmenter(seed, mirror, robust), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def augmenter(seed, mirror=False):
-    """Random shifts, plus rotations for digits, as their writers vary, or mirror flips for a dataset whose
-    classes are mirror-symmetric (a mirrored shirt is a shirt; a mirrored 2 is not a 2). In the pipeline,
-    never in the model."""
-    import tensorflow as tf
-    from keras import layers
-
-    if mirror:
-        # Whole-pixel shifts of up to 2 px: Fashion-MNIST items fill the frame, and rotating or blurring them
-        # cost more accuracy in a short schedule than it bought.
-        steps = [layers.RandomFlip("horizontal", seed=seed),
-                 layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", interpolation="nearest",
-                                          seed=seed + 1)]
-    else:
-        steps = [layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed),
-                 layers.RandomRotation(8 / 360, fill_mode="constant", seed=seed + 1)]
-
-    def apply(images, labels):
-        x = images[..., tf.newaxis]
-        for step in steps:
-            x = step(x, training=True)
-        return x[..., 0], labels
-
-    return apply
-
-
-def throughput_callback(n_samples):
-    """Time the epochs this process runs (a resumed run counts only its own epochs)."""
+def epoch_log_callback():
+    """Adds the learning rate and the epoch's seconds to the logs, so history.csv records both (and the run's
+    training time survives resumes: it is the sum over history.csv)."""
     import keras
 
-    class Throughput(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.start, self.epochs = time.perf_counter(), 0
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.epochs += 1
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+                logs["seconds"] = round(time.perf_counter() - self.start, 3)
 
-        def on_train_end(self, logs=None):
-            self.seconds = time.perf_counter() - self.start
-            self.samples_per_second = n_samples * self.epochs / max(self.seconds, 1e-9)
-
-    return Throughput()
+    return EpochLog()
 
 
 def versions():
@@ -174,36 +190,52 @@ def versions():
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def compiled_model(cfg, spec, x_train, steps_per_epoch):
+def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
     """The zoo model with its preprocessing learnt from x_train, compiled with its own optimizer."""
     import keras
 
-    from job.losses import SparseSmoothedCrossentropy
+    from job.losses import DigitAccuracy, SparseSmoothedCrossentropy
 
-    model = build_model(cfg.model, x_train)
+    model = build_model(cfg.model, x_train, classes)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, spec.schedule, spec.decay,
                                  total_steps=steps_per_epoch * cfg.epochs),
-        loss=(SparseSmoothedCrossentropy(spec.label_smoothing) if spec.label_smoothing
+        loss=(SparseSmoothedCrossentropy(spec.label_smoothing) if spec.label_smoothing or spec.outliers
               else keras.losses.SparseCategoricalCrossentropy()),
-        metrics=["accuracy"], jit_compile=cfg.jit)
+        metrics=[DigitAccuracy()], jit_compile=cfg.jit)
     return model
 
 
 def prepare(cfg, spec, data, batch_size, scope=None):
     """The set-up every training run shares: validation split, tf.data pipelines, compiled model.
 
-    Returns (model, train_ds, val_ds, n_train, n_val); fills cfg.epochs when it was left to the zoo."""
+    Returns (model, train_ds, val_ds, n_fit, n_val): n_fit counts the samples an epoch passes over (the
+    digits, plus stretched copies and outliers where they apply). Fills cfg.epochs and cfg.outliers."""
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
     if cfg.max_train_samples:
         x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
     cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
-    train_ds = make_dataset(x_train, y_train, batch_size, cfg.seed, training=True, augment=cfg.augment,
-                            mirror=data.mirror_symmetric)
+    digits = data.labels == DIGITS
+    cfg.outliers = spec.outliers and digits if cfg.outliers is None else cfg.outliers
+    x_fit, y_fit = x_train, y_train.astype(np.int32)
+    if cfg.augment and digits:
+        from job.augment import stretched
+
+        x_more, y_more = stretched(x_train, y_train, STRETCHED_SHARE, cfg.seed)
+        x_fit, y_fit = np.concatenate([x_fit, x_more]), np.concatenate([y_fit, y_more])
+    if cfg.outliers:
+        from job.losses import OUTLIER
+        from job.outliers import make_outliers
+
+        extra = make_outliers(round(OUTLIER_SHARE * len(x_train)), cfg.seed)
+        x_fit = np.concatenate([x_fit, extra])
+        y_fit = np.concatenate([y_fit, np.full(len(extra), OUTLIER, np.int32)])
+    train_ds = make_dataset(x_fit, y_fit, batch_size, cfg.seed, training=True, augment=cfg.augment,
+                            mirror=data.mirror_symmetric, robust=digits)
     val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False)
     with scope or contextlib.nullcontext():
-        model = compiled_model(cfg, spec, x_train, steps_per_epoch=-(-len(x_train) // batch_size))
-    return model, train_ds, val_ds, len(x_train), len(x_val)
+        model = compiled_model(cfg, spec, x_train, -(-len(x_fit) // batch_size), len(data.labels))
+    return model, train_ds, val_ds, len(x_fit), len(x_val)
 
 
 def train(cfg):
@@ -233,31 +265,51 @@ def train(cfg):
     replicas = devices.replica_count(strategy)
     global_batch = devices.scale_batch(cfg.batch_size, strategy)
 
-    model, train_ds, val_ds, n_train, n_val = prepare(cfg, spec, data, global_batch, strategy.scope())
+    model, train_ds, val_ds, n_fit, n_val = prepare(cfg, spec, data, global_batch, strategy.scope())
+    history = rundir.read_history(run_dir / rundir.HISTORY)
+    if cfg.resume:
+        record_resume(run_dir, len(history))
+    else:
+        config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "source": spec.source,
+                  "train_samples": n_fit, "val_samples": n_val, "test_samples": len(data.x_test),
+                  "replicas": replicas, "global_batch_size": global_batch, "versions": versions(),
+                  "device": device, "command": shlex.join(["mnist-job", *sys.argv[1:]]), "resumes": []}
+        rundir.write_json(run_dir / rundir.CONFIG, config)
 
-    config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "source": spec.source,
-              "train_samples": n_train, "val_samples": n_val, "test_samples": len(data.x_test),
-              "replicas": replicas, "global_batch_size": global_batch, "versions": versions(),
-              "device": device, "command": shlex.join(["mnist-job", *sys.argv[1:]])}
-    write_json(run_dir / "config.json", config)
+    if not (run_dir / rundir.FIT).is_file():
+        fit(cfg, model, train_ds, val_ds, run_dir, history, keras)
+    return finish(cfg, run_dir, data, n_fit, device)
 
-    throughput = throughput_callback(n_train)
+
+def fit(cfg, model, train_ds, val_ds, run_dir, history, keras):
+    """model.fit with the run's callbacks; writes fit.json when training has ended."""
+    best = max((float(row["val_accuracy"]) for row in history), default=None)
     callbacks = [
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "checkpoint.keras")),
+        epoch_log_callback(),  # before CSVLogger, which writes the logs it adds
+        keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / rundir.LAST)),
+        # On resume the best so far comes from history.csv, or the first resumed epoch would replace it.
+        keras.callbacks.ModelCheckpoint(str(run_dir / rundir.BEST), monitor="val_accuracy", mode="max",
+                                        save_best_only=True, initial_value_threshold=best),
         # Keras writes the backup in place; a kill mid-write truncates it. The double checkpoint keeps the
-        # previous epoch's copy, which Keras falls back to when the latest one cannot be read.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        throughput,
+        # previous epoch's copy, which Keras falls back to when the latest one cannot be read. The backup
+        # stays until the run's results are written (finish() removes it).
+        keras.callbacks.BackupAndRestore(str(run_dir / rundir.BACKUP), double_checkpoint=True,
+                                         delete_checkpoint=False),
     ]
+    stopper = None
+    if cfg.early_stopping:
+        stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.early_stopping,
+                                                restore_best_weights=True)
+        callbacks.append(stopper)
     if cfg.tensorboard:
         try:
             import tensorboard  # noqa: F401  (tensorflow-cpu does not depend on it)
         except ImportError:
             raise JobError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
-    if not cfg.resume and (run_dir / "history.csv").exists():
-        (run_dir / "history.csv").unlink()  # a stale log from an abandoned run must not mix in
+    if not cfg.resume and (run_dir / rundir.HISTORY).exists():
+        (run_dir / rundir.HISTORY).unlink()  # a stale log from an abandoned run must not mix in
     verbose = cfg.verbose if cfg.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
@@ -265,109 +317,102 @@ def train(cfg):
     except OSError as e:
         if not cfg.resume:
             raise
-        raise JobError(f"{run_dir}/backup: unreadable ({str(e)[:120]}); it was killed while writing its first "
-                       "epoch: train again without --resume") from None
+        raise JobError(f"{run_dir}/{rundir.BACKUP}: unreadable ({rundir.first_sentence(e)}); it was killed while "
+                       "writing its first epoch: train again without --resume") from None
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; the last finished epoch is kept in {run_dir}/backup. Resume with: "
-                       f"{resume_command(cfg)}") from None
-    dedupe_history(run_dir / "history.csv")
+        raise Interrupted(interrupted_in_training(cfg, run_dir)) from None
+    rows = rundir.dedupe_history(run_dir / rundir.HISTORY)
+    stopped = bool(stopper and stopper.stopped_epoch > 0)
+    rundir.write_json(run_dir / rundir.FIT, {"epochs_run": len(rows), "stopped_early": stopped})
 
-    metrics = evaluate_model(model, data.x_test, data.y_test)
-    metrics.update(train_seconds=round(throughput.seconds, 3),
-                   samples_per_second=round(throughput.samples_per_second, 1),
-                   epochs_run=throughput.epochs, device=device["description"], params=model.count_params(),
-                   val_accuracy=last_val_accuracy(run_dir / "history.csv"))
-    save_model(model, run_dir / "model.keras")
-    write_json(run_dir / "metrics.json", metrics)
-    from job.plots import plot_run
 
-    plot_run(run_dir, data.x_test, data.y_test, metrics["predictions"], metrics["probabilities"], data.labels)
-    metrics.pop("predictions"), metrics.pop("probabilities")
+def interrupted_in_training(cfg, run_dir):
+    done = len(rundir.read_history(run_dir / rundir.HISTORY))
+    if done == 0 or not (run_dir / rundir.BACKUP).is_dir():
+        return (f"interrupted in epoch 1, before any epoch finished; {run_dir} holds no model. Train again "
+                f"with the same command (without --resume), or remove {run_dir}")
+    return (f"interrupted in epoch {done + 1} of {cfg.epochs}; epochs 1-{done} are kept in {run_dir}/"
+            f"{rundir.BACKUP}. Resume with: {resume_command(cfg)}")
+
+
+def finish(cfg, run_dir, data, n_fit, device):
+    """Evaluate the best epoch, then write metrics.json, the plots and, last, model.keras."""
+    try:
+        rows = rundir.read_history(run_dir / rundir.HISTORY)
+        fitted = rundir.read_json(run_dir / rundir.FIT)
+        kept = "best" if (run_dir / rundir.BEST).is_file() else "last"
+        model = rundir.load_keras_model(run_dir / (rundir.BEST if kept == "best" else rundir.LAST))
+        scores = [float(row["val_accuracy"]) for row in rows]
+        kept_epoch = int(np.argmax(scores)) + 1 if kept == "best" else len(rows)
+        seconds = sum(float(row.get("seconds") or 0) for row in rows)
+        probabilities = predict_probabilities(model, data.x_test)
+        metrics = {**metrics_from_probabilities(probabilities, data.y_test),
+                   "train_seconds": round(seconds, 3),
+                   "samples_per_second": round(n_fit * len(rows) / max(seconds, 1e-9), 1),
+                   "epochs_run": len(rows), "kept": kept, "kept_epoch": kept_epoch,
+                   "val_accuracy": round(scores[kept_epoch - 1], 6), "stopped_early": fitted["stopped_early"],
+                   "params": model.count_params(), "device": device["description"]}
+        rundir.write_json(run_dir / rundir.METRICS, metrics)
+        from job.plots import plot_run
+
+        plot_run(run_dir, data.x_test, data.y_test, probabilities, data.labels, kept_epoch)
+        rundir.save_model(model, run_dir / rundir.MODEL)  # last: its presence marks a finished run
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted while writing the results; training is complete (in {run_dir}/"
+                          f"{rundir.BEST}), but the run is unfinished until model.keras is written. Finish it "
+                          f"with: {resume_command(cfg)}") from None
+    import shutil
+
+    shutil.rmtree(run_dir / rundir.BACKUP, ignore_errors=True)
+    (run_dir / rundir.FIT).unlink(missing_ok=True)
     return run_dir, metrics
 
 
+def record_resume(run_dir, epochs_done):
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    config.setdefault("resumes", []).append({
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "after_epoch": epochs_done,
+        "command": shlex.join(["mnist-job", *sys.argv[1:]])})
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+
+
 def resume_command(cfg):
-    args = [a for a in sys.argv[1:] if a != "--resume"]
-    if "--out" not in args:
-        args += ["--out", cfg.out]
-    return shlex.join(["mnist-job", *args, "--resume"])
+    return shlex.join(["mnist-job", "train", "--out", cfg.out, "--resume"])
 
 
-def evaluate_model(model, x_test, y_test):
-    """Test figures computed in NumPy from the probabilities, so every reader gets the same numbers."""
-    probs = model.predict(x_test.astype(np.float32), batch_size=1024, verbose=0)
-    return metrics_from_probabilities(probs, y_test)
+def predict_probabilities(model, x):
+    return np.asarray(model.predict(x.astype(np.float32), batch_size=1024, verbose=0))
 
 
 def metrics_from_probabilities(probs, y):
+    """Test figures computed in NumPy from the probabilities, so every reader gets the same numbers."""
     y = y.astype(np.int64)
+    classes = probs.shape[1]
     pred = probs.argmax(axis=1)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
-    confusion = np.zeros((10, 10), dtype=np.int64)
+    confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
-    metrics = {"test_loss": round(loss, 6), "test_accuracy": round(float(np.mean(pred == y)), 6),
-               "per_class_accuracy": [round(float(a), 6) for a in per_class],
-               "confusion_matrix": confusion.tolist()}
-    # Not written to metrics.json: plots and callers use them.
-    return {**metrics, "predictions": pred, "probabilities": probs}
+    return {"test_loss": round(loss, 6), "test_accuracy": round(float(np.mean(pred == y)), 6),
+            "per_class_accuracy": [round(float(a), 6) for a in per_class], "confusion_matrix": confusion.tolist()}
 
 
 def evaluate(run_dir, dataset=None, data=None):
-    """Reload a saved run and recompute its test figures; returns (fresh, recorded) metrics."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.keras").is_file():
+    """Reload a saved run and recompute its test figures; returns (fresh, recorded) metrics.
+
+    Refuses data that is plainly not the run's dataset (JobError), and fails (GateError, exit 1) when the
+    accuracy falls far below the recorded figure."""
+    run_dir = rundir.run_dir_of(run_dir)
+    if not rundir.is_finished(run_dir):
         raise JobError(f"{run_dir}: no model.keras (not a finished run directory)")
-    config = json.loads((run_dir / "config.json").read_text())
-    recorded = json.loads((run_dir / "metrics.json").read_text())
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    recorded = rundir.read_json(run_dir / rundir.METRICS)
     ds = load_dataset(dataset or config["dataset"], data if data is not None else config.get("data"))
-    model = load_keras_model(run_dir / "model.keras")
-    fresh = evaluate_model(model, ds.x_test, ds.y_test)
-    fresh.pop("predictions"), fresh.pop("probabilities")
+    model = rundir.load_keras_model(run_dir / rundir.MODEL)
+    fresh = metrics_from_probabilities(predict_probabilities(model, ds.x_test), ds.y_test)
+    if fresh["test_accuracy"] < recorded["test_accuracy"] - EVALUATE_TOLERANCE:
+        raise GateError(f"test accuracy {fresh['test_accuracy']:.4f} is far below the {recorded['test_accuracy']:.4f} "
+                        f"recorded for {run_dir} ({ds.source}): is this the data the run was trained for?")
     return fresh, recorded
 
 
-def load_keras_model(path):
-    import keras
-
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as e:
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise JobError(f"{path}: cannot load Keras model ({reason})") from None
-
-
-def save_model(model, path):
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def write_json(path, obj):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_history(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def dedupe_history(path):
-    """A kill between the CSV row and the backup repeats an epoch on resume; keep its last row."""
-    rows = read_history(path)
-    by_epoch = {row["epoch"]: row for row in rows}
-    if len(by_epoch) == len(rows):
-        return
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(sorted(by_epoch.values(), key=lambda r: int(r["epoch"])))
-    os.replace(tmp, path)
-
-
-def last_val_accuracy(path):
-    rows = read_history(path)
-    return round(float(rows[-1]["val_accuracy"]), 6) if rows else None

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from synthetic import make_digits, write_dataset, write_idx
 
-from job.data import load_dataset, read_idx, split_validation
+from job.data import canonical_name, load_dataset, read_idx, split_validation
 from job.errors import JobError
 
 
@@ -29,8 +29,14 @@ def test_npz_and_env_variable(tmp_path, monkeypatch, npz_path):
     ds = load_dataset("mnist", str(npz_path))
     assert ds.x_train.shape == (1200, 28, 28)
     monkeypatch.setenv("MNIST_DATA", str(npz_path))
-    assert load_dataset("fashion_mnist").source == str(npz_path)
-    assert load_dataset("fashion-mnist").labels[9] == "Ankle boot"
+    assert load_dataset("custom").source == str(npz_path)
+    assert canonical_name("fashion-mnist") == "fashion_mnist"
+
+
+def test_digits_passed_as_fashion_mnist_are_refused(npz_path):
+    with pytest.raises(JobError, match=r"look like MNIST digits \(\d+% black pixels\), not --dataset fashion_mnist"):
+        load_dataset("fashion_mnist", str(npz_path))
+    assert load_dataset("custom", str(npz_path)).labels == [str(d) for d in range(10)]
 
 
 def test_explicit_path_beats_env(tmp_path, monkeypatch, npz_path):
@@ -122,18 +128,51 @@ def test_full_fashion_mnist_from_debian_idx_files():
     assert ds.labels[0] == "T-shirt/top"
 
 
-def test_pngs_round_trip_and_score(tmp_path):
+def test_images_round_trip_in_both_layouts(tmp_path):
     from PIL import Image
 
-    from job.data import score_predictions, write_pngs
+    from job.folders import write_images
 
     x, y = make_digits(12)
-    assert write_pngs(x, y, tmp_path / "png", limit=10) == 10
+    assert write_images(x, y, [str(d) for d in range(10)], tmp_path / "png", limit=10) == 10
     first = sorted((tmp_path / "png").iterdir())[0]
     np.testing.assert_array_equal(np.asarray(Image.open(first)), x[0])
-    paths = sorted((tmp_path / "png").iterdir())
-    predicted = [int(p.stem.split("_")[1]) for p in paths]
-    predicted[0] = (predicted[0] + 1) % 10  # one wrong answer
-    rows = ["path,label,status"] + [f"{p},{label},ok" for p, label in zip(paths, predicted)]
+    names = ["T-shirt/top"] + [f"class {k}" for k in range(1, 10)]
+    write_images(x, y, names, tmp_path / "classes", layout="classes")
+    folders = {p.name for p in (tmp_path / "classes").iterdir()}
+    assert folders == {("T-shirt-top" if k == 0 else f"class {k}") for k in set(y.tolist())}
+    assert sum(1 for _ in (tmp_path / "classes").rglob("*.png")) == 12
+
+
+def test_images_refuse_a_non_empty_folder_and_replace_it_whole(tmp_path):
+    from job.folders import write_images
+
+    x, y = make_digits(5)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("keep me")
+    with pytest.raises(JobError, match="not empty: pass --overwrite"):
+        write_images(x, y, [str(d) for d in range(10)], tmp_path / "out")
+    assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+    write_images(x, y, [str(d) for d in range(10)], tmp_path / "out", overwrite=True)
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".png"] * 5  # one set, not two mixed
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
+
+
+def test_score_counts_errors_and_unlabelled_files(tmp_path):
+    from job.folders import score_predictions
+
+    rows = ["path,label,class_name,status,review"]
+    rows += [f"d/{k:03d}_{k % 10}.png,{k % 10},{k % 10},ok," for k in range(6)]  # six right
+    rows += [f"d/{k:03d}_{k % 10}.png,,,error," for k in range(6, 9)]  # three errors
+    rows += ["d/photo.png,4,4,ok,"]  # no label in its name
     (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
-    assert score_predictions(tmp_path / "p.csv") == (9, 10)
+    s = score_predictions(tmp_path / "p.csv")
+    assert (s["files"], s["labelled"], s["unlabelled"], s["predicted"], s["errors"]) == (10, 9, 1, 6, 3)
+    assert s["accuracy_predicted"] == 1.0 and s["accuracy_labelled"] == pytest.approx(6 / 9, abs=1e-6)
+    # a labelled folder: the class is the folder, when the model predicts that class somewhere
+    rows = ["path,label,class_name,status,review", "c/Bag/1.png,8,Bag,ok,", "c/Bag/2.png,0,T-shirt/top,ok,yes",
+            "c/T-shirt-top/3.png,0,T-shirt/top,ok,", "c/other/4.png,8,Bag,ok,"]
+    (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
+    s = score_predictions(tmp_path / "c.csv")
+    assert (s["labelled"], s["correct"], s["unlabelled"], s["review"]) == (3, 2, 1, 1)
+    assert s["accuracy_unflagged"] == 1.0

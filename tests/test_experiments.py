@@ -1,11 +1,13 @@
 import json
+import re
+import shutil
 
 import pytest
-from conftest import error_line, run_cli
+from conftest import BIN, ROOT, run_cli
 
 from job.errors import JobError
-from job.experiments import compare, cross_validate, parse_list, sweep
-from job.training import TrainConfig
+from job.experiments import compare, cross_validate, parse_list, sweep, tied, wilson
+from job.training import TrainConfig, train
 
 
 def test_cross_validation_writes_folds_summary_and_boxplot(tmp_path, npz_path):
@@ -20,12 +22,13 @@ def test_cross_validation_writes_folds_summary_and_boxplot(tmp_path, npz_path):
 
 def test_sweep_trains_every_combination_and_reports(tmp_path, npz_path):
     base = TrainConfig(dataset="mnist", data=str(npz_path), max_train_samples=200, verbose=0)
-    report, best = sweep(base, "dense-128,dense-512", epochs="1", learning_rates="1e-3,1e-2",
-                         out=str(tmp_path / "sweep"))
+    report, bests = sweep(base, "dense-128,dense-512", epochs="1", learning_rates="1e-3,1e-2",
+                          out=str(tmp_path / "sweep"))
     runs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert runs == ["dense-128-e1-lr0.001", "dense-128-e1-lr0.01", "dense-512-e1-lr0.001", "dense-512-e1-lr0.01"]
     text = report.read_text()
     assert sum(line.startswith("| ") and "-e1-lr" in line for line in text.splitlines()) == 4
+    best = bests["mnist"]
     assert f"**{best['dir'].name}**" in text and "report_curves.png" in text
     assert (tmp_path / "sweep" / "report_curves.png").is_file()
     # The best is picked by validation accuracy, never by test accuracy.
@@ -41,6 +44,55 @@ def test_sweep_rejects_bad_lists_before_training(tmp_path):
     assert not (tmp_path / "s").exists()
 
 
+def test_ties_follow_the_binomial_uncertainty():
+    assert tied((0.9933, 600), (0.9900, 600))  # 2 images out of 600: no real difference
+    assert not tied((0.99, 10_000), (0.95, 10_000))
+    low, high = wilson(0.99, 600)
+    assert low < 0.99 < high and high - low < 0.03
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory, npz_path):
+    """Three finished runs on one dataset and one on another, plus an unfinished folder."""
+    from synthetic import write_npz
+
+    root = tmp_path_factory.mktemp("compare")
+    other = write_npz(root / "other.npz", seed=9)
+    for name, data, dataset in (("a", npz_path, "mnist"), ("b", npz_path, "mnist"), ("c", npz_path, "mnist"),
+                                ("d", other, "custom")):
+        train(TrainConfig(model="dense-128", dataset=dataset, data=str(data), epochs=1, max_train_samples=200,
+                          seed=ord(name), out=str(root / "runs" / name), verbose=0))
+    shutil.copytree(root / "runs" / "a", root / "runs" / "broken")
+    (root / "runs" / "broken" / "model.keras").unlink()
+    return root / "runs"
+
+
+def test_compare_groups_by_dataset_skips_unfinished_and_marks_ties(tmp_path, two_datasets):
+    warnings = []
+    report, bests = compare([two_datasets], tmp_path / "r.md", warn=warnings.append)
+    text = report.read_text()
+    assert set(bests) == {"mnist", "custom"} and bests["custom"]["dir"].name == "d"
+    assert "## mnist" in text and "## custom" in text
+    mnist = text[text.index("## mnist"):text.index("## custom")]
+    assert sum(line.startswith("| ") and line[2] in "abc*" for line in mnist.splitlines()) == 3
+    assert "| d |" not in mnist  # never ranked against runs on other data
+    assert re.search(r"\| (best|\*\*best\*\*|tie|worse) \|", mnist)
+    assert len(warnings) == 1 and "broken" in warnings[0] and "not a finished run" in warnings[0]
+
+
+def test_compare_curves_give_every_run_its_own_colour(tmp_path, two_datasets, monkeypatch):
+    import job.experiments as experiments
+
+    drawn = []
+    monkeypatch.setattr(experiments, "save", lambda fig, path: drawn.append(fig))
+    runs = [two_datasets / "a"] * 12  # twelve runs in one group
+    experiments.compare(runs, tmp_path / "r.md")
+    lines = drawn[0].axes[0].get_lines()
+    assert len(lines) == 12
+    assert len({(tuple(line.get_color()), line.get_linestyle()) for line in lines}) == 12
+    assert "validation accuracy" in drawn[0].axes[0].get_title()
+
+
 def test_compare_cli_and_tensorboard(tmp_path, npz_path):
     result = run_cli("train", "--model", "dense-128", "--data", npz_path, "--epochs", 1, "--max-train-samples",
                      200, "--out", tmp_path / "tb", "--tensorboard")
@@ -48,7 +100,25 @@ def test_compare_cli_and_tensorboard(tmp_path, npz_path):
     assert list((tmp_path / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
     result = run_cli("compare", tmp_path / "tb", "--out", tmp_path / "r.md")
     assert result.returncode == 0 and (tmp_path / "r.md").is_file()
-    bad = run_cli("compare", tmp_path, "--out", tmp_path / "r2.md")
-    assert bad.returncode == 2 and "not a finished run directory" in error_line(bad)
+    (tmp_path / "empty").mkdir()
+    bad = run_cli("compare", tmp_path / "empty", "--out", tmp_path / "r2.md")
+    assert bad.returncode == 2 and "no finished run directory" in bad.stderr
     with pytest.raises(JobError):
         compare([], tmp_path / "x.md")
+
+
+def test_readme_experiment_commands_work_pasted_in_order(tmp_path):
+    """The README's Experiments block, run as written in a fresh folder, with tiny settings added."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("### Experiments"):]
+    commands = re.search(r"```bash\n(.*?)```", block, re.S).group(1).strip().splitlines()
+    assert len(commands) >= 3 and commands[-1].split()[1] == "compare"
+    for line in commands:
+        args = line.replace(".venv/bin/mnist-job", "").split()
+        args = [("1" if previous == "--epochs" else a) for previous, a in zip([None] + args, args)]
+        if args[0] in ("cv", "sweep", "train"):
+            args += ["--max-train-samples", "300"]
+        result = run_cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, (line, result.stderr[-1500:])
+    assert (tmp_path / "report.md").is_file() and "## mnist-sample" in (tmp_path / "report.md").read_text()
+    assert str(BIN)  # the commands ran through the installed console script

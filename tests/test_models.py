@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from synthetic import make_digits
 
-from job.models import BEST, ZOO, build_model, make_optimizer
+from job.models import BEST, PARAMS, ZOO, build_model, count_params, make_optimizer
 
 ARCHITECTURES = {  # layer types after the input preprocessing, from the zoo table
     "dense-512": ["Flatten", "Dense", "Dense"],
@@ -57,3 +57,25 @@ def test_standardization_is_learnt_from_training_data():
     norm = model.get_layer("standardize")
     out = np.asarray(norm(x.astype(np.float32)))
     assert abs(out.mean()) < 1e-3 and abs(out.std() - 1) < 1e-3
+
+
+def test_cached_parameter_counts_match_the_models():
+    assert set(PARAMS) == set(ZOO)
+    for name in ZOO:
+        assert PARAMS[name] == count_params(name), name
+
+
+def test_models_command_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib; from job.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['models', '--json']); assert r.exit_code == 0, r.output; "
+            "print('tensorflow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
+def test_output_layer_follows_the_class_count():
+    x, _ = make_digits(4)
+    assert build_model("dense-128", x, classes=3).output.shape[-1] == 3

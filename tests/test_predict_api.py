@@ -59,3 +59,47 @@ def test_threads_follow_the_cpu_affinity(model_path):
 
 def test_labels_come_from_the_model_metadata(model_path):
     assert Predictor(model_path).labels == LABELS
+
+
+def test_every_bad_file_raises_one_documented_exception_naming_the_file(tmp_path, model_path):
+    from mnist_predict import ImageError
+
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not pixels")
+    Image.new("L", (80, 60), 230).save(tmp_path / "blank.png")
+    predictor = Predictor(model_path)
+    for name, reason in (("empty.png", "empty file"), ("notes.png", "not an image"),
+                         ("missing.png", "No such file"), ("blank.png", "no digit found")):
+        with pytest.raises(ImageError) as error:
+            predictor.predict([tmp_path / name])
+        assert str(error.value).startswith(str(tmp_path / name)) and reason in str(error.value)
+        assert isinstance(error.value, ValueError)
+
+
+def test_arrays_scaled_to_0_1_are_refused(model_path, glyphs):
+    with pytest.raises(ValueError, match=r"scaled to 0-1 .* images \* 255"):
+        Predictor(model_path).predict(glyphs / 255.0)
+    assert Predictor(model_path).predict(np.zeros((1, 28, 28), np.float32)).labels.shape == (1,)  # black is fine
+
+
+def test_a_model_that_outputs_logits_is_refused(tmp_path, glyphs):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "weights"], ["probabilities"])]  # 5 raw scores, no softmax
+    graph = helper.make_graph(nodes, "logits", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 5])],
+                              [numpy_helper.from_array(np.array([-1, 784], np.int64), "shape"),
+                               numpy_helper.from_array(np.ones((784, 5), np.float32), "weights")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9),
+              tmp_path / "logits.onnx")
+    with pytest.raises(UsageError, match="does not output probabilities"):
+        Predictor(tmp_path / "logits.onnx").predict(glyphs)
+
+
+def test_an_export_folder_is_taken_as_its_model_onnx(export_dir, glyphs, tmp_path):
+    assert Predictor(export_dir).path == export_dir / "model.onnx"
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(UsageError, match="folder without a model.onnx"):
+        Predictor(tmp_path / "nothing")

@@ -273,7 +273,8 @@ def test_a_folder_named_check_is_still_checked_by_the_check_command(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "check").mkdir()
     Image.new("L", (28, 28)).save(tmp_path / "check" / "blank.png")
-    assert run_cli("./check", "--model", model_path).code == 0
+    result = run_cli("./check", "--model", model_path, "--out", "p.csv")
+    assert result.code == 3 and read_rows(tmp_path / "p.csv")[0]["error"] == "no digit found"
 
 
 def _die(path, **options):
@@ -297,3 +298,33 @@ def test_unwritable_output_is_a_one_line_error(tmp_path, digit_folder, model_pat
     (tmp_path / "file").write_text("a file where a folder should be")
     result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "file" / "p.csv")
     assert one_line_error(result, code=1) and "cannot write" in result.err
+
+
+def test_an_unquoted_glob_expanded_by_the_shell_is_many_paths(tmp_path, digit_folder, model_path, run_cli):
+    files = sorted(str(p) for p in digit_folder.glob("1*.png"))
+    result = run_cli(*files, digit_folder / "00-0.png", "--model", model_path, "--out", tmp_path / "p.csv")
+    assert result.code == 0, result.err
+    assert [row["path"] for row in read_rows(tmp_path / "p.csv")] == sorted(files + [str(digit_folder / "00-0.png")])
+
+
+def test_ctrl_c_says_nothing_was_written(tmp_path, glyphs, model_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    page = Image.fromarray(255 - glyphs[3]).resize((900, 900))
+    for k in range(400):  # big pages take a while: the interrupt lands mid-batch
+        page.save(folder / f"{k:04d}.png")
+    out = tmp_path / "p.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_predict", str(folder), "--model", str(model_path),
+                             "--out", str(out), "--workers", "1", "--batch-size", "16"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"error: interrupted; nothing was written to {out}"
+    assert not out.exists() and not list(tmp_path.glob(".predictions-*"))

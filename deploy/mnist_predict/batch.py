@@ -24,17 +24,26 @@ import numpy as np
 
 from . import images as image_io
 from .predictor import UsageError
+from .review import DEFAULT_MIN_CONFIDENCE
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
-COLUMNS = ("path", "label", "class_name", "probability", "top_k", "status", "error")
+COLUMNS = ("path", "label", "class_name", "probability", "top_k", "status", "review", "error")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Batches decoded ahead of the one onnxruntime is running: enough to keep it busy, few enough that
 # memory does not grow when decoding outpaces inference.
 PREFETCH = 2
 
 
-def find_images(spec, recursive=False):
-    """Sorted paths for a folder (image suffixes only), a single file, or a glob pattern."""
+def find_images(specs, recursive=False):
+    """Sorted paths for folders (image suffixes only), files and glob patterns, each path once.
+
+    Several specs arrive when the shell has expanded an unquoted glob."""
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
+    return sorted({path for spec in specs for path in _find(os.fspath(spec), recursive)})
+
+
+def _find(spec, recursive):
     if os.path.isdir(spec):
         try:
             paths = sorted(_walk(spec, recursive))
@@ -105,7 +114,8 @@ def _ignore_interrupts():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize="mnist", top_k=3):
+def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize="mnist", top_k=3,
+                  min_confidence=DEFAULT_MIN_CONFIDENCE):
     """Yield one row per path, in the order of `paths`, however many processes decode them."""
     decode = partial(image_io.decode, invert=invert, resize=resize)
     # Executor.map submits a whole batch at once and yields its results in submission order.
@@ -115,19 +125,19 @@ def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", re
         batch = paths[start : start + batch_size]
         pending.append((batch, decode_batch(decode, batch)))
         if len(pending) > PREFETCH:
-            yield from _infer(predictor, *pending.popleft(), top_k)
+            yield from _infer(predictor, *pending.popleft(), top_k, min_confidence)
     while pending:
-        yield from _infer(predictor, *pending.popleft(), top_k)
+        yield from _infer(predictor, *pending.popleft(), top_k, min_confidence)
 
 
-def _infer(predictor, batch, decoded, top_k):
+def _infer(predictor, batch, decoded, top_k, min_confidence):
     decoded = list(decoded)
     good = [pixels for pixels, _ in decoded if pixels is not None]
     probabilities = predictor.run(np.stack(good)) if good else np.zeros((0, len(predictor.labels)))
     ranked = iter(zip(np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k], probabilities))
     for path, (pixels, error) in zip(batch, decoded):
         if pixels is None:
-            yield {"path": path, "top_k": [], "status": "error", "error": error}
+            yield {"path": path, "top_k": [], "status": "error", "review": "", "error": error}
             continue
         order, row = next(ranked)
         top = [(int(label), predictor.labels[label], float(row[label])) for label in order]
@@ -139,6 +149,7 @@ def _infer(predictor, batch, decoded, top_k):
             "probability": probability,
             "top_k": top,
             "status": "ok",
+            "review": "yes" if probability < min_confidence else "",
             "error": "",
         }
 
@@ -203,6 +214,7 @@ class Summary:
     output: str
     succeeded: int = 0
     failed: int = 0
+    review: int = 0  # succeeded, but flagged for review
     seconds: float = 0.0
     histogram: Counter = field(default_factory=Counter)  # class name -> files predicted as it
 
@@ -215,6 +227,7 @@ class Summary:
             "files": self.files,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "review": self.review,
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),
             "histogram": dict(self.histogram),
@@ -231,6 +244,7 @@ def run(predictor, paths, out, on_row=None, **options):
             write(row)
             if row["status"] == "ok":
                 summary.succeeded += 1
+                summary.review += row["review"] == "yes"
                 summary.histogram[row["class_name"]] += 1
             else:
                 summary.failed += 1

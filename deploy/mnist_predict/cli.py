@@ -1,14 +1,15 @@
-"""`mnist-predict`: batch-predict images with an exported ONNX model, and check its parity.
+"""`mnist-predict`: batch-predict images with an exported ONNX model, look at what it saw, check its parity.
 
-`app` is a Typer app whose first argument is either `check` or the IMAGES of a prediction, so both
-`mnist-predict IMAGES --model ...` and `mnist-predict check --model ...` work, and so does mounting it
-elsewhere: `mnist_job_app.add_typer(app, name="predict")` gives `mnist-job predict IMAGES ...`.
+`app` is a Typer app whose first argument is a command (`check`, `preview`) or the IMAGES of a prediction,
+so both `mnist-predict IMAGES --model ...` and `mnist-predict check --model ...` work, and so does mounting
+it elsewhere: `mnist_job_app.add_typer(app, name="predict")` gives `mnist-job predict IMAGES ...`.
 Onnxruntime is imported only when a command runs, so `--help` stays fast.
 """
 
 import json
 import sys
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,6 +28,8 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from .review import DEFAULT_MIN_CONFIDENCE
+
 try:  # recent Typer vendors click as typer._click; older releases depend on click itself
     from typer._click.exceptions import ClickException
 except ImportError:
@@ -37,13 +40,15 @@ EXIT_CODES = (
     "1 check found a parity mismatch, or the run failed (a decode worker died, the output could not be "
     "written); "
     "2 usage error: a bad option, a missing or non-ONNX model, a model input other than (N, 28, 28), "
-    "a manifest sha256 mismatch, or no files matched; "
+    "outputs that are not probabilities, a manifest sha256 mismatch, or no files matched; "
     "3 some files failed: each becomes a row with status 'error' and a one-line reason, and the "
-    "batch still finishes."
+    "batch still finishes; "
+    "130 interrupted: nothing is written."
 )
 BAD_FILES = (
-    "Zero-byte, truncated, corrupt, non-image and unreadable files, and images over 4096x4096 pixels "
-    "(decompression bombs), become error rows."
+    "Zero-byte, truncated, corrupt, non-image and unreadable files, images over 4096x4096 pixels "
+    "(decompression bombs) and images with no ink (\"no digit found\") become error rows. Rows whose top "
+    "probability is below --min-confidence get review=yes."
 )
 
 
@@ -59,11 +64,12 @@ class PredictByDefault(TyperGroup):
 app = typer.Typer(
     cls=PredictByDefault,
     help="Predict digits (or any 28x28 classes) in image files with an exported ONNX model, "
-    "without TensorFlow. `mnist-predict IMAGES --model model.onnx` predicts; "
-    "`mnist-predict check --model model.onnx` verifies parity with the export.",
+    "without TensorFlow. `mnist-predict IMAGES --model model.onnx` predicts (photos and scans are cleaned "
+    "and framed the MNIST way first); `mnist-predict preview IMAGES --model model.onnx` draws what the model "
+    "saw; `mnist-predict check --model model.onnx` verifies parity with the export.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
-    subcommand_metavar="IMAGES --model MODEL | check --model MODEL",
+    subcommand_metavar="IMAGES... --model MODEL | preview IMAGES... --model MODEL | check --model MODEL",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -83,15 +89,39 @@ class Resize(str, Enum):
 
 
 ModelOption = Annotated[
-    Path, typer.Option("--model", "-m", help="Exported model.onnx; a manifest.json beside it is verified.")
+    Path,
+    typer.Option(
+        "--model", "-m", help="Exported model.onnx, or its export folder; a manifest.json beside it is verified."
+    ),
+]
+ImagesArgument = Annotated[
+    list[str],
+    typer.Argument(metavar="IMAGES...", help="Folders, image files or quoted globs (or the shell's expansion)."),
+]
+InvertOption = Annotated[
+    Invert,
+    typer.Option(
+        help="Polarity of the ink. auto: judged per image (dark ink on paper, or light on dark); "
+        "always: dark ink on light paper (scans, photos); never: light ink on dark, as MNIST."
+    ),
+]
+ResizeOption = Annotated[
+    Resize,
+    typer.Option(
+        help="mnist: clean photos and scans (paper, light, shadows, rules, specks) and frame the ink as MNIST "
+        "did (20x20, centre of mass), passing true 28x28 MNIST digits through; stretch: to 28x28 as is; "
+        "none: 28x28 only."
+    ),
+]
+MinConfidenceOption = Annotated[
+    float,
+    typer.Option(min=0.0, max=1.0, help="Flag rows whose top probability is below this for review."),
 ]
 
 
 @app.command(epilog=f"{BAD_FILES} {EXIT_CODES}")
 def predict(
-    images: Annotated[
-        str, typer.Argument(metavar="IMAGES", help="A folder, a single image file, or a quoted glob.")
-    ],
+    images: ImagesArgument,
     model: ModelOption,
     out: Annotated[
         Optional[Path],
@@ -107,13 +137,9 @@ def predict(
     ] = None,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
     top_k: Annotated[int, typer.Option(min=1, help="Labels with probabilities per row.")] = 3,
-    invert: Annotated[
-        Invert, typer.Option(help="auto inverts dark digits on a light background, judged by the border.")
-    ] = Invert.auto,
-    resize: Annotated[
-        Resize,
-        typer.Option(help="mnist: crop, fit 20x20, centre of mass; stretch: to 28x28; none: 28x28 only."),
-    ] = Resize.mnist,
+    invert: InvertOption = Invert.auto,
+    resize: ResizeOption = Resize.mnist,
+    min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     threads: Annotated[
         Optional[int], typer.Option(min=1, help="onnxruntime threads. [default: CPUs this process may use]")
     ] = None,
@@ -123,9 +149,12 @@ def predict(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ):
-    """Predict every image in IMAGES; one row per file, in sorted path order."""
+    """Predict every image in IMAGES; one row per file, in sorted path order.
+
+    Example: mnist-predict scans/ --model export/model.onnx --out predictions.csv
+    """
     from . import batch
-    from .predictor import Predictor, UsageError, available_cpus
+    from .predictor import UsageError
 
     try:
         shard_index = batch.parse_shard(shard) if shard else None
@@ -138,6 +167,28 @@ def predict(
             paths = batch.take_shard(paths, *shard_index)
     except UsageError as error:
         _fail(error)
+    options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
+                   min_confidence=min_confidence)
+    with _session(model, threads, workers, paths, batch_size) as (predictor, pool):
+        try:
+            summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, **options)
+        except KeyboardInterrupt:
+            _fail(f"interrupted; nothing was written to {out}", 130)
+        except OSError as error:  # unreadable images are rows, so this is the output file
+            _fail(f"cannot write {out}: {error.strerror or error}", 1)
+    if as_json:
+        print(json.dumps({**summary.as_dict(), "model": str(model), "shard": shard}))
+    else:
+        _print_summary(Console(), summary)
+    raise typer.Exit(3 if summary.failed else 0)
+
+
+@contextmanager
+def _session(model, threads, workers, paths, batch_size):
+    """The decode pool and the onnxruntime session, with their failures as one-line errors."""
+    from . import batch
+    from .predictor import Predictor, UsageError, available_cpus
+
     if workers is None:  # one CPU stays with this process, for onnxruntime and the output
         workers = available_cpus() - 1
     if len(paths) <= batch_size:
@@ -146,30 +197,62 @@ def predict(
     # onnxruntime has not started its threads.
     with batch.decoder_pool(workers) as pool:
         try:
-            predictor = Predictor(model, threads=threads)
-        except UsageError as error:
+            yield Predictor(model, threads=threads), pool
+        except UsageError as error:  # from the session, or the first batch's outputs
             _fail(error)
-        try:
-            summary = _run_with_progress(
-                batch.run,
-                predictor,
-                paths,
-                out,
-                pool=pool,
-                batch_size=batch_size,
-                invert=invert.value,
-                resize=resize.value,
-                top_k=top_k,
-            )
         except BrokenProcessPool:
             _fail("a decode worker died (out of memory?); --workers 0 decodes in one process", 1)
-        except OSError as error:  # unreadable images are rows, so this is the output file
-            _fail(f"cannot write {out}: {error.strerror or error}", 1)
-    if as_json:
-        print(json.dumps({**summary.as_dict(), "model": str(model), "shard": shard}))
-    else:
-        _print_summary(Console(), summary)
-    raise typer.Exit(3 if summary.failed else 0)
+
+
+@app.command(epilog=EXIT_CODES)
+def preview(
+    images: ImagesArgument,
+    model: ModelOption,
+    out: Annotated[Path, typer.Option(help="The contact sheet, a PNG written atomically.")] = Path("preview.png"),
+    limit: Annotated[int, typer.Option(min=1, help="Images to draw.")] = 48,
+    problems: Annotated[
+        bool, typer.Option("--problems", help="Draw only rows flagged for review or failed.")
+    ] = False,
+    columns: Annotated[int, typer.Option(min=1, help="Cells per row.")] = 6,
+    recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
+    invert: InvertOption = Invert.auto,
+    resize: ResizeOption = Resize.mnist,
+    min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes. [default: CPUs - 1]")] = None,
+):
+    """Draw what the model saw: each original, the 28x28 input it got, the label and its probability.
+
+    Review rows get an orange frame, error rows a red one and their reason.
+
+    Example: mnist-predict preview photos/ --model export/model.onnx --out sheet.png --problems
+    """
+    from . import batch, preview as sheet
+    from .predictor import UsageError
+
+    try:
+        if Path(out).suffix.lower() != ".png":
+            raise UsageError(f"--out must end in .png, got {out}")
+        paths = batch.find_images(images, recursive)
+    except UsageError as error:
+        _fail(error)
+    if not problems:
+        paths = paths[:limit]
+    options = dict(invert=invert.value, resize=resize.value, min_confidence=min_confidence)
+    with _session(model, None, workers, paths, 256) as (predictor, pool):
+        try:
+            rows = sheet.pick(batch.predict_files(predictor, paths, pool=pool, **options), limit, problems)
+        except KeyboardInterrupt:
+            _fail(f"interrupted; nothing was written to {out}", 130)
+    if not rows:
+        print(f"nothing to draw: none of the {len(paths):,} files was flagged for review or failed")
+        raise typer.Exit(0)
+    try:
+        sheet.contact_sheet(rows, out, columns, invert.value, resize.value)
+    except OSError as error:
+        _fail(f"cannot write {out}: {error.strerror or error}", 1)
+    review = sum(row["review"] == "yes" for row in rows)
+    failed = sum(row["status"] == "error" for row in rows)
+    print(f"{len(rows)} images drawn to {out} ({review} flagged for review, {failed} errors)")
 
 
 def _run_with_progress(run, predictor, paths, out, **options):
@@ -234,6 +317,7 @@ def _print_summary(console, summary):
         console,
         ("files", f"{summary.files:,}"),
         ("succeeded", f"[green]{summary.succeeded:,}[/]"),
+        ("review", f"[yellow]{summary.review:,}[/] (top probability below the threshold)" if summary.review else "0"),
         ("failed", f"[red]{summary.failed:,}[/]" if summary.failed else "0"),
         ("images/s", f"{summary.images_per_second:,.0f}"),
         ("output", summary.output),

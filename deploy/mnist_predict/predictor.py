@@ -10,8 +10,10 @@ import numpy as np
 import onnxruntime as ort
 
 from . import images as image_io
+from .review import DEFAULT_MIN_CONFIDENCE
 
 SHAPE = (image_io.SIZE, image_io.SIZE)
+ImageError = image_io.ImageError
 
 
 class UsageError(ValueError):
@@ -30,6 +32,7 @@ class Predictions:
     labels: np.ndarray  # (N,) int64 class index
     probabilities: np.ndarray  # (N, classes) float32
     names: list  # class name of each predicted label
+    review: np.ndarray  # (N,) bool: the top probability is below min_confidence
 
 
 class Predictor:
@@ -40,9 +43,7 @@ class Predictor:
     """
 
     def __init__(self, model_path, threads=None):
-        self.path = Path(model_path)
-        if not self.path.is_file():
-            raise UsageError(f"model not found: {self.path}")
+        self.path = model_file(model_path)
         verify_manifest(self.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or available_cpus()
@@ -56,6 +57,7 @@ class Predictor:
             raise UsageError(f"{self.path} is not a loadable ONNX model: {_first_line(error)}") from None
         self.input_name, self.output_name, classes = self._check_signature()
         self.labels = self._read_labels(classes)
+        self._outputs_checked = False
 
     def _check_signature(self):
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -86,34 +88,74 @@ class Predictor:
     def run(self, batch):
         """Probabilities for a (N, 28, 28) batch of white-on-black 0-255 pixels."""
         batch = np.asarray(batch, dtype=np.float32)
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+        probabilities = self.session.run([self.output_name], {self.input_name: batch})[0]
+        if not self._outputs_checked and len(probabilities):
+            self._check_probabilities(probabilities)
+        return probabilities
 
-    def predict(self, images, invert="auto", resize="mnist", batch_size=256):
+    def _check_probabilities(self, probabilities):
+        # A model that outputs logits or scores would give confident-looking nonsense in every row.
+        sums = probabilities.sum(axis=1)
+        if probabilities.min() < -1e-6 or not np.allclose(sums, 1, atol=1e-3):
+            raise UsageError(
+                f"{self.path.name} does not output probabilities (rows sum to {sums.min():.4g}..{sums.max():.4g}, "
+                f"smallest value {probabilities.min():.4g}); mnist-job exports end in a softmax"
+            )
+        self._outputs_checked = True
+
+    def predict(self, images, invert="auto", resize="mnist", batch_size=256,
+                min_confidence=DEFAULT_MIN_CONFIDENCE):
         """Labels and probabilities for an array (N, 28, 28) or (28, 28), or a list of image paths.
 
         Arrays go to the model as they are (white digit on black, 0-255). Paths are decoded exactly
-        as the CLI decodes them, with the same `invert` and `resize` choices; a bad file raises.
+        as the CLI decodes them, with the same `invert` and `resize` choices; a bad file raises
+        ImageError (a ValueError) naming the file and the reason.
         """
         batch = self._as_batch(images, invert, resize)
         chunks = [self.run(batch[start : start + batch_size]) for start in range(0, len(batch), batch_size)]
         probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
         labels = probabilities.argmax(axis=1)
-        return Predictions(labels, probabilities, [self.labels[label] for label in labels])
+        review = probabilities.max(axis=1, initial=0) < min_confidence
+        return Predictions(labels, probabilities, [self.labels[label] for label in labels], review)
 
     def _as_batch(self, images, invert, resize):
         if isinstance(images, (str, os.PathLike)):
             images = [images]
         if not isinstance(images, np.ndarray):
-            decoded = [
-                image_io.load(image, invert, resize) if isinstance(image, (str, os.PathLike)) else image
-                for image in images
-            ]
+            decoded = [_load(image, invert, resize) for image in images]
             images = np.stack(decoded) if decoded else np.zeros((0, *SHAPE), np.uint8)
         if images.ndim == 2:
             images = images[np.newaxis]
         if images.ndim != 3 or images.shape[1:] != SHAPE:
             raise ValueError(f"images must be (N, 28, 28) or (28, 28), got {images.shape}")
+        if images.dtype.kind == "f" and 0 < images.max(initial=0) <= 1:
+            # x / 255 is the usual preprocessing elsewhere; here it would leave ~11% accuracy and no warning.
+            raise ValueError(
+                f"images look scaled to 0-1 (largest value {images.max():.3g}); the model takes raw 0-255 "
+                "pixels (its scaling is inside it): pass images * 255"
+            )
         return images
+
+
+def _load(image, invert, resize):
+    if not isinstance(image, (str, os.PathLike)):
+        return image
+    try:
+        return image_io.load(image, invert, resize)
+    except ImageError as error:
+        raise ImageError(f"{image}: {error}") from error
+
+
+def model_file(path):
+    """The model file: `path` itself, or the model.onnx in an export folder."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "model.onnx").is_file():
+            raise UsageError(f"{path} is a folder without a model.onnx; pass the model file")
+        return path / "model.onnx"
+    if not path.is_file():
+        raise UsageError(f"model not found: {path}")
+    return path
 
 
 def verify_manifest(model_path):

@@ -1,0 +1,97 @@
+"""`mnist-predict preview`: a contact sheet of what the model saw, the first thing to look at when a batch
+goes wrong. Each cell shows the original as a thumbnail, the 28x28 input the model got, the top label and
+its probability; rows flagged for review have an orange frame, error rows a red one and their reason.
+
+    mnist-predict preview photos/ --model export/model.onnx --out sheet.png --limit 48
+    mnist-predict preview photos/ --model export/model.onnx --out problems.png --problems
+"""
+
+import os
+import tempfile
+
+from PIL import Image, ImageDraw, ImageFont
+
+from . import images as image_io
+
+SIZE = image_io.SIZE
+THUMB = 112  # the original, fitted into a square of this many pixels
+ZOOM = 4  # the 28x28 input, drawn at this many pixels per pixel
+PAD = 6
+CAPTION = 34
+COLOURS = {"ok": (40, 140, 60), "review": (230, 140, 0), "error": (200, 30, 30)}
+
+
+def contact_sheet(rows, out, columns=6, invert="auto", resize="mnist"):
+    """Draw the rows (from batch.predict_files) into a PNG at `out`, written atomically. Returns `out`."""
+    if not rows:
+        raise ValueError("no rows to draw")
+    font = ImageFont.load_default(size=12)
+    cell_w, cell_h = THUMB + SIZE * ZOOM + 3 * PAD, THUMB + CAPTION + 2 * PAD
+    columns = min(columns, len(rows))
+    sheet = Image.new("RGB", (columns * cell_w, -(-len(rows) // columns) * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, row in enumerate(rows):
+        x, y = (index % columns) * cell_w, (index // columns) * cell_h
+        kind = "error" if row["status"] == "error" else "review" if row.get("review") == "yes" else "ok"
+        draw.rectangle([x + 1, y + 1, x + cell_w - 2, y + cell_h - 2], outline=COLOURS[kind], width=3)
+        sheet.paste(thumbnail(row["path"]), (x + PAD, y + PAD))
+        pixels, _ = image_io.decode(row["path"], invert=invert, resize=resize)
+        if pixels is not None:
+            model_input = Image.fromarray(pixels).resize((SIZE * ZOOM, SIZE * ZOOM), Image.Resampling.NEAREST)
+            sheet.paste(model_input.convert("RGB"), (x + 2 * PAD + THUMB, y + PAD))
+        name = os.path.basename(row["path"])
+        if kind == "error":
+            caption = f"error: {row['error']}"
+        else:
+            caption = f"{row['class_name']}  {row['probability']:.0%}" + ("  review" if kind == "review" else "")
+        draw.text((x + PAD, y + PAD + THUMB + 2), _fit(name, font, cell_w - 2 * PAD), fill="black", font=font)
+        draw.text((x + PAD, y + PAD + THUMB + 17), _fit(caption, font, cell_w - 2 * PAD), fill=COLOURS[kind],
+                  font=font)
+    _save_atomically(sheet, out)
+    return out
+
+
+
+def thumbnail(path):
+    """The original fitted into THUMB x THUMB on grey, or a grey square when it cannot be read."""
+    square = Image.new("RGB", (THUMB, THUMB), (200, 200, 200))
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (THUMB, THUMB))  # JPEG: decode small
+            image = image.convert("RGB")
+            image.thumbnail((THUMB, THUMB))
+            square.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    except Exception:  # the row already says why; the cell stays grey
+        pass
+    return square
+
+
+def _fit(text, font, width):
+    while text and font.getlength(text) > width:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    return text
+
+
+def _save_atomically(image, out):
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(out), prefix=".preview-", suffix=".png")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            image.save(file, "PNG")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, out)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def pick(rows, limit, problems=False):
+    """The rows to draw: the first `limit`, or the first `limit` flagged for review or failed."""
+    chosen = []
+    for row in rows:
+        if not problems or row["status"] == "error" or row.get("review") == "yes":
+            chosen.append(row)
+            if len(chosen) == limit:
+                break
+    return chosen

@@ -1,0 +1,117 @@
+"""A run directory's files, read and written in one place (docs/artifacts.md documents each file and key).
+
+A run is finished when model.keras exists. `train` writes it last, by an atomic rename, after metrics.json
+and the plots, so a run killed at any earlier moment is unfinished, and `--resume` completes it:
+- backup/ (Keras BackupAndRestore) holds the last finished epoch while training is under way;
+- fit.json appears once training has ended (all epochs, or early stopping), before the results are written.
+
+    from job import rundir
+    rundir.is_finished("runs/demo"), rundir.read_history("runs/demo/history.csv")
+"""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from job.errors import JobError
+
+CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
+LAST, BEST, BACKUP, FIT, PLOTS = "last.keras", "best.keras", "backup", "fit.json", "plots"
+# metrics.json holds these keys and no others (docs/artifacts.md lists them; a test compares).
+METRICS_KEYS = ("test_loss", "test_accuracy", "per_class_accuracy", "confusion_matrix", "train_seconds",
+                "samples_per_second", "epochs_run", "kept", "kept_epoch", "val_accuracy", "stopped_early",
+                "params", "device")
+
+
+def is_finished(run_dir):
+    return (Path(run_dir) / MODEL).is_file()
+
+
+def write_json(path, obj):
+    """Write JSON by renaming a complete temporary file into place: never half written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise JobError(f"{path}: missing") from None
+    except ValueError as e:
+        raise JobError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_history(path):
+    """history.csv as a list of dicts (strings), one per epoch; [] when there is none yet."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def dedupe_history(path):
+    """A kill between the CSV row and the backup repeats an epoch on resume; keep its last row."""
+    rows = read_history(path)
+    by_epoch = {row["epoch"]: row for row in rows}
+    if len(by_epoch) == len(rows):
+        return rows
+    rows = sorted(by_epoch.values(), key=lambda r: int(r["epoch"]))
+    tmp = Path(path).with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return rows
+
+
+def save_model(model, path):
+    """model.save to a temporary name, then rename: a kill leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_keras_model(path):
+    """A .keras file, loaded for inference, with Keras's safe mode on; a bad file is a one-line JobError."""
+    import zipfile
+
+    import keras
+
+    import job.losses  # noqa: F401  (registers the custom loss and metric the file may name)
+
+    if not zipfile.is_zipfile(path):  # Keras would call a truncated file "not found"
+        raise JobError(f"{path}: corrupt, not a complete .keras (zip) archive")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:
+        raise JobError(f"{path}: cannot load Keras model ({first_sentence(e)})") from None
+
+
+def first_sentence(error, limit=300):
+    """The first sentence of an error message, on one line: whole, not cut in the middle."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    end = next((i + 1 for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1] == " ")),
+               len(text))
+    sentence = text[:end]
+    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def load_run(run_dir):
+    """A finished run's config, metrics and history, for comparisons; JobError when unfinished."""
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir) or not (run_dir / METRICS).is_file():
+        raise JobError(f"{run_dir}: not a finished run directory (no {MODEL} or {METRICS})")
+    return {"dir": run_dir, "config": read_json(run_dir / CONFIG), "metrics": read_json(run_dir / METRICS),
+            "history": read_history(run_dir / HISTORY)}
+
+
+def run_dir_of(path):
+    """A run directory given as itself or as its model.keras."""
+    path = Path(path)
+    return path.parent if path.name == MODEL and path.is_file() else path
