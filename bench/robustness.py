@@ -105,7 +105,12 @@ def baseline_package(ref):
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "deploy/mnist_predict"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    shutil.move(folder / "deploy" / "mnist_predict", folder / "mnist_predict_before")
+    package = folder / "mnist_predict_before"
+    shutil.move(folder / "deploy" / "mnist_predict", package)
+    for module in package.glob("*.py"):  # its absolute imports must reach the old code, not today's
+        text = module.read_text()
+        module.write_text(text.replace("from mnist_predict", "from mnist_predict_before")
+                          .replace("import mnist_predict", "import mnist_predict_before"))
     return folder, "mnist_predict_before"
 
 

@@ -46,8 +46,9 @@ class Strategy(str, Enum):
 
 DATASET_HELP = ("mnist, fashion_mnist, mnist-sample (bundled, offline), or custom (your own MNIST-format files; "
                 "skips the check that the data looks like the dataset named). Default: mnist.")
-DATA_HELP = ("A Keras mnist.npz or a folder with the four IDX files (.gz or raw). "
-             "Default: $MNIST_DATA, then Keras's cache/download.")
+DATA_HELP = ("A Keras mnist.npz, a folder with the four IDX files (.gz or raw), or a labelled image folder (one "
+             "subfolder per class, optionally under train/ and test/). Default: $MNIST_DATA, then Keras's "
+             "cache/download.")
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout; progress goes to stderr.")
 
 
@@ -103,8 +104,16 @@ def train(
     learning_rate: Optional[float] = typer.Option(None, help="Default: the zoo entry's."),
     val_split: Optional[float] = typer.Option(None, help="Fraction of the training data held out for "
                                               "validation. Default: 0.1."),
+    test_split: Optional[float] = typer.Option(None, help="Share of a labelled folder held out for testing (by "
+                                               "class, with the seed) when it has no test/. Default: 0.2."),
     seed: Optional[int] = typer.Option(None, help="Same seed on the CPU gives identical metrics. Default: 42."),
     out: Optional[str] = typer.Option(None, help="Run directory. Default: runs/<model>-<UTC timestamp>."),
+    init_from: Optional[str] = typer.Option(None, help="Fine-tune the model of this finished run: its weights, "
+                                            "a new output layer when the classes differ, a tenth of the zoo's "
+                                            "learning rate and a third of its epochs unless given."),
+    freeze_base: Optional[bool] = typer.Option(None, help="With --init-from: train the output layer alone."),
+    restandardize: Optional[bool] = typer.Option(None, help="With --init-from: re-estimate the input "
+                                                 "standardization on the new data (default: keep the base's)."),
     resume: bool = typer.Option(False, help="Continue an unfinished run in --out (default: the newest) with "
                                 "its recorded settings, from its last finished epoch."),
     augment: Optional[bool] = typer.Option(None, help="Augmentation in the input pipeline: shifts, plus rotations, "
@@ -131,7 +140,8 @@ def train(
     from job.training import TrainConfig, train as run_training
 
     cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
-                      optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, seed=seed, out=out,
+                      optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, test_split=test_split,
+                      seed=seed, out=out, init_from=init_from, freeze_base=freeze_base, restandardize=restandardize,
                       resume=resume, augment=augment, outliers=outlier_exposure, early_stopping=early_stopping,
                       mixed_precision=mixed_precision, jit=jit, strategy=strategy.value if strategy else None,
                       tensorboard=tensorboard, max_train_samples=max_train_samples)
@@ -159,19 +169,35 @@ def evaluate(
 ):
     """Reload a saved model and recompute its test figures, next to those recorded in metrics.json.
 
-    Exits 1 when the test accuracy falls more than 5 points below the recorded one.
+    On other data (--data), the figures and plots also go to RUN_DIR/eval-<data name>/. A labelled folder is
+    matched to the run's classes by name: its test/ is used, or all of it. On IDX or npz data, exits 1 when
+    the test accuracy falls more than 5 points below the recorded one.
 
-    Example: mnist-job evaluate runs/demo --data /usr/share/datasets/fashion-mnist
+    Example: mnist-job evaluate runs/demo --data photos/
     """
     from job.training import evaluate as run_evaluation
 
     with json_stdout(as_json):
         fresh, recorded = run_evaluation(run_dir, dataset, data)
     if as_json:
-        print(json.dumps({"fresh": fresh, "recorded": {k: recorded.get(k) for k in fresh}}))
+        print(json.dumps({"fresh": fresh, "recorded": {k: recorded.get(k) for k in fresh if k in recorded}}))
         return
+    print(f"{fresh['data']}: {fresh['images']} images")
     for key in ("test_accuracy", "test_loss"):
         print(f"{key}: {fresh[key]:.6f} (recorded {recorded.get(key)})")
+    from job.rundir import read_json
+
+    labels = read_json(run_dir_path(run_dir) / "config.json")["labels"]
+    print("per-class accuracy: " + ", ".join(f"{name} {acc:.3f}" for name, acc in
+                                            zip(labels, fresh["per_class_accuracy"])))
+    if "plots" in fresh:
+        print(f"confusion matrix, plots and metrics.json: {fresh['plots']}")
+
+
+def run_dir_path(run_dir):
+    from job.rundir import run_dir_of
+
+    return run_dir_of(run_dir)
 
 
 @app.command()

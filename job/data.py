@@ -22,8 +22,9 @@ SAMPLE_DIR = Path(__file__).parent / "sample"
 DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-# "custom": MNIST-format files of your own, with ten classes named 0-9 and no check of their content.
-DATASETS = {"mnist": DIGITS, "fashion_mnist": FASHION, "mnist-sample": DIGITS, "custom": DIGITS}
+# "custom": MNIST-format files of your own, with ten classes named 0-9 and no check of their content;
+# "folder": a labelled image folder (job/labelled.py), whose subfolders name the classes.
+DATASETS = {"mnist": DIGITS, "fashion_mnist": FASHION, "mnist-sample": DIGITS, "custom": DIGITS, "folder": None}
 # Pixel statistics that tell the two families apart: MNIST digits leave 81% of pixels black (76-85% in any 10
 # images of the sample), Fashion-MNIST items 50% (40-63%).
 BLACK_SHARE = {"mnist": (0.7, 1.0), "mnist-sample": (0.7, 1.0), "fashion_mnist": (0.3, 0.7)}
@@ -62,13 +63,25 @@ def canonical_name(name):
     return name
 
 
-def load_dataset(name="mnist", data=None):
+def load_dataset(name="mnist", data=None, test_split=0.2, seed=42):
+    """A dataset by name, from `data` (an npz, an IDX folder or a labelled image folder) when given.
+
+    A labelled folder is its own dataset, "folder", whatever the name: its subfolders name the classes and
+    `test_split` and `seed` carve its test set when it has no test/ of its own."""
+    from job.labelled import is_labelled_folder, load_folder
+
     name = canonical_name(name)
     if name == "mnist-sample":
         path, source = SAMPLE_DIR, f"bundled sample ({SAMPLE_DIR})"
     else:
         path = data or os.environ.get("MNIST_DATA")
         source = str(path) if path else None
+    if path and is_labelled_folder(path):
+        arrays, labels, source = load_folder(path, test_split, seed)
+        validate_pairs(arrays, source, len(labels))
+        return Dataset(name="folder", source=source, labels=labels, **arrays)
+    if name == "folder":
+        raise JobError(f"--dataset folder needs --data pointing at a labelled image folder, got {path}")
     if path:
         arrays = read_local(Path(path))
     else:
@@ -116,7 +129,8 @@ def find_idx(folder, stem):
     for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if (folder / candidate).is_file():
             return folder / candidate
-    raise JobError(f"{folder}: missing {stem}[.gz]; a data folder needs the four standard IDX files")
+    raise JobError(f"{folder}: missing {stem}[.gz]; a data folder holds either the four standard IDX files, "
+                   "or one subfolder of images per class")
 
 
 def read_npz(path):
@@ -160,15 +174,15 @@ def read_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def validate_pairs(arrays, source):
+def validate_pairs(arrays, source, classes=10):
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise JobError(f"{source}: x_{split} has shape {x.shape}, expected (N, 28, 28)")
         if len(x) != len(y):
             raise JobError(f"{source}: {len(x)} {split} images but {len(y)} labels")
-        if len(y) and (y.min() < 0 or y.max() > 9):
-            raise JobError(f"{source}: {split} labels outside 0-9 (found {y.min()}..{y.max()})")
+        if len(y) and (y.min() < 0 or y.max() > classes - 1):
+            raise JobError(f"{source}: {split} labels outside 0-{classes - 1} (found {y.min()}..{y.max()})")
         if len(x) == 0:
             raise JobError(f"{source}: no {split} images")
         if x.dtype != np.uint8:

@@ -20,6 +20,7 @@ from job.errors import JobError
 from job.models import default_epochs, get_spec
 from job.plots import pyplot, save
 from job.rundir import write_json
+from job.stats import tied, wilson
 from job.training import compiled_model, make_dataset, resolve, seed_everything, train
 
 
@@ -33,7 +34,7 @@ def cross_validate(cfg, folds=5):
         raise JobError(f"--folds must be at least 2, got {folds}")
     cfg.out = cfg.out or str(Path("runs") / f"cv-{cfg.model}-{stamp()}")
     spec = resolve(cfg)
-    data = load_dataset(cfg.dataset, cfg.data)
+    data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed)
     seed_everything(cfg.seed, cfg.deterministic)
     order = np.random.default_rng(cfg.seed).permutation(len(data.x_train))
     if cfg.max_train_samples:
@@ -109,22 +110,6 @@ def find_runs(paths):
         else:
             found += sorted(p for p in path.iterdir() if (p / rundir.CONFIG).is_file())
     return found
-
-
-def wilson(p, n, z=1.96):
-    """95% Wilson interval of an accuracy p measured on n images."""
-    if not n:
-        return 0.0, 1.0
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
-def tied(a, b, z=1.96):
-    """Whether two validation accuracies differ by less than their 95% uncertainty (a two-proportion z-test)."""
-    (pa, na), (pb, nb) = a, b
-    spread = np.sqrt(pa * (1 - pa) / max(na, 1) + pb * (1 - pb) / max(nb, 1))
-    return abs(pa - pb) <= z * spread
 
 
 def compare(run_dirs, out, warn=print):

@@ -107,11 +107,11 @@ def export(cfg, log=say):
     out = Path(cfg.out) if cfg.out else run_dir / "export"
     tmp = make_temp_dir(out)
     try:
-        from job.data import load_dataset
         from job.rundir import load_keras_model, write_json
+        from job.training import run_dataset
 
         model = load_keras_model(run_dir / "model.keras")
-        data = load_dataset(config["dataset"], config.get("data"))
+        data = run_dataset(config)
         quiet_converters()
         calibration = None
         if cfg.calibrate:

@@ -150,16 +150,17 @@ def get_spec(name):
     return ZOO[name]
 
 
-def build_model(name, x_train=None, classes=10):
-    """Build an uncompiled model whose preprocessing is learnt from x_train (uint8 or float, 0-255)."""
+def build_model(name, x_train=None, classes=10, stats=None):
+    """Build an uncompiled model whose preprocessing is learnt from x_train (uint8 or float, 0-255), or set
+    to `stats` = (mean, std) when given (a fine-tuned model keeps its base's)."""
     import keras
     from keras import layers
 
     spec = get_spec(name)
     inputs = keras.Input(shape=(28, 28), name="image", dtype="float32")
     if spec.standardize:
-        mean, std = ((float(np.mean(x_train)), float(np.std(x_train))) if x_train is not None
-                     else (DEFAULT_MEAN, DEFAULT_STD))
+        mean, std = (stats if stats is not None else (float(np.mean(x_train)), float(np.std(x_train)))
+                     if x_train is not None else (DEFAULT_MEAN, DEFAULT_STD))
         x = layers.Normalization(mean=mean, variance=std ** 2, name="standardize")(inputs)
     else:
         x = layers.Rescaling(1.0 / 255, name="scale")(inputs)

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from mnist_predict.images import frame
 
-KINDS = ("scribble", "blob", "noise", "specks", "texture")
+KINDS = ("scribble", "blob", "noise", "specks", "texture", "silhouette")
 CANVAS = 84
 
 
@@ -46,7 +46,18 @@ def draw(kind, rng):
             points = start + np.cumsum(rng.normal(0, CANVAS / 6, (int(rng.integers(3, 7)), 2)), axis=0)
             pen.line([tuple(p) for p in points.clip(0, CANVAS - 1)], fill=255, width=int(rng.integers(5, 10)),
                      joint="curve")
-    else:  # a blot: a filled, smooth random shape, flat or with a texture inside (a photo of a thing)
+    elif kind == "silhouette":  # a thing: a filled polygon, often mirror-symmetric, shaded or patterned
+        pen = ImageDraw.Draw(canvas)
+        half = rng.uniform(0.03, 0.35, (int(rng.integers(3, 7)), 2)) * CANVAS
+        half[:, 1] = np.sort(rng.uniform(0.05, 0.95, len(half))) * CANVAS
+        if rng.random() < 0.6:  # left-right symmetric, as most objects seen from the front are
+            outline = np.concatenate([half, np.stack([CANVAS - half[::-1, 0], half[::-1, 1]], axis=1)])
+        else:
+            outline = rng.uniform(0.05, 0.95, (int(rng.integers(5, 10)), 2)) * CANVAS
+        pen.polygon([tuple(p) for p in outline], fill=255)
+        shade = 0.3 + 0.7 * _smooth_field(rng, int(rng.integers(3, 24)))
+        canvas = np.asarray(canvas, np.float32) * shade
+    else:  # a blot: a filled, smooth random shape, flat or with a texture inside
         shape = _smooth_field(rng, 5)
         solid = shape > np.percentile(shape, rng.uniform(30, 80))
         shade = 1.0 if kind == "blob" else 0.35 + 0.65 * _smooth_field(rng, int(rng.integers(6, 20)))

@@ -20,8 +20,13 @@ def plot_run(run_dir, x_test, y_test, probabilities, labels, kept_epoch=None):
     """The four plots of a run, into RUN_DIR/plots/."""
     out = Path(run_dir) / rundir.PLOTS
     out.mkdir(exist_ok=True)
-    predictions = probabilities.argmax(axis=1)
     plot_curves(rundir.read_history(Path(run_dir) / rundir.HISTORY), out / "curves.png", kept_epoch)
+    plot_evaluation(out, x_test, y_test, probabilities, labels)
+
+
+def plot_evaluation(out, x_test, y_test, probabilities, labels):
+    """confusion.png, predictions.png and confident_errors.png of a model's predictions on a test set."""
+    predictions = probabilities.argmax(axis=1)
     plot_confusion(y_test, predictions, labels, out / "confusion.png")
     plot_grid(x_test[:25], y_test[:25], predictions[:25], probabilities[:25], labels,
               "First 25 test images: true → predicted (wrong in red)", out / "predictions.png")

@@ -28,13 +28,13 @@ from job.models import OPTIMIZERS, build_model, default_epochs, get_spec, make_o
 
 log = logging.getLogger(__name__)
 OUTLIER_SHARE = 0.2  # outlier exposure: synthetic non-digits, as a share of the training digits
-STRETCHED_SHARE = 0.1  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
-DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "seed": 42, "mixed_precision": False,
-            "jit": False, "strategy": "auto"}
+STRETCHED_SHARE = 0.2  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
+DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "test_split": 0.2, "seed": 42,
+            "mixed_precision": False, "jit": False, "strategy": "auto", "freeze_base": False, "restandardize": False}
 # What a run computes depends on these; a resume takes them from config.json and refuses to change them.
 RUN_SETTINGS = ("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
-                "seed", "augment", "outliers", "max_train_samples", "early_stopping", "mixed_precision", "jit",
-                "strategy")
+                "test_split", "seed", "augment", "outliers", "max_train_samples", "early_stopping", "mixed_precision",
+                "jit", "strategy", "init_from", "freeze_base", "restandardize")
 # evaluate fails (exit 1) when the test accuracy falls this far below the figure recorded by train.
 EVALUATE_TOLERANCE = 0.05
 
@@ -50,6 +50,7 @@ class TrainConfig:
     optimizer: str | None = None
     learning_rate: float | None = None
     val_split: float | None = None
+    test_split: float | None = None  # share of a labelled folder held out for testing when it has no test/
     seed: int | None = None
     out: str | None = None
     resume: bool = False
@@ -59,6 +60,9 @@ class TrainConfig:
     mixed_precision: bool | None = None
     jit: bool | None = None  # XLA measured 2-6x slower than the default on CPU (bench/train_speed.py)
     strategy: str | None = None
+    init_from: str | None = None  # fine-tune the model of this finished run (job/finetune.py)
+    freeze_base: bool | None = None  # fine-tuning: train the output layer alone
+    restandardize: bool | None = None  # fine-tuning: re-estimate the input standardization on the new data
     tensorboard: bool = False
     deterministic: bool = True
     max_train_samples: int | None = None  # for quick runs and tests
@@ -69,6 +73,13 @@ def resolve(cfg):
     """Fill defaults (or a resumed run's settings) and check every argument before any heavy work."""
     if cfg.resume:
         take_resumed_settings(cfg)
+    if cfg.init_from and not cfg.resume:
+        from job import finetune
+
+        base = finetune.base_config(cfg.init_from)
+        finetune.fill_defaults(cfg, get_spec(base["model"]), base)
+    elif cfg.freeze_base or cfg.restandardize:
+        raise JobError("--freeze-base and --restandardize fine-tune: add --init-from RUN_DIR")
     for name, value in DEFAULTS.items():
         if getattr(cfg, name) is None:
             setattr(cfg, name, value)
@@ -85,6 +96,8 @@ def resolve(cfg):
         raise JobError(f"--learning-rate must be positive, got {cfg.learning_rate}")
     if not 0.0 < cfg.val_split < 1.0:
         raise JobError(f"--val-split must be in (0, 1), got {cfg.val_split}")
+    if not 0.0 < cfg.test_split < 1.0:
+        raise JobError(f"--test-split must be in (0, 1), got {cfg.test_split}")
     if cfg.optimizer.lower() not in OPTIMIZERS:
         raise JobError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if cfg.early_stopping is not None and cfg.early_stopping < 1:
@@ -182,6 +195,26 @@ def epoch_log_callback():
     return EpochLog()
 
 
+def best_checkpoint_callback(path, n_val, history):
+    """Saves the model whenever an epoch's validation accuracy is as good as the best so far (job.stats): a
+    checkpoint of the best epoch that noise of a few validation images cannot pull back to an early one.
+    On resume, the best so far comes from history.csv."""
+    import keras
+
+    from job.stats import as_good
+
+    class BestCheckpoint(keras.callbacks.Callback):
+        best = max((float(row["val_accuracy"]) for row in history), default=None)
+
+        def on_epoch_end(self, epoch, logs=None):
+            score = float(logs["val_accuracy"])
+            if as_good(score, self.best, n_val):
+                rundir.save_model(self.model, path)
+            self.best = score if self.best is None else max(self.best, score)
+
+    return BestCheckpoint()
+
+
 def versions():
     import keras
     import tensorflow as tf
@@ -191,12 +224,18 @@ def versions():
 
 
 def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
-    """The zoo model with its preprocessing learnt from x_train, compiled with its own optimizer."""
+    """The zoo model with its preprocessing learnt from x_train (or a fine-tuned run's model, see
+    job/finetune.py), compiled with its own optimizer."""
     import keras
 
     from job.losses import DigitAccuracy, SparseSmoothedCrossentropy
 
-    model = build_model(cfg.model, x_train, classes)
+    if getattr(cfg, "init_from", None):
+        from job.finetune import initial_model
+
+        model = initial_model(cfg, x_train, classes)
+    else:
+        model = build_model(cfg.model, x_train, classes)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, spec.schedule, spec.decay,
                                  total_steps=steps_per_epoch * cfg.epochs),
@@ -243,11 +282,12 @@ def train(cfg):
     spec = resolve(cfg)
     run_dir = Path(cfg.out)
     try:
-        data = load_dataset(cfg.dataset, cfg.data)
+        data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed)
     except JobError:
         if not any(run_dir.iterdir()):
             run_dir.rmdir()  # leave no empty run behind a bad --data
         raise
+    cfg.dataset = data.name  # a labelled folder is the dataset "folder", whatever --dataset said
 
     import keras
 
@@ -274,23 +314,24 @@ def train(cfg):
                   "train_samples": n_fit, "val_samples": n_val, "test_samples": len(data.x_test),
                   "replicas": replicas, "global_batch_size": global_batch, "versions": versions(),
                   "device": device, "command": shlex.join(["mnist-job", *sys.argv[1:]]), "resumes": []}
+        if cfg.init_from:
+            from job.finetune import lineage
+
+            config.update(lineage(cfg.init_from))
         rundir.write_json(run_dir / rundir.CONFIG, config)
 
     if not (run_dir / rundir.FIT).is_file():
-        fit(cfg, model, train_ds, val_ds, run_dir, history, keras)
-    return finish(cfg, run_dir, data, n_fit, device)
+        fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras)
+    return finish(cfg, run_dir, data, n_fit, n_val, device)
 
 
-def fit(cfg, model, train_ds, val_ds, run_dir, history, keras):
+def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras):
     """model.fit with the run's callbacks; writes fit.json when training has ended."""
-    best = max((float(row["val_accuracy"]) for row in history), default=None)
     callbacks = [
         epoch_log_callback(),  # before CSVLogger, which writes the logs it adds
         keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / rundir.LAST)),
-        # On resume the best so far comes from history.csv, or the first resumed epoch would replace it.
-        keras.callbacks.ModelCheckpoint(str(run_dir / rundir.BEST), monitor="val_accuracy", mode="max",
-                                        save_best_only=True, initial_value_threshold=best),
+        best_checkpoint_callback(run_dir / rundir.BEST, n_val, history),
         # Keras writes the backup in place; a kill mid-write truncates it. The double checkpoint keeps the
         # previous epoch's copy, which Keras falls back to when the latest one cannot be read. The backup
         # stays until the run's results are written (finish() removes it).
@@ -335,15 +376,17 @@ def interrupted_in_training(cfg, run_dir):
             f"{rundir.BACKUP}. Resume with: {resume_command(cfg)}")
 
 
-def finish(cfg, run_dir, data, n_fit, device):
+def finish(cfg, run_dir, data, n_fit, n_val, device):
     """Evaluate the best epoch, then write metrics.json, the plots and, last, model.keras."""
+    from job.stats import kept_epoch as best_epoch
+
     try:
         rows = rundir.read_history(run_dir / rundir.HISTORY)
         fitted = rundir.read_json(run_dir / rundir.FIT)
         kept = "best" if (run_dir / rundir.BEST).is_file() else "last"
         model = rundir.load_keras_model(run_dir / (rundir.BEST if kept == "best" else rundir.LAST))
         scores = [float(row["val_accuracy"]) for row in rows]
-        kept_epoch = int(np.argmax(scores)) + 1 if kept == "best" else len(rows)
+        kept_epoch = best_epoch(scores, n_val) if kept == "best" else len(rows)
         seconds = sum(float(row.get("seconds") or 0) for row in rows)
         probabilities = predict_probabilities(model, data.x_test)
         metrics = {**metrics_from_probabilities(probabilities, data.y_test),
@@ -366,6 +409,85 @@ def finish(cfg, run_dir, data, n_fit, device):
     shutil.rmtree(run_dir / rundir.BACKUP, ignore_errors=True)
     (run_dir / rundir.FIT).unlink(missing_ok=True)
     return run_dir, metrics
+
+
+def run_dataset(config, dataset=None, data=None):
+    """The data a run was trained on (or `data` instead), split as the run split it."""
+    return load_dataset(dataset or config["dataset"], data if data is not None else config.get("data"),
+                        config.get("test_split") or 0.2, config.get("seed", 42))
+
+
+def record_resume(run_dir, epochs_done):
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    config.setdefault("resumes", []).append({
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "after_epoch": epochs_done,
+        "command": shlex.join(["mnist-job", *sys.argv[1:]])})
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+
+
+def resume_command(cfg):
+    return shlex.join(["mnist-job", "train", "--out", cfg.out, "--resume"])
+
+
+def predict_probabilities(model, x):
+    return np.asarray(model.predict(x.astype(np.float32), batch_size=1024, verbose=0))
+
+
+def metrics_from_probabilities(probs, y):
+    """Test figures computed in NumPy from the probabilities, so every reader gets the same numbers."""
+    y = y.astype(np.int64)
+    classes = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    return {"test_loss": round(loss, 6), "test_accuracy": round(float(np.mean(pred == y)), 6),
+            "per_class_accuracy": [round(float(a), 6) for a in per_class], "confusion_matrix": confusion.tolist()}
+
+
+def evaluate(run_dir, dataset=None, data=None):
+    """Reload a saved run and recompute its test figures; returns (fresh, recorded) metrics.
+
+    On other data than the run's (`data`), the figures and plots also go to RUN_DIR/eval-<data name>/. A
+    labelled folder is matched to the run's classes by name. On IDX or npz data, refuses what is plainly
+    another dataset (JobError), and fails (GateError, exit 1) when the accuracy falls far below the recorded
+    figure."""
+    from job.labelled import evaluation_set, is_labelled_folder
+
+    run_dir = rundir.run_dir_of(run_dir)
+    if not rundir.is_finished(run_dir):
+        raise JobError(f"{run_dir}: no model.keras (not a finished run directory)")
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    recorded = rundir.read_json(run_dir / rundir.METRICS)
+    foreign = data is not None and str(Path(data).resolve()) != str(Path(config.get("data") or "").resolve())
+    folder = data is not None and is_labelled_folder(data)
+    if folder and foreign:
+        x, y, source = evaluation_set(data, config["labels"])
+    else:
+        ds = run_dataset(config, dataset, data)
+        x, y, source = ds.x_test, ds.y_test, ds.source
+    model = rundir.load_keras_model(run_dir / rundir.MODEL)
+    probabilities = predict_probabilities(model, x)
+    fresh = {**metrics_from_probabilities(probabilities, y), "images": int(len(y)), "data": source}
+    if foreign:
+        out = run_dir / f"eval-{Path(data).resolve().name}"
+        out.mkdir(exist_ok=True)
+        rundir.write_json(out / rundir.METRICS, fresh)
+        from job.plots import plot_evaluation
+
+        plot_evaluation(out, x, y, probabilities, config["labels"])
+        fresh["plots"] = str(out)
+    if not folder and fresh["test_accuracy"] < recorded["test_accuracy"] - EVALUATE_TOLERANCE:
+        raise GateError(f"test accuracy {fresh['test_accuracy']:.4f} is far below the {recorded['test_accuracy']:.4f} "
+                        f"recorded for {run_dir} ({source}): is this the data the run was trained for?")
+    return fresh, recorded
+
+
+def run_dataset(config, dataset=None, data=None):
+    """The data a run was trained on (or `data` instead), split as the run split it."""
+    return load_dataset(dataset or config["dataset"], data if data is not None else config.get("data"),
+                        config.get("test_split") or 0.2, config.get("seed", 42))
 
 
 def record_resume(run_dir, epochs_done):
@@ -407,7 +529,7 @@ def evaluate(run_dir, dataset=None, data=None):
         raise JobError(f"{run_dir}: no model.keras (not a finished run directory)")
     config = rundir.read_json(run_dir / rundir.CONFIG)
     recorded = rundir.read_json(run_dir / rundir.METRICS)
-    ds = load_dataset(dataset or config["dataset"], data if data is not None else config.get("data"))
+    ds = run_dataset(config, dataset, data)
     model = rundir.load_keras_model(run_dir / rundir.MODEL)
     fresh = metrics_from_probabilities(predict_probabilities(model, ds.x_test), ds.y_test)
     if fresh["test_accuracy"] < recorded["test_accuracy"] - EVALUATE_TOLERANCE:

@@ -6,7 +6,8 @@ import pytest
 from conftest import BIN, ROOT, run_cli
 
 from job.errors import JobError
-from job.experiments import compare, cross_validate, parse_list, sweep, tied, wilson
+from job.experiments import compare, cross_validate, parse_list, sweep
+from job.stats import kept_epoch, tied, wilson
 from job.training import TrainConfig, train
 
 
@@ -49,6 +50,11 @@ def test_ties_follow_the_binomial_uncertainty():
     assert not tied((0.99, 10_000), (0.95, 10_000))
     low, high = wilson(0.99, 600)
     assert low < 0.99 < high and high - low < 0.03
+    # the best checkpoint: the latest epoch as good as the best so far, not an early lucky one
+    scores = [0.90, 0.966, 0.9783, 0.97, 0.9950, 0.9917, 0.9933, 0.9933]
+    assert kept_epoch(scores, 600) == 8
+    assert kept_epoch([0.5, 0.9, 0.95, 0.6], 600) == 3  # a collapse at the end is not kept
+    assert kept_epoch([0.5, 0.9, 0.95, 0.6], 10) == 4  # ... unless 10 images cannot tell it apart
 
 
 @pytest.fixture(scope="module")

@@ -66,10 +66,13 @@ def test_metrics_json_holds_the_documented_keys_only(tmp_path, npz_path):
 
 
 def test_model_keras_is_the_best_epoch_and_says_so(tmp_path, npz_path):
+    from job.stats import kept_epoch
+
     run_dir, metrics = tiny(tmp_path, "dense-512", npz_path, epochs=4, learning_rate=0.05, optimizer="sgd")
     scores = [float(row["val_accuracy"]) for row in read_history(run_dir / "history.csv")]
-    assert metrics["kept"] == "best" and metrics["kept_epoch"] == int(np.argmax(scores)) + 1
-    assert metrics["val_accuracy"] == pytest.approx(max(scores), abs=1e-6)
+    n_val = json.loads((run_dir / "config.json").read_text())["val_samples"]
+    assert metrics["kept"] == "best" and metrics["kept_epoch"] == kept_epoch(scores, n_val)
+    assert metrics["val_accuracy"] == pytest.approx(scores[metrics["kept_epoch"] - 1], abs=1e-6)
     from job.rundir import load_keras_model
 
     x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28)).astype(np.float32)
@@ -79,9 +82,12 @@ def test_model_keras_is_the_best_epoch_and_says_so(tmp_path, npz_path):
 
 def test_early_stopping_stops_and_keeps_the_best(tmp_path, npz_path):
     # A learning rate this high stops improving at once; three epochs of patience end a 40-epoch schedule.
+    from job.stats import kept_epoch
+
     run_dir, metrics = tiny(tmp_path, "dense-128", npz_path, epochs=40, learning_rate=5.0, early_stopping=3)
     assert metrics["stopped_early"] and metrics["epochs_run"] < 40
-    assert metrics["epochs_run"] - metrics["kept_epoch"] == 3
+    scores = [float(row["val_accuracy"]) for row in read_history(run_dir / "history.csv")]
+    assert metrics["kept_epoch"] == kept_epoch(scores, json.loads((run_dir / "config.json").read_text())["val_samples"])
 
 
 def test_same_seed_gives_identical_metrics(tmp_path, npz_path):

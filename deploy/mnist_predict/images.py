@@ -205,16 +205,18 @@ def ink_map(work, invert="auto", crop=False):
 
     Polarity: "always" means dark ink on light paper, "never" light ink on dark, "auto" judges it: against
     a local median (paper, shadows and all), ink is the longer tail. A small crop has no shadows but may
-    be mostly ink, so there the paper is judged by its border, where a tight crop is still mostly paper.
+    be mostly ink, so there the paper is its border (the margin it was given): it sets the polarity, and
+    it is the background everywhere, however thick the strokes.
     """
     dark = {"always": True, "never": False}.get(invert)
-    if dark is None and crop:
-        border = np.concatenate([work[0], work[-1], work[:, 0], work[:, -1]])
-        dark = bool(np.median(border) > 0.5)
+    paper = float(np.median(np.concatenate([work[0], work[-1], work[:, 0], work[:, -1]]))) if crop else None
     if dark is None:
-        dark = _dark_ink(work)
+        dark = paper > 0.5 if crop else _dark_ink(work)
     image = work if dark else 1 - work
-    background = _background(image)
+    if crop:
+        background = np.maximum(paper if dark else 1 - paper, image)
+    else:
+        background = _background(image)
     # Light falls on paper and ink alike, so ink is measured as a share of the local paper brightness.
     return np.clip((background - image) / np.maximum(background, 0.05), 0, 1)
 

@@ -1,0 +1,86 @@
+"""Fine-tune a finished run on new data: `mnist-job train --init-from RUN_DIR --data photos/`.
+
+The new model is the base run's zoo model, built again and given the base's weights layer by layer. Its
+output layer is replaced when the class count differs; its input standardization keeps the base's
+statistics (what the base's weights expect) unless --restandardize. Defaults suit fine-tuning: a tenth of
+the zoo's learning rate and a third of its epochs (at least 5), and --freeze-base trains the head alone.
+
+    mnist-job train --init-from runs/demo --data photos/ --out runs/demo-photos
+    mnist-job train --init-from runs/demo --data letters/ --freeze-base --epochs 20
+"""
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from job import rundir
+from job.errors import JobError
+from job.models import build_model
+
+log = logging.getLogger(__name__)
+LEARNING_RATE_FACTOR = 0.1
+EPOCHS_FACTOR = 1 / 3
+MIN_EPOCHS = 5
+
+
+def base_config(run_dir):
+    """The base run's config.json; the run must be finished."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise JobError(f"--init-from {run_dir}: not a run directory (no {rundir.CONFIG})")
+    if not rundir.is_finished(run_dir):
+        raise JobError(f"--init-from {run_dir}: an unfinished run (no {rundir.MODEL}); finish it with "
+                       f"`mnist-job train --out {run_dir} --resume` first")
+    return rundir.read_json(run_dir / rundir.CONFIG)
+
+
+def fill_defaults(cfg, spec, base):
+    """The model is the base's; learning rate and epochs default to a fraction of the zoo's."""
+    if cfg.model is not None and cfg.model != base["model"]:
+        raise JobError(f"cannot fine-tune {base['model']} weights as --model {cfg.model}: leave --model out, or "
+                       "train that model from scratch")
+    cfg.model = base["model"]
+    if cfg.learning_rate is None:
+        cfg.learning_rate = spec.learning_rate * LEARNING_RATE_FACTOR
+    if cfg.epochs is None:
+        cfg.epochs = max(MIN_EPOCHS, round(spec.epochs * EPOCHS_FACTOR))
+
+
+def initial_model(cfg, x_train, classes):
+    """The zoo model with the base run's weights, a new head if the class count differs, and the base's
+    standardization unless cfg.restandardize."""
+    base = rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL)
+    if tuple(base.input.shape[1:]) != (28, 28):
+        raise JobError(f"--init-from {cfg.init_from}: its model takes {tuple(base.input.shape[1:])} images, not 28x28")
+    stats = None
+    if "standardize" in [layer.name for layer in base.layers] and not cfg.restandardize:
+        settings = base.get_layer("standardize").get_config()
+        stats = (float(np.squeeze(settings["mean"])), float(np.sqrt(np.squeeze(settings["variance"]))))
+    model = build_model(cfg.model, x_train, classes, stats=stats)
+    base_classes = base.get_layer("probabilities").units
+    for new, old in zip(model.layers, base.layers):
+        if new.name == "probabilities" and base_classes != classes:
+            log.info("fine-tune: output layer 'probabilities' replaced: %d classes -> %d", base_classes, classes)
+            continue
+        new.set_weights(old.get_weights())
+    if stats is None and "standardize" in [layer.name for layer in model.layers]:
+        log.info("fine-tune: input standardization re-estimated on the new training images")
+    if cfg.freeze_base:
+        for layer in model.layers:
+            layer.trainable = layer.name == "probabilities"
+        log.info("fine-tune: base frozen, training the output layer alone")
+    return model
+
+
+def lineage(run_dir):
+    """What config.json records of the base: its path and the sha256 of its model and export manifest."""
+    run_dir = Path(run_dir)
+    manifest = run_dir / "export" / "manifest.json"
+    return {"base_run": str(run_dir), "base_model_sha256": sha256(run_dir / rundir.MODEL),
+            "base_manifest_sha256": sha256(manifest) if manifest.is_file() else None}
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
