@@ -69,7 +69,7 @@ def target(what, measured, goal, higher=True, unit=""):
     if measured is None:
         return {"target": what, "measured": "never", "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",
                 "met": False, "verdict": "MISSED (not reached)"}
-    measured = float(measured)
+    measured = round(float(measured), 9)  # 2.0000000000000018 is 2
     met = bool(measured >= goal if higher else measured <= goal)
     short = abs(measured - goal) / goal
     return {"target": what, "measured": num(measured) + unit, "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",

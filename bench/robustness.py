@@ -37,7 +37,7 @@ import numpy as np
 from common import (RESULTS, ROOT, header, interleaved_medians, num, parse_args, print_table, print_targets,
                     target, write_results)
 
-FULL = {"per_condition": 300, "per_junk": 200, "photos_12mp": 24, "repeats": 3}
+FULL = {"per_condition": 300, "per_junk": 200, "photos_12mp": 96, "repeats": 3}
 QUICK = {"per_condition": 30, "per_junk": 20, "photos_12mp": 4, "repeats": 1}
 DATA_VERSION = 1  # bump when job.photos changes, so cached renders are made again
 
