@@ -2,8 +2,9 @@
 
 The new model is the base run's zoo model, built again and given the base's weights layer by layer. Its
 output layer is replaced when the class count differs; its input standardization keeps the base's
-statistics (what the base's weights expect) unless --restandardize. Defaults suit fine-tuning: a tenth of
-the zoo's learning rate and a third of its epochs (at least 5), and --freeze-base trains the head alone.
+statistics (what the base's weights expect) unless --restandardize; its batch normalization stays in
+inference mode. Defaults suit fine-tuning: a tenth of the zoo's learning rate and a third of its epochs (at
+least 5), and --freeze-base trains the head alone.
 
     mnist-job train --init-from runs/demo --data photos/ --out runs/demo-photos
     mnist-job train --init-from runs/demo --data letters/ --freeze-base --epochs 20
@@ -67,10 +68,18 @@ def initial_model(cfg, x_train, classes):
         new.set_weights(old.get_weights())
     if stats is None and "standardize" in [layer.name for layer in model.layers]:
         log.info("fine-tune: input standardization re-estimated on the new training images")
-    if cfg.freeze_base:
-        for layer in model.layers:
+    import keras
+
+    for layer in model.layers:
+        if cfg.freeze_base:
             layer.trainable = layer.name == "probabilities"
-        log.info("fine-tune: base frozen, training the output layer alone")
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            # Inference mode with the base's statistics, as Keras's transfer-learning guide advises: a few
+            # hundred images in a few dozen steps cannot re-estimate them (the moving averages lag behind
+            # the changing weights, and the model scores far worse than it trained).
+            layer.trainable = False
+    log.info("fine-tune: %s", "base frozen, training the output layer alone" if cfg.freeze_base
+             else "batch normalization kept in inference mode")
     return model
 
 

@@ -228,11 +228,12 @@ def test_freeze_base_trains_the_head_alone(shapes, tmp_path):
     from job.rundir import load_keras_model
 
     before, after = load_keras_model(base / "model.keras"), load_keras_model(tuned / "model.keras")
-    hidden = [layer for layer in after.layers if layer.get_weights() and layer.name != "probabilities"]
-    assert hidden
-    for layer in hidden:
-        for old, new in zip(before.get_layer(layer.name).get_weights(), layer.get_weights()):
-            np.testing.assert_array_equal(old, new)
+    pairs = [(old, new) for old, new in zip(before.layers, after.layers)
+             if new.get_weights() and new.name != "probabilities"]
+    assert pairs
+    for old, new in pairs:
+        for a, b in zip(old.get_weights(), new.get_weights()):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_fine_tune_errors(tmp_path, shapes, npz_path):
