@@ -333,16 +333,17 @@ def compare(
 @app.command()
 def export(
     run_dir: str = typer.Argument(..., help="A run directory written by `train`."),
-    format: str = typer.Option("all", "--format", help="onnx, savedmodel, or all."),
+    format: str = typer.Option("all", "--format", help="onnx, savedmodel, litert, or all."),
     opset: int = typer.Option(17, help="ONNX opset, 13-18."),
-    quantize: Optional[str] = typer.Option(None, help="int8: also write model.int8.onnx (static QDQ)."),
+    quantize: Optional[str] = typer.Option(None, help="int8: also write model.int8.onnx (static QDQ) and "
+                                           "model.int8.tflite (full integer), each gated on accuracy and size."),
     atol: float = typer.Option(1e-5, help="Parity gate: largest allowed |ONNX - Keras| probability."),
     out: Optional[str] = typer.Option(None, help="Export directory. Default: RUN_DIR/export."),
     calibrate: bool = typer.Option(True, help="Fit a temperature on the validation split and fold it into "
                                    "the exported graph, so its probabilities are calibrated."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON (progress to stderr)."),
 ):
-    """Export to ONNX and SavedModel, gate on parity with Keras (exit 1), publish atomically.
+    """Export to ONNX, SavedModel and LiteRT, gate each on parity with Keras (exit 1), publish atomically.
 
     Example: mnist-job export runs/cnn-bn-aug-20250101T000000Z --format all --quantize int8
     """
@@ -365,6 +366,32 @@ INTERRUPTED = {
     "cv": "interrupted; no cv.json was written",
     "evaluate": "interrupted; nothing was written",
 }
+
+
+@app.command()
+def benchmark(
+    run_dir: str = typer.Argument(..., help="A run directory whose export/ `mnist-job export` wrote."),
+    rounds: int = typer.Option(5, min=1, help="Timing rounds: every format once a round, medians reported."),
+    out: Optional[str] = typer.Option(None, help="Also write the table as Markdown to this file."),
+    as_json: bool = JsonOption,
+):
+    """Every format of a run's export beside Keras: status, size, accuracy through its own runtime, agreement
+    with Keras, batch-1 latency and images/s at batch 256, timed in turns.
+
+    Example: mnist-job benchmark runs/demo --out bench.md
+    """
+    from job.export import benchmark as bench
+
+    with json_stdout(as_json):
+        result = bench.benchmark(run_dir, rounds=rounds)
+    if out:
+        from pathlib import Path
+
+        Path(out).write_text(bench.markdown(result))
+    if as_json:
+        print(json.dumps(result))
+    else:
+        bench.print_table(result)
 
 
 def main(argv=None):

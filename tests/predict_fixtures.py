@@ -169,3 +169,34 @@ def read_rows(path):
 
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope="session")
+def tflite_export(tmp_path_factory, glyphs):
+    """The glyph-template model as LiteRT: model.tflite beside a manifest and parity.npz, as export writes them.
+    Built with TensorFlow here; the tests then run it without."""
+    import keras
+
+    from job.export.formats import litert, savedmodel
+    from mnist_predict.runtimes import LiteRt
+
+    directory = tmp_path_factory.mktemp("tflite")
+    weights, bias = template_weights(glyphs)
+    inputs = keras.Input((28, 28), name="image")
+    flat = keras.layers.Reshape((784,))(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax", name="probabilities")(flat)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("probabilities").set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+    savedmodel.write(model, directory / "saved")
+    litert.write(directory / "saved", directory / "model.tflite")
+    shutil.rmtree(directory / "saved")
+    write_export(directory / "onnx", glyphs)  # the same model as ONNX: its parity inputs, LiteRT's outputs
+    with np.load(directory / "onnx" / "parity.npz") as onnx_reference:
+        reference = dict(onnx_reference)
+    reference["probabilities"] = LiteRt(directory / "model.tflite", 1).run(reference["inputs"])
+    np.savez(directory / "parity.npz", **reference)
+    manifest = {"files": {"model.tflite": {"sha256": sha256(directory / "model.tflite"),
+                                           "size": (directory / "model.tflite").stat().st_size}},
+                "labels": LABELS, "model": "glyph-templates"}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory

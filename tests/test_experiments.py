@@ -53,8 +53,8 @@ def test_ties_follow_the_binomial_uncertainty():
     # the best checkpoint: the latest epoch as good as the best so far, not an early lucky one
     scores = [0.90, 0.966, 0.9783, 0.97, 0.9950, 0.9917, 0.9933, 0.9933]
     assert kept_epoch(scores, 600) == 8
-    assert kept_epoch([0.5, 0.9, 0.95, 0.6], 600) == 3  # a collapse at the end is not kept
-    assert kept_epoch([0.5, 0.9, 0.95, 0.6], 10) == 4  # ... unless 10 images cannot tell it apart
+    assert kept_epoch([0.5, 0.9, 0.95, 0.7], 600) == 3  # a collapse at the end is not kept
+    assert kept_epoch([0.5, 0.9, 0.95, 0.7], 10) == 4  # ... unless 10 images cannot tell it apart
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,14 @@ from conftest import BIN, error_line, run_cli
 
 from job import export as ex
 from job.data import load_dataset, split_validation
+from job.export import gate, publish
+from job.export.formats import onnx as onnx_format
 from job.training import TrainConfig, train
 
 
-def tiny_run(path, model, data):
-    run_dir, _ = train(TrainConfig(model=model, dataset="mnist", data=str(data), epochs=1, max_train_samples=256,
-                                   batch_size=64, out=str(path), verbose=0))
+def tiny_run(path, model, data, epochs=1, samples=256):
+    run_dir, _ = train(TrainConfig(model=model, dataset="mnist", data=str(data), epochs=epochs,
+                                   max_train_samples=samples, batch_size=64, out=str(path), verbose=0))
     return run_dir
 
 
@@ -28,7 +30,8 @@ def tiny_run(path, model, data):
 def run_dir(tmp_path_factory, npz_path):
     # cnn-bn-aug has everything a converter can trip on: Normalization constants, BatchNormalization,
     # Dropout, and augmentation in its training pipeline.
-    return tiny_run(tmp_path_factory.mktemp("runs") / "cnn", "cnn-bn-aug", npz_path)
+    # Trained far enough to be sure of its answers: int8 must keep them (an untrained model's near-ties flip).
+    return tiny_run(tmp_path_factory.mktemp("runs") / "cnn", "cnn-bn-aug", npz_path, epochs=4, samples=1080)
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +105,7 @@ def test_onnx_checker_metadata_and_graph(exported, run_dir):
     onnx.checker.check_model(model, full_check=True)
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
     ops = {node.op_type for node in model.graph.node}
-    assert not ops & set(ex.RANDOM_OPS) and not any(op.startswith("Random") for op in ops)
+    assert not ops & set(onnx_format.RANDOM_OPS) and not any(op.startswith("Random") for op in ops)
     meta = {p.key: p.value for p in model.metadata_props}
     config = json.loads((run_dir / "config.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -130,9 +133,11 @@ def test_manifest_lists_every_file_with_checksums(exported):
     assert manifest["labels"] == [str(d) for d in range(10)] and manifest["opset"] == 17
     assert set(manifest["versions"]) >= {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime"}
     assert manifest["metrics"]["test_accuracy"] is not None
-    for name in ("onnx", "savedmodel"):
+    for name in ("onnx", "savedmodel", "litert"):
         parity = manifest["parity"][name]
         assert parity["passed"] and parity["max_abs_diff"] <= parity["atol"] == 1e-5
+    for name in ("onnx-int8", "litert-int8"):
+        assert manifest["parity"][name]["gated"] == "int8" and manifest["parity"][name]["passed"]
     assert manifest["command"].startswith("mnist-job export ") and "--quantize int8" in manifest["command"]
     assert manifest["export_seconds"] > 0
     assert json.loads((out / "manifest.json").read_text()) == {k: v for k, v in manifest.items() if k != "out"}
@@ -167,16 +172,15 @@ def test_int8_is_static_qdq_per_channel_and_calibrated_on_training_images(export
                    None and scales[n.input[1]].size > 1]
     assert per_channel, "no per-channel weight scales"
     assert {p.key for p in model.metadata_props} >= {"labels", "model", "input_description"}
-    report = manifest["int8"]
+    report = manifest["int8"]["onnx-int8"]
     assert report["file"] == "model.int8.onnx" and "model.int8.onnx" in manifest["files"]
     assert report["size_int8"] == (out / "model.int8.onnx").stat().st_size
     assert report["size_ratio"] < 0.5
     for key in ("accuracy_fp32", "accuracy_int8", "accuracy_drop_pp", "argmax_agreement_vs_fp32",
                 "throughput_fp32", "throughput_int8", "speedup"):
         assert isinstance(report[key], float), key
-    assert report["batch"] == 256 and "met" not in report and "targets" not in report
+    assert report["batch"] == 256 and report["passed"] and all(report["gate"].values())
     assert report["calibration"]["split"] == "train" and report["quantization"]["format"] == "QDQ"
-    assert manifest["parity"]["int8"]["gated"] is False
     # The calibration images are rows of the run's training split, and none is a test image.
     config = json.loads((run_dir / "config.json").read_text())
     data = load_dataset(config["dataset"], config["data"])
@@ -198,7 +202,8 @@ def test_dense_model_at_another_opset(tmp_path, npz_path):
     assert [i.name for i in model.graph.input] == ["image"]  # the same names at every opset and model
     assert [o.name for o in model.graph.output] == ["probabilities"]
     assert manifest["parity"]["onnx"]["passed"] and "savedmodel" not in manifest["parity"]
-    assert not (out / "savedmodel").exists() and manifest["int8"] is None
+    assert not (out / "savedmodel").exists() and manifest["int8"] == {}
+    assert not (out / "model.tflite").exists() and not list(tmp_path.glob("**/*-savedmodel"))
 
 
 def perturb(path, scale=1e-2):
@@ -216,7 +221,7 @@ def test_gate_detects_a_perturbed_model(exported, tmp_path):
     perturb(tmp_path / "model.onnx")
     with np.load(out / "parity.npz") as ref:
         reference = {key: ref[key] for key in ref.files}
-    parity = ex.check_onnx(tmp_path / "model.onnx", reference, atol=1e-5)
+    parity = gate.parity(gate.edge_runner(tmp_path / "model.onnx").run, reference, atol=1e-5)
     assert not parity.passed and parity.max_abs_diff > 1e-5
 
 
@@ -231,6 +236,7 @@ def test_failed_gate_exits_1_and_publishes_nothing(exported, run_dir, tmp_path, 
     def write_perturbed_onnx(model, path, *args):
         write_onnx(model, path, *args)
         perturb(path)
+        return path
 
     monkeypatch.setattr(ex, "write_onnx", write_perturbed_onnx)
     monkeypatch.setattr(sys, "argv", ["mnist-job", "export", str(run_dir), "--out", str(previous)])
@@ -280,7 +286,7 @@ def test_recover_restores_an_export_caught_between_renames(tmp_path):
     backup.mkdir()
     (backup / "model.onnx").write_bytes(b"previous")
     (tmp_path / f".export.tmp-{dead.pid}-abc").mkdir()
-    ex.recover(out)
+    publish.recover(out)
     assert (out / "model.onnx").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
@@ -288,7 +294,8 @@ def test_recover_restores_an_export_caught_between_renames(tmp_path):
 @pytest.fixture
 def corrupt_run(run_dir, tmp_path):
     run = tmp_path / "corrupt"
-    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export", "plots", "checkpoint.keras"))
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export", "plots", "*.keras"))
+    shutil.copy(run_dir / "model.keras", run / "model.keras")
     model = (run / "model.keras").read_bytes()
     (run / "model.keras").write_bytes(model[: len(model) // 2])
     return run
@@ -297,11 +304,11 @@ def corrupt_run(run_dir, tmp_path):
 @pytest.mark.parametrize("case, args, expected", [
     ("missing run", ["{tmp}/nope"], "no such run directory"),
     ("corrupt model", ["{corrupt}"], "corrupt, not a complete .keras"),
-    ("unknown format", ["{run}", "--format", "tflite"], "unknown --format 'tflite'"),
+    ("unknown format", ["{run}", "--format", "tflite"], "unknown --format 'tflite': choose onnx, savedmodel, litert"),
     ("unsupported opset", ["{run}", "--opset", "19"], "unsupported --opset 19: tf2onnx 13-18 works"),
     ("old opset", ["{run}", "--opset", "9"], "unsupported --opset 9"),
     ("unknown quantization", ["{run}", "--quantize", "fp16"], "unknown --quantize 'fp16'"),
-    ("int8 without onnx", ["{run}", "--format", "savedmodel", "--quantize", "int8"], "use --format onnx or all"),
+    ("int8 without onnx", ["{run}", "--format", "savedmodel", "--quantize", "int8"], "use --format onnx, litert or all"),
     ("bad atol", ["{run}", "--atol", "0"], "--atol must be positive"),
     ("unwritable out", ["{run}", "--out", "{tmp}/a-file/export"], "not writable"),
 ])
@@ -364,3 +371,69 @@ def test_no_calibration_exports_the_raw_softmax(tmp_path, run_dir):
     session = ort.InferenceSession(str(tmp_path / "raw" / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(["probabilities"], {"image": x})[0],
                                np.asarray(load_keras_model(run_dir / "model.keras")(x)), atol=1e-5)
+
+
+def test_litert_files_follow_the_contract_and_run_without_tensorflow(exported):
+    out, manifest = exported
+    from ai_edge_litert.interpreter import Interpreter
+
+    for name in ("model.tflite", "model.int8.tflite"):
+        interpreter = Interpreter(model_path=str(out / name))
+        (inputs,) = interpreter.get_input_details()
+        assert list(inputs["shape_signature"]) == [-1, 28, 28] and inputs["dtype"] == np.float32
+        assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
+        ops = {op["op_name"] for op in interpreter._get_ops_details()}
+        assert not any(op.startswith("FLEX") or op == "CUSTOM" for op in ops), ops  # builtin ops only
+    report = manifest["int8"]["litert-int8"]
+    assert report["runtime"] == "ai-edge-litert" and report["size_ratio"] <= 0.3
+    assert report["quantization"]["ops"] == "TFLITE_BUILTINS_INT8"
+    from mnist_predict.parity import check
+    from mnist_predict.predictor import Predictor
+
+    assert check(Predictor(out / "model.tflite")).passed  # the edge's own check, on LiteRT
+    int8 = check(Predictor(out / "model.int8.tflite"))
+    assert int8.quantized and int8.passed
+
+
+def test_litert_gate_detects_a_perturbed_model(exported, run_dir, tmp_path):
+    """The run's model with one kernel nudged by 1%, converted to LiteRT for real: the gate must catch it."""
+    from job.calibration import calibrated_model
+    from job.export.formats import litert, savedmodel
+    from job.rundir import load_keras_model
+
+    out, manifest = exported
+    model = load_keras_model(run_dir / "model.keras")
+    layer = max((layer for layer in model.layers if layer.get_weights()), key=lambda l: l.get_weights()[0].size)
+    weights = layer.get_weights()
+    weights[0] = weights[0] * 1.01
+    layer.set_weights(weights)
+    savedmodel.write(calibrated_model(model, manifest["calibration"]["temperature"]), tmp_path / "saved")
+    litert.write(tmp_path / "saved", tmp_path / "model.tflite")
+    with np.load(out / "parity.npz") as ref:
+        reference = {key: ref[key] for key in ref.files}
+    parity = gate.parity(gate.edge_runner(tmp_path / "model.tflite").run, reference, atol=1e-5)
+    assert not parity.passed and parity.max_abs_diff > 1e-5
+    honest = gate.parity(gate.edge_runner(out / "model.tflite").run, reference, atol=1e-5)
+    assert honest.passed
+
+
+def test_int8_gate_fails_on_a_model_that_lost_its_accuracy(exported, run_dir, tmp_path):
+    out, _ = exported
+    shutil.copy(out / "model.onnx", tmp_path / "model.onnx")
+    shutil.copy(out / "model.onnx", tmp_path / "model.int8.onnx")
+    perturb(tmp_path / "model.int8.onnx", scale=0.5)  # stands in for a quantization that went wrong
+    config = json.loads((run_dir / "config.json").read_text())
+    data = load_dataset(config["dataset"], config["data"])
+    with np.load(out / "parity.npz") as ref:
+        reference = {key: ref[key] for key in ref.files}
+    report = gate.quantized(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", data, reference)
+    assert not report["passed"] and not report["gate"]["size_ratio"]  # same size: not quantized at all
+    assert "size 1.00x > 0.3x" in gate.int8_failure("onnx-int8", report)
+
+
+def test_a_second_export_of_the_same_run_refuses(exported, run_dir, tmp_path):
+    with publish.exclusive(run_dir):  # an export of this run under way
+        result = run_cli("export", run_dir, "--format", "onnx", "--out", tmp_path / "export")
+    assert result.returncode == 2 and "another export of this run is running" in error_line(result)
+    assert not (tmp_path / "export").exists()
+    assert run_cli("export", run_dir, "--format", "onnx", "--out", tmp_path / "export").returncode == 0

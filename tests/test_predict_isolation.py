@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mnist_predict
 import pytest
-from predict_fixtures import digit_folder, export_dir, glyphs, model_path, read_rows  # noqa: F401
+from predict_fixtures import digit_folder, export_dir, glyphs, model_path, read_rows, tflite_export  # noqa: F401
 
 PACKAGE = Path(mnist_predict.__file__).parent
 DEPLOY = PACKAGE.parent
@@ -99,8 +99,9 @@ def test_cli_and_api_run_where_tensorflow_cannot_be_imported(tmp_path, digit_fol
 
 
 @pytest.mark.slow
-def test_deploy_installs_alone_without_tensorflow(tmp_path, digit_folder, export_dir):
-    """`pip install ./deploy` in a fresh venv: onnxruntime, numpy, Pillow, Typer, Rich and nothing of TF."""
+def test_deploy_installs_alone_without_tensorflow(tmp_path, digit_folder, export_dir, tflite_export):
+    """`pip install './deploy[litert]'` in a fresh venv: onnxruntime, ai-edge-litert, numpy, Pillow, Typer,
+    Rich and nothing of TF; it predicts with both runtimes."""
     source = shutil.copytree(
         DEPLOY, tmp_path / "deploy", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
     )
@@ -113,17 +114,53 @@ def test_deploy_installs_alone_without_tensorflow(tmp_path, digit_folder, export
         "install",
         "--quiet",
         "--disable-pip-version-check",
-        str(source),
+        f"{source}[litert]",
     ]
     subprocess.run(install, check=True, timeout=1200)
     listing = subprocess.run(
         [bin_dir / "python", "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
     )
     installed = {package["name"].lower() for package in json.loads(listing.stdout)}
-    assert {"onnxruntime", "numpy", "pillow", "typer", "rich", "mnist-predict"} <= installed
+    assert {"onnxruntime", "ai-edge-litert", "numpy", "pillow", "typer", "rich", "mnist-predict"} <= installed
     assert not installed & {"tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx"}
+    for model in (export_dir / "model.onnx", tflite_export / "model.tflite"):
+        out = tmp_path / f"{model.suffix}.csv"
+        command = [bin_dir / "mnist-predict", digit_folder, "--model", model, "--out", out]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert [row["label"] for row in read_rows(out)] == [row["path"][-5] for row in read_rows(out)]
+
+
+def test_litert_models_run_where_tensorflow_cannot_be_imported(tmp_path, digit_folder, tflite_export):
+    blocked = tmp_path / "blocked"
+    for name in FORBIDDEN:
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(BLOCKER)
+    log = tmp_path / "imports.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")]),
+           "BLOCKED_IMPORTS_LOG": str(log)}
+    model = str(tflite_export / "model.tflite")
     out = tmp_path / "p.csv"
-    command = [bin_dir / "mnist-predict", digit_folder, "--model", export_dir / "model.onnx", "--out", out]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert len(read_rows(out)) == 30
+    for command in (["-m", "mnist_predict", str(digit_folder), "--model", model, "--out", str(out), "--batch-size", "7"],
+                    ["-m", "mnist_predict", "check", "--model", model],
+                    ["-c", API_SCRIPT.format(forbidden=set(FORBIDDEN)), model, str(digit_folder / "07-7.png")]):
+        result = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[7]"
+    rows = read_rows(out)
+    assert len(rows) == 30 and all(row["label"] == row["path"][-5] for row in rows)
+    assert rows[0]["class_name"] == "zero"  # the labels come from the manifest beside the .tflite
+    assert not log.exists(), log.read_text()
+
+
+def test_a_litert_model_without_the_extra_is_one_line(tmp_path, digit_folder, tflite_export):
+    blocked = tmp_path / "blocked"
+    (blocked / "ai_edge_litert").mkdir(parents=True)
+    (blocked / "ai_edge_litert" / "__init__.py").write_text("raise ImportError('not installed')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "mnist_predict", str(digit_folder), "--model",
+                             str(tflite_export / "model.tflite")], env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: model.tflite is a LiteRT model and needs the LiteRT runtime: pip install './deploy[litert]'   "
+        "(or: pip install ai-edge-litert)"]

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -313,7 +314,8 @@ def _fail(error, code=2):
 
 
 def _print_error(message):
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: a message may hold brackets, such as pip's './deploy[litert]', that Rich would take for markup
+    Console(stderr=True).print(f"[red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def _print_summary(console, summary):

@@ -1,4 +1,4 @@
-"""The onnxruntime session behind both the CLI and the Python API."""
+"""The Predictor behind both the CLI and the Python API: a model file, its runtime, its labels."""
 
 import hashlib
 import json
@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from . import images as image_io
 from .review import DEFAULT_MIN_CONFIDENCE
+from .runtimes import ModelError, first_sentence, open_runtime
 
 SHAPE = (image_io.SIZE, image_io.SIZE)
 ImageError = image_io.ImageError
@@ -36,7 +36,8 @@ class Predictions:
 
 
 class Predictor:
-    """An exported model, checked against its manifest and the model contract in docs/artifacts.md.
+    """An exported model (.onnx, or .tflite with the `litert` extra), checked against its manifest and the
+    model contract in docs/artifacts.md.
 
     >>> predictor = Predictor("export/model.onnx")
     >>> predictor.predict(["a.png", "b.jpg"]).labels
@@ -45,58 +46,37 @@ class Predictor:
     def __init__(self, model_path, threads=None):
         self.path = model_file(model_path)
         verify_manifest(self.path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or available_cpus()
-        options.inter_op_num_threads = 1
-        # Idle onnxruntime threads spin by default, burning the CPUs the decode workers need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # errors only: the predictor reports its own problems
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises several types for a file that is not ONNX
-            raise UsageError(f"{self.path} is not a loadable ONNX model: {_first_line(error)}") from None
-        self.input_name, self.output_name, classes = self._check_signature()
-        self.labels = self._read_labels(classes)
+            self.runtime = open_runtime(self.path, threads or available_cpus())
+        except ModelError as error:
+            raise UsageError(str(error)) from None
+        self.session = getattr(self.runtime, "session", None)  # onnxruntime's, for callers that tune it
+        self.labels = self._read_labels(self.runtime.classes)
         self._outputs_checked = False
 
-    def _check_signature(self):
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        shape = inputs[0].shape if len(inputs) == 1 else []
-        if len(shape) != 3 or tuple(shape[1:]) != SHAPE:
-            raise UsageError(f"model input must be (N, 28, 28), got {_shapes(inputs)}")
-        if inputs[0].type != "tensor(float)":
-            raise UsageError(f"model input must be float32, got {inputs[0].type}")
-        names = [output.name for output in outputs]
-        output = outputs[names.index("probabilities")] if "probabilities" in names else outputs[0]
-        if len(output.shape) != 2:
-            raise UsageError(f"model output must be (N, classes), got {_shapes([output])}")
-        classes = output.shape[1] if isinstance(output.shape[1], int) else None
-        return inputs[0].name, output.name, classes
-
     def _read_labels(self, classes):
-        meta = self.session.get_modelmeta().custom_metadata_map
-        try:
-            labels = json.loads(meta["labels"]) if "labels" in meta else None
-        except ValueError:
-            raise UsageError(f"{self.path.name}: the 'labels' metadata is not JSON") from None
+        labels = self.runtime.labels
+        if labels is None:  # a .tflite file, or an ONNX model without metadata: the manifest's, or indices
+            labels = manifest_labels(self.path)
         if labels is None:
             return [str(index) for index in range(classes or 10)]
         if not isinstance(labels, list) or (classes and len(labels) != classes):
-            raise UsageError(f"{self.path.name}: 'labels' metadata does not list {classes} names")
+            raise UsageError(f"{self.path.name}: its labels do not list {classes} names")
         return [str(label) for label in labels]
 
     def run(self, batch):
         """Probabilities for a (N, 28, 28) batch of white-on-black 0-255 pixels."""
         batch = np.asarray(batch, dtype=np.float32)
-        probabilities = self.session.run([self.output_name], {self.input_name: batch})[0]
+        probabilities = self.runtime.run(batch)
         if not self._outputs_checked and len(probabilities):
             self._check_probabilities(probabilities)
         return probabilities
 
     def _check_probabilities(self, probabilities):
-        # A model that outputs logits or scores would give confident-looking nonsense in every row.
+        # A model that outputs logits or scores would give confident-looking nonsense in every row. An int8
+        # model's probabilities come in steps of 1/256, so their rows sum to 1 only within a few percent.
         sums = probabilities.sum(axis=1)
-        if probabilities.min() < -1e-6 or not np.allclose(sums, 1, atol=1e-3):
+        if probabilities.min() < -1e-6 or not np.allclose(sums, 1, atol=0.05):
             raise UsageError(
                 f"{self.path.name} does not output probabilities (rows sum to {sums.min():.4g}..{sums.max():.4g}, "
                 f"smallest value {probabilities.min():.4g}); mnist-job exports end in a softmax"
@@ -146,6 +126,15 @@ def _load(image, invert, resize):
         raise ImageError(f"{image}: {error}") from error
 
 
+def manifest_labels(model_path):
+    """The class names that manifest.json beside the model lists, or None."""
+    try:
+        labels = json.loads(model_path.with_name("manifest.json").read_text()).get("labels")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return labels if isinstance(labels, list) else None
+
+
 def model_file(path):
     """The model file: `path` itself, or the model.onnx in an export folder."""
     path = Path(path)
@@ -167,7 +156,7 @@ def verify_manifest(model_path):
         entry = json.loads(manifest_path.read_text())["files"].get(model_path.name)
         expected = entry and entry["sha256"]
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise UsageError(f"{manifest_path} is not a valid manifest: {_first_line(error)}") from None
+        raise UsageError(f"{manifest_path} is not a valid manifest: {first_sentence(error)}") from None
     if not expected:
         return  # the manifest does not list this file, so there is nothing to check it against
     actual = sha256(model_path)
@@ -184,12 +173,3 @@ def sha256(path):
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _shapes(args):
-    return ", ".join(f"{arg.name} {list(arg.shape)}" for arg in args)
-
-
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

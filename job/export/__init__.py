@@ -1,0 +1,205 @@
+"""Export a trained run to SavedModel, ONNX and LiteRT, prove that each predicts what Keras predicts, publish
+atomically.
+
+    mnist-job export runs/cnn-bn-aug-20250101T000000Z --format all --quantize int8
+    mnist-job benchmark runs/cnn-bn-aug-20250101T000000Z
+
+Writes RUN_DIR/export/ (docs/artifacts.md): model.onnx, savedmodel/1/, model.tflite, with --quantize int8
+model.int8.onnx and model.int8.tflite, parity.npz and manifest.json. The export is a list of steps, below:
+calibrate the run's model, record the reference outputs, then for each format write it (formats/<name>.py)
+and pass it through the gate (gate.py); only when every gate has passed are the manifest written and the
+directory renamed into place (publish.py), so a failed or killed export leaves the previous one as it was.
+"""
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from job.errors import GateError, JobError
+from job.export import gate, publish
+from job.export.formats import litert, onnx, savedmodel
+from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
+
+FORMATS = ("onnx", "savedmodel", "litert", "all")
+CALIBRATION_IMAGES = 300
+
+
+@dataclass
+class ExportConfig:
+    run_dir: str
+    format: str = "all"
+    opset: int = onnx.DEFAULT_OPSET
+    quantize: str | None = None
+    atol: float = 1e-5
+    out: str | None = None
+    command: str | None = None
+    calibrate: bool = True
+
+
+def check_args(cfg):
+    """Every argument checked before TensorFlow is imported, so mistakes cost nothing."""
+    from job import rundir
+
+    if cfg.format not in FORMATS:
+        raise JobError(f"unknown --format {cfg.format!r}: choose {', '.join(FORMATS[:-1])} or all")
+    if cfg.opset not in onnx.OPSETS:
+        raise JobError(f"unsupported --opset {cfg.opset}: tf2onnx {onnx.OPSETS.start}-{onnx.OPSETS.stop - 1} works "
+                       f"here (int8 per-channel needs 13 or later)")
+    if cfg.quantize not in (None, "int8"):
+        raise JobError(f"unknown --quantize {cfg.quantize!r}: only int8 is supported")
+    if cfg.quantize and cfg.format == "savedmodel":
+        raise JobError("--quantize int8 quantizes the ONNX and LiteRT models: use --format onnx, litert or all")
+    if not cfg.atol > 0:
+        raise JobError(f"--atol must be positive, got {cfg.atol}")
+    run_dir = Path(cfg.run_dir)
+    if not run_dir.is_dir():
+        raise JobError(f"{run_dir}: no such run directory")
+    for name in ("model.keras", "config.json", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise JobError(f"{run_dir}: no {name} (not a finished run directory)")
+    return run_dir, rundir.read_json(run_dir / "config.json"), rundir.read_json(run_dir / "metrics.json")
+
+
+def say(message, err=False):
+    print(message, file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def wants(cfg, name):
+    return cfg.format in (name, "all")
+
+
+def export(cfg, log=say):
+    """Write and publish the export directory. Returns (out_dir, manifest); GateError if a gate fails."""
+    start = time.perf_counter()
+    run_dir, config, metrics = check_args(cfg)
+    out = Path(cfg.out) if cfg.out else run_dir / "export"
+    with publish.exclusive(run_dir):
+        tmp = publish.make_temp_dir(out)
+        try:
+            model, data, calibration = calibrated_model(cfg, run_dir, config, log)
+            reference = gate.write_reference(model, data, tmp / "parity.npz")
+            props = metadata(config, metrics, run_dir, calibration)
+            parity, int8 = {}, {}
+            if wants(cfg, "onnx"):
+                parity["onnx"] = timed(log, "onnx", lambda: gate.parity(
+                    gate.edge_runner(write_onnx(model, tmp / onnx.FILE, cfg.opset, props)).run, reference, cfg.atol))
+            saved = tmp / savedmodel.DIR if wants(cfg, "savedmodel") else tmp.with_name(tmp.name + "-savedmodel")
+            if wants(cfg, "savedmodel") or wants(cfg, "litert"):
+                savedmodel.write(model, saved)
+            if wants(cfg, "savedmodel"):
+                parity["savedmodel"] = timed(log, "savedmodel", lambda: gate.parity(
+                    savedmodel.runner(saved), reference, cfg.atol))
+            if wants(cfg, "litert"):
+                parity["litert"] = timed(log, "litert", lambda: gate.parity(
+                    gate.edge_runner(write_litert(saved, tmp / litert.FILE)).run, reference, cfg.atol))
+            refuse_failures(parity, reference, out, log)
+            if cfg.quantize:
+                images, source = calibration_images(config, data)
+                extra = {"calibration": {"source": source, "split": "train", "images": len(images)}}
+                if wants(cfg, "onnx"):
+                    settings = onnx.write_int8(tmp / onnx.FILE, tmp / onnx.INT8_FILE, images, props)
+                    int8["onnx-int8"] = timed(log, "onnx int8", lambda: gate.quantized(
+                        tmp / onnx.FILE, tmp / onnx.INT8_FILE, data, reference, {**extra, "quantization": settings}))
+                if wants(cfg, "litert"):
+                    settings = litert.write_int8(saved, tmp / litert.INT8_FILE, images)
+                    int8["litert-int8"] = timed(log, "litert int8", lambda: gate.quantized(
+                        tmp / litert.FILE, tmp / litert.INT8_FILE, data, reference, {**extra, "quantization": settings}))
+                failed = [gate.int8_failure(name, report) for name, report in int8.items() if not report["passed"]]
+                if failed:
+                    raise GateError("int8 gate failed: " + "; ".join(failed) + f"; nothing published, {out} left as it was")
+            manifest = make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8, calibration)
+            manifest["export_seconds"] = round(time.perf_counter() - start, 2)
+            from job.rundir import write_json
+
+            write_json(tmp / "manifest.json", manifest)
+            publish.publish(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp.with_name(tmp.name + "-savedmodel"), ignore_errors=True)
+    return out, manifest
+
+
+def calibrated_model(cfg, run_dir, config, log):
+    """The run's model (with its temperature folded in, unless --no-calibrate) and its data."""
+    from job.rundir import load_keras_model
+    from job.training import run_dataset
+
+    model = load_keras_model(run_dir / "model.keras")
+    data = run_dataset(config)
+    quiet_converters()
+    if not cfg.calibrate:
+        return model, data, None
+    from job.calibration import calibrate
+
+    x_val, y_val = validation_split(config, data)
+    model, calibration = calibrate(model, x_val, y_val, data.x_test, data.y_test)
+    test = calibration["test"]
+    log(f"calibration: temperature {calibration['temperature']:.3f} (fitted on the validation split), "
+        f"test ECE {test['ece_before']:.2%} -> {test['ece_after']:.2%}")
+    return model, data, calibration
+
+
+def write_onnx(model, path, opset, props):
+    onnx.write(model, path, opset, props)
+    return path
+
+
+def write_litert(saved, path):
+    litert.write(saved, path)
+    return path
+
+
+def timed(log, name, step):
+    start = time.perf_counter()
+    result = step()
+    if isinstance(result, gate.Parity):
+        log(f"{name}: max abs diff {result.max_abs_diff:.2e} ({time.perf_counter() - start:.1f} s)")
+    else:
+        log(f"{name}: accuracy {result['accuracy_fp32']:.4f} -> {result['accuracy_int8']:.4f}, size "
+            f"{result['size_ratio']:.2f}x, {'passed' if result['passed'] else 'FAILED'} "
+            f"({time.perf_counter() - start:.1f} s)")
+    return result
+
+
+def refuse_failures(parity, reference, out, log):
+    failed = {name: p for name, p in parity.items() if not p.passed}
+    if failed:
+        log(gate.worst_cases_table(failed, reference), err=True)
+        raise GateError("parity failed: " + "; ".join(
+            f"{name} max abs diff {p.max_abs_diff:.3g} (atol {p.atol:g}), {p.argmax_flips} argmax "
+            f"differ" for name, p in failed.items()) + f"; nothing published, {out} left as it was")
+
+
+def quiet_converters():
+    # tf2onnx's, TF's and the TFLite converter's notices would bury the export's own report.
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    for name in ("tf2onnx", "onnxruntime", "absl"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def validation_split(config, data):
+    """The run's own validation images and labels (same val_split and seed as training)."""
+    from job.data import split_validation
+
+    _, _, x_val, y_val = split_validation(data.x_train, data.y_train, config.get("val_split", 0.1),
+                                          config.get("seed", 42))
+    return x_val, y_val
+
+
+def calibration_images(config, data, n=CALIBRATION_IMAGES):
+    """The first n images of the run's own training split (same val_split and seed): never test images."""
+    from job.data import split_validation
+
+    x_train, _, _, _ = split_validation(data.x_train, data.y_train, config.get("val_split", 0.1),
+                                        config.get("seed", 42))
+    images = x_train[:n].astype(np.float32)
+    source = (f"training split of {config['dataset']} (val_split {config.get('val_split', 0.1)}, "
+              f"seed {config.get('seed', 42)}), first {len(images)} images")
+    return images, source

@@ -1,0 +1,86 @@
+"""manifest.json and the metadata an exported model carries (docs/artifacts.md), and the export's report."""
+
+import json
+import shlex
+import sys
+from datetime import datetime, timezone
+
+INPUT_SPEC = {"name": "image", "dtype": "float32", "shape": [None, 28, 28], "range": [0, 255],
+              "polarity": "white-on-black"}
+OUTPUT_SPEC = {"name": "probabilities", "dtype": "float32", "shape": [None, 10]}
+INPUT_DESCRIPTION = ("float32 (batch, 28, 28), raw pixels 0-255, a white digit (or garment) on a black "
+                     "background; no scaling needed, it is inside the model")
+
+
+def metadata(config, metrics, run_dir, calibration=None):
+    """ONNX metadata_props: what the predictor reads (labels) and what a person needs to trace the file."""
+    props = {"labels": json.dumps(config["labels"]), "input_description": INPUT_DESCRIPTION,
+             "model": config["model"], "test_accuracy": str(metrics.get("test_accuracy")),
+             "versions": json.dumps(versions()), "source_run": str(run_dir)}
+    if calibration:
+        props["temperature"] = str(calibration["temperature"])
+    return props
+
+
+def versions():
+    import keras
+    import tensorflow as tf
+
+    from job.export.formats import litert, onnx
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, **onnx.versions(), **litert.versions()}
+
+
+def make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8, calibration):
+    """Every file with its sha256 and size, the contract, labels, metrics, every gate's result, versions."""
+    from mnist_predict.predictor import sha256
+
+    files = {p.relative_to(tmp).as_posix(): {"sha256": sha256(p), "size": p.stat().st_size}
+             for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    parity_summary = {name: p.summary() for name, p in parity.items()}
+    for name, report in int8.items():
+        parity_summary[name] = {"argmax_agreement": report["argmax_agreement_vs_keras"],
+                                "max_abs_diff": report["max_abs_diff_vs_keras"], "gated": "int8",
+                                "passed": report["passed"]}
+    return {
+        "files": files, "input": INPUT_SPEC, "output": {**OUTPUT_SPEC, "shape": [None, len(config["labels"])]},
+        "labels": config["labels"], "opset": cfg.opset if cfg.format in ("onnx", "all") else None,
+        "format": cfg.format, "model": config["model"], "source_run": str(run_dir),
+        "dataset": config["dataset"], "versions": versions(),
+        "metrics": {k: metrics.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy", "epochs_run")},
+        "parity": parity_summary, "int8": int8, "calibration": calibration,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": cfg.command or shlex.join(["mnist-job", *sys.argv[1:]]),
+    }
+
+
+def print_report(out, manifest):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"parity against Keras ({manifest['model']})")
+    for column in ("format", "max abs diff", "argmax agreement", "gate", "result"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    for name, p in manifest["parity"].items():
+        int8 = p.get("gated") == "int8"
+        table.add_row(name, f"{p['max_abs_diff']:.2e}", f"{p['argmax_agreement']:.4f}",
+                      "int8" if int8 else f"atol {p['atol']:g}", "pass" if p["passed"] else "FAIL")
+    console.print(table)
+    for name, int8 in (manifest.get("int8") or {}).items():
+        table = Table(title=f"{name} against fp32: {int8['test_images']} test images, images/s at batch "
+                            f"{int8['batch']} ({int8['runtime']}, {int8['threads']} threads)")
+        for column in ("", "fp32", "int8", "change"):
+            table.add_column(column, justify="left" if not column else "right")
+        table.add_row("accuracy", f"{int8['accuracy_fp32']:.4f}", f"{int8['accuracy_int8']:.4f}",
+                      f"{-int8['accuracy_drop_pp']:+.2f} pp")
+        table.add_row("size (bytes)", f"{int8['size_fp32']:,}", f"{int8['size_int8']:,}", f"{int8['size_ratio']:.2f}x")
+        table.add_row("images/s", f"{int8['throughput_fp32']:,.0f}", f"{int8['throughput_int8']:,.0f}",
+                      f"{int8['speedup']:.2f}x")
+        console.print(table)
+    calibration = manifest.get("calibration")
+    if calibration:
+        test = calibration["test"]
+        console.print(f"calibrated: temperature {calibration['temperature']:.3f}, expected calibration error on the "
+                      f"test set {test['ece_before']:.2%} -> {test['ece_after']:.2%}")
+    console.print(f"exported to {out} in {manifest['export_seconds']:.1f} s")
