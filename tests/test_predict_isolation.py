@@ -55,17 +55,23 @@ def test_importing_the_cli_leaves_onnxruntime_for_later():
     assert result.stdout.strip() == "[]"
 
 
-def test_cli_and_api_run_where_tensorflow_cannot_be_imported(tmp_path, digit_folder, export_dir):
+def blocked_environment(tmp_path, names=FORBIDDEN, blocker=BLOCKER):
+    """(env, log): an environment in which importing any of `names` fails, and logs the attempt."""
     blocked = tmp_path / "blocked"
-    for name in FORBIDDEN:
+    for name in names:
         (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(BLOCKER)
+        (blocked / name / "__init__.py").write_text(blocker)
     log = tmp_path / "imports.log"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")]),
         "BLOCKED_IMPORTS_LOG": str(log),
     }
+    return env, log
+
+
+def test_cli_and_api_run_where_tensorflow_cannot_be_imported(tmp_path, digit_folder, export_dir):
+    env, log = blocked_environment(tmp_path)
     # The blocker works: importing tensorflow really fails in this environment.
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env, capture_output=True)
     assert probe.returncode != 0 and log.read_text() == "tensorflow\n"
@@ -132,13 +138,7 @@ def test_deploy_installs_alone_without_tensorflow(tmp_path, digit_folder, export
 
 
 def test_litert_models_run_where_tensorflow_cannot_be_imported(tmp_path, digit_folder, tflite_export):
-    blocked = tmp_path / "blocked"
-    for name in FORBIDDEN:
-        (blocked / name).mkdir(parents=True)
-        (blocked / name / "__init__.py").write_text(BLOCKER)
-    log = tmp_path / "imports.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")]),
-           "BLOCKED_IMPORTS_LOG": str(log)}
+    env, log = blocked_environment(tmp_path)
     model = str(tflite_export / "model.tflite")
     out = tmp_path / "p.csv"
     for command in (["-m", "mnist_predict", str(digit_folder), "--model", model, "--out", str(out), "--batch-size", "7"],
@@ -154,10 +154,7 @@ def test_litert_models_run_where_tensorflow_cannot_be_imported(tmp_path, digit_f
 
 
 def test_a_litert_model_without_the_extra_is_one_line(tmp_path, digit_folder, tflite_export):
-    blocked = tmp_path / "blocked"
-    (blocked / "ai_edge_litert").mkdir(parents=True)
-    (blocked / "ai_edge_litert" / "__init__.py").write_text("raise ImportError('not installed')")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    env, _ = blocked_environment(tmp_path, ["ai_edge_litert"], "raise ImportError('not installed')")
     result = subprocess.run([sys.executable, "-m", "mnist_predict", str(digit_folder), "--model",
                              str(tflite_export / "model.tflite")], env=env, capture_output=True, text=True)
     assert result.returncode == 2
