@@ -401,6 +401,9 @@ def main(argv=None):
     except ImportError:
         from click.exceptions import ClickException
 
+    from job.native_logs import filter_native_logs
+
+    filter_native_logs()  # before the log handler below takes sys.stderr
     # The job's own log lines (device, strategy, global batch) go to stderr, apart from the results.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -427,8 +427,10 @@ def test_int8_gate_fails_on_a_model_that_lost_its_accuracy(exported, run_dir, tm
     with np.load(out / "parity.npz") as ref:
         reference = {key: ref[key] for key in ref.files}
     report = gate.quantized(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", data, reference)
-    assert not report["passed"] and not report["gate"]["size_ratio"]  # same size: not quantized at all
-    assert "size 1.00x > 0.3x" in gate.int8_failure("onnx-int8", report)
+    assert not report["passed"] and not report["gate"]["accuracy_drop"] and not report["gate"]["argmax_agreement"]
+    assert not report["gate"]["size_ratio"]  # the same size, too: not quantized at all
+    line = gate.int8_failure("onnx-int8", report)
+    assert "argmax agreement" in line and "accuracy drop" in line and "size 1.00x > 0.3x" in line
 
 
 def test_a_second_export_of_the_same_run_refuses(exported, run_dir, tmp_path):
