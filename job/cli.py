@@ -3,8 +3,8 @@
 The CLI is thin: every command calls a plain function that tests call too. TensorFlow is imported only
 inside the commands that need it, so `mnist-job --help` answers at once.
 
-Exit codes: 0 success, 1 a gate failed (export parity, evaluate far below the recorded accuracy), 2 usage or
-input error, 3 some files failed (predict), 130 interrupted.
+Exit codes: 0 success, 1 a gate failed (export parity, evaluate far below the recorded accuracy) or the output
+could not be written (a full disk), 2 usage or input error, 3 some files failed (predict), 130 interrupted.
 """
 
 import contextlib
@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from job.errors import GateError, Interrupted, JobError
+from job.errors import GateError, Interrupted, JobError, WriteError
 
 # TensorFlow's C++ log lines drown the job's own output (even a harmless tf.data "E0000 ... NodeDef mentions
 # attribute" line on every run); its real failures still arrive as Python exceptions. Set it to 0 to debug.
@@ -413,7 +413,7 @@ def main(argv=None):
     command = next((a for a in args if not a.startswith("-")), "")
     try:
         code = typer.main.get_command(app).main(args or ["--help"], "mnist-job", standalone_mode=False)
-    except (JobError, GateError, Interrupted) as e:
+    except (JobError, GateError, Interrupted, WriteError) as e:
         print(f"mnist-job: {'error: ' if not isinstance(e, Interrupted) else ''}{e}", file=sys.stderr)
         code = e.exit_code
     except ClickException as e:

@@ -17,3 +17,10 @@ class Interrupted(Exception):
     """Ctrl-C: stopped cleanly, state kept for --resume. Exit code 130, as shells expect."""
 
     exit_code = 130
+
+
+class WriteError(Exception):
+    """The job's output could not be written (a full disk, a file size limit, permissions). Exit code 1:
+    what was being written was removed, and nothing half-written is left."""
+
+    exit_code = 1

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from mnist_predict.runtimes import first_sentence  # noqa: F401  (one way to cut a message, for job/ too)
+
 from job.errors import JobError
 
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
@@ -77,29 +79,27 @@ def save_model(model, path):
     os.replace(tmp, path)
 
 
+MAX_MODEL_MB = 200  # a .keras file larger than this is refused before it is read
+
+
 def load_keras_model(path):
-    """A .keras file, loaded for inference, with Keras's safe mode on; a bad file is a one-line JobError."""
+    """A .keras file, loaded for inference, with Keras's safe mode on (a Python lambda in a Lambda layer is
+    refused: it could run any code); a bad file is a one-line JobError."""
     import zipfile
 
     import keras
 
     import job.losses  # noqa: F401  (registers the custom loss and metric the file may name)
 
+    megabytes = Path(path).stat().st_size / 1e6 if Path(path).is_file() else 0
+    if megabytes > MAX_MODEL_MB:
+        raise JobError(f"{path} is {megabytes:,.0f} MB, over the {MAX_MODEL_MB} MB limit for a model")
     if not zipfile.is_zipfile(path):  # Keras would call a truncated file "not found"
         raise JobError(f"{path}: corrupt, not a complete .keras (zip) archive")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:
-        raise JobError(f"{path}: cannot load Keras model ({first_sentence(e)})") from None
-
-
-def first_sentence(error, limit=300):
-    """The first sentence of an error message, on one line: whole, not cut in the middle."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    end = next((i + 1 for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1] == " ")),
-               len(text))
-    sentence = text[:end]
-    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + " ..."
+        raise JobError(f"{path}: cannot load Keras model: {first_sentence(e)}") from None
 
 
 def load_run(run_dir):

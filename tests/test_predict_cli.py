@@ -277,21 +277,41 @@ def test_a_folder_named_check_is_still_checked_by_the_check_command(
     assert result.code == 3 and read_rows(tmp_path / "p.csv")[0]["error"] == "no digit found"
 
 
-def _die(path, **options):
-    os._exit(1)  # a decoder crash, or the OOM killer, in a worker process
+def _misbehave(path, **options):
+    """A decoder that dies on one file, hangs on another and asks for 8 GB on a third."""
+    import time
 
-
-def test_a_dead_decode_worker_fails_the_run_instead_of_hanging(
-    tmp_path, digit_folder, model_path, run_cli, monkeypatch
-):
     from mnist_predict import images
 
-    monkeypatch.setattr(images, "decode", _die)  # the forked workers inherit the patch
-    result = run_cli(
-        digit_folder, "--model", model_path, "--workers", 1, "--batch-size", 4, "--out", tmp_path / "p.csv"
-    )
-    assert one_line_error(result, code=1) and "decode worker died" in result.err
-    assert not (tmp_path / "p.csv").exists() and os.listdir(tmp_path) == ["digits"]
+    name = os.path.basename(path)
+    if name == "03-3.png":
+        os._exit(1)  # a decoder crash, or the OOM killer, in a worker process
+    if name == "05-5.png":
+        time.sleep(600)
+    if name == "07-7.png":
+        bytearray(8 * 1024**3)
+    return images.decode.__wrapped__(path, **options)
+
+
+def test_a_hung_or_dead_decoder_costs_one_row_and_the_batch_goes_on(
+    tmp_path, digit_folder, model_path, run_cli, monkeypatch
+):
+    import functools
+
+    from mnist_predict import images
+
+    wrapped = functools.wraps(images.decode)(_misbehave)
+    monkeypatch.setattr(images, "decode", wrapped)  # the forked workers inherit the patch
+    result = run_cli(digit_folder, "--model", model_path, "--workers", 2, "--batch-size", 8,
+                     "--decode-timeout", 1, "--out", tmp_path / "p.csv")
+    assert result.code == 3, result.err
+    rows = {os.path.basename(row["path"]): row for row in read_rows(tmp_path / "p.csv")}
+    assert len(rows) == 30
+    assert rows["03-3.png"]["error"] == "the decoding process died (exit code 1)"
+    assert rows["05-5.png"]["error"] == "decode timed out after 1 s"
+    assert rows["07-7.png"]["error"] == "MemoryError"  # the worker's address space is capped
+    ok = [row for name, row in rows.items() if name not in ("03-3.png", "05-5.png", "07-7.png")]
+    assert len(ok) == 27 and all(row["status"] == "ok" and row["label"] == row["path"][-5] for row in ok)
 
 
 def test_unwritable_output_is_a_one_line_error(tmp_path, digit_folder, model_path, run_cli):

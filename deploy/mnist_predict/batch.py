@@ -9,18 +9,21 @@ import glob
 import json
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import tempfile
 import time
 import zlib
 from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
+import pebble
+from pebble import ProcessExpired
 
 from . import images as image_io
 from .predictor import UsageError
@@ -32,6 +35,8 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Batches decoded ahead of the one onnxruntime is running: enough to keep it busy, few enough that
 # memory does not grow when decoding outpaces inference.
 PREFETCH = 2
+DEFAULT_DECODE_TIMEOUT = 5.0  # seconds a file may take to decode (a 12 MP JPEG takes 0.03)
+WORKER_MEMORY = 2 * 1024**3  # address space a decode worker may add to what it was forked with
 
 
 def find_images(specs, recursive=False):
@@ -94,44 +99,105 @@ def take_shard(paths, index, count):
 
 
 def decoder_pool(workers):
-    """`workers` processes that decode images, or a null context for decoding here (workers=0).
+    """`workers` processes that decode images (a pebble.ProcessPool), or a null context for decoding here
+    (workers=0, and then without a time limit per file).
 
     Create it before the onnxruntime session: on Linux the workers are forked, which starts them in
-    milliseconds without re-importing anything, but forking is only safe before onnxruntime starts its
-    threads (a forked child can inherit a lock that another thread held). A worker that dies, say
-    killed for memory, raises BrokenProcessPool instead of hanging the batch.
+    milliseconds without re-importing anything, and forking is safest before onnxruntime starts its
+    threads. Pebble replaces a worker that times out or dies, and reports it for the one task it ran.
     """
     if workers == 0:
         return nullcontext()
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
-    list(pool.map(abs, range(workers)))  # start every worker now, not lazily after the session
+    pool = pebble.ProcessPool(max_workers=workers, initializer=_worker_limits, context=context)
+    for future in [pool.schedule(abs, args=(0,)) for _ in range(workers)]:  # start every worker now
+        future.result()
     return pool
 
 
-def _ignore_interrupts():
+def _worker_limits():
     # Ctrl-C reaches the whole process group; only the parent should handle it (and stop the pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # libtiff and libjpeg print their complaints about a broken file to stderr from C, a line each; the
+    # file's row already holds the reason. (A worker that dies is reported by the parent.)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    image_io.limit_decompression()
+    if hasattr(resource, "RLIMIT_AS"):  # a file that needs gigabytes fails alone, as MemoryError
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = _address_space() + WORKER_MEMORY
+        resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
+def _address_space():
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
+def _decode_files(paths, invert, resize):
+    return [image_io.decode(path, invert=invert, resize=resize) for path in paths]
 
 
 def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize="mnist", top_k=3,
-                  min_confidence=DEFAULT_MIN_CONFIDENCE):
+                  min_confidence=DEFAULT_MIN_CONFIDENCE, decode_timeout=DEFAULT_DECODE_TIMEOUT):
     """Yield one row per path, in the order of `paths`, however many processes decode them."""
-    decode = partial(image_io.decode, invert=invert, resize=resize)
-    # Executor.map submits a whole batch at once and yields its results in submission order.
-    decode_batch = partial(pool.map, chunksize=max(1, batch_size // 8)) if pool else map
+    decode = partial(_decode_batch, pool, invert=invert, resize=resize, timeout=decode_timeout,
+                     chunk=max(1, batch_size // 8))
     pending = deque()
     for start in range(0, len(paths), batch_size):
         batch = paths[start : start + batch_size]
-        pending.append((batch, decode_batch(decode, batch)))
+        pending.append((batch, decode(batch)))
         if len(pending) > PREFETCH:
             yield from _infer(predictor, *pending.popleft(), top_k, min_confidence)
     while pending:
         yield from _infer(predictor, *pending.popleft(), top_k, min_confidence)
 
 
+def _decode_batch(pool, batch, invert, resize, timeout, chunk):
+    """A function returning the batch's (pixels, error) pairs; in a pool, the decoding starts at once."""
+    if pool is None:
+        return lambda: _decode_files(batch, invert, resize)
+    chunks = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
+    # One task per chunk, each held to the per-file limit: a chunk of ordinary files ends far sooner.
+    futures = [pool.schedule(_decode_files, args=(part, invert, resize), timeout=timeout) for part in chunks]
+
+    def results():
+        decoded = []
+        for part, future in zip(chunks, futures):
+            try:
+                decoded += future.result()
+            except (TimeoutError, ProcessExpired, Exception):
+                # A file in the chunk hung or killed its worker: each file again, alone, so only it fails.
+                decoded += [_decode_alone(pool, path, invert, resize, timeout) for path in part]
+        return decoded
+
+    return results
+
+
+def _decode_alone(pool, path, invert, resize, timeout):
+    future = pool.schedule(_decode_files, args=([path], invert, resize), timeout=timeout)
+    try:
+        return future.result()[0]
+    except TimeoutError:
+        return None, f"decode timed out after {timeout:g} s"
+    except ProcessExpired as error:
+        return None, f"the decoding process died ({_death(error.exitcode)})"
+    except Exception as error:  # MemoryError under the worker's limit arrives here
+        return None, image_io.describe(error)
+
+
+def _death(exitcode):
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        return f"{name}: out of memory?" if name == "SIGKILL" else name
+    return f"exit code {exitcode}"
+
+
 def _infer(predictor, batch, decoded, top_k, min_confidence):
-    decoded = list(decoded)
+    decoded = list(decoded())
     good = [pixels for pixels, _ in decoded if pixels is not None]
     probabilities = predictor.run(np.stack(good)) if good else np.zeros((0, len(predictor.labels)))
     ranked = iter(zip(np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k], probabilities))

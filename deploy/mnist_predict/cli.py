@@ -8,7 +8,6 @@ Onnxruntime is imported only when a command runs, so `--help` stays fast.
 
 import json
 import sys
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -40,8 +39,7 @@ except ImportError:
 
 EXIT_CODES = (
     "Exit codes: 0 every file was predicted (check: parity holds); "
-    "1 check found a parity mismatch, or the run failed (a decode worker died, the output could not be "
-    "written); "
+    "1 check found a parity mismatch, or the output could not be written; "
     "2 usage error: a bad option, a missing or non-ONNX model, a model input other than (N, 28, 28), "
     "outputs that are not probabilities, a manifest sha256 mismatch, or no files matched; "
     "3 some files failed: each becomes a row with status 'error' and a one-line reason, and the "
@@ -50,8 +48,9 @@ EXIT_CODES = (
 )
 BAD_FILES = (
     "Zero-byte, truncated, corrupt, non-image and unreadable files, images over 4096x4096 pixels "
-    "(decompression bombs) and images with no ink (\"no digit found\") become error rows. Rows whose top "
-    "probability is below --min-confidence get review=yes."
+    "(decompression bombs), images with no ink (\"no digit found\"), files slower to decode than "
+    "--decode-timeout and files whose decoding process dies (out of memory) become error rows. Rows whose "
+    "top probability is below --min-confidence get review=yes."
 )
 
 
@@ -116,6 +115,14 @@ ResizeOption = Annotated[
         "none: 28x28 only."
     ),
 ]
+PinOption = Annotated[
+    Optional[str],
+    typer.Option(help="Refuse unless manifest.json has this sha256: pins a known export (the manifest lists every "
+                 "file's sha256, so this pins the model too)."),
+]
+MaxModelOption = Annotated[
+    float, typer.Option(min=0.001, help="Refuse a model file larger than this many MB, before loading it.")
+]
 MinConfidenceOption = Annotated[
     float,
     typer.Option(min=0.0, max=1.0, help="Flag rows whose top probability is below this for review."),
@@ -143,6 +150,11 @@ def predict(
     invert: InvertOption = Invert.auto,
     resize: ResizeOption = Resize.mnist,
     min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
+    decode_timeout: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds a file may take to decode; a slower one becomes an error row, and its "
+                     "worker is replaced. Not with --workers 0."),
+    ] = 5.0,
     threads: Annotated[
         Optional[int], typer.Option(min=1, help="onnxruntime threads. [default: CPUs this process may use]")
     ] = None,
@@ -150,6 +162,8 @@ def predict(
         Optional[str],
         typer.Option(help="I/N: only this process's share of the files, 0 <= I < N (e.g. a pod index)."),
     ] = None,
+    max_model_mb: MaxModelOption = 200.0,
+    manifest_sha256: PinOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ):
     """Predict every image in IMAGES; one row per file, in sorted path order.
@@ -171,8 +185,8 @@ def predict(
     except UsageError as error:
         _fail(error)
     options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
-                   min_confidence=min_confidence)
-    with _session(model, threads, workers, paths, batch_size) as (predictor, pool):
+                   min_confidence=min_confidence, decode_timeout=decode_timeout)
+    with _session(model, threads, workers, paths, max_model_mb, manifest_sha256) as (predictor, pool):
         try:
             summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, **options)
         except KeyboardInterrupt:
@@ -187,7 +201,7 @@ def predict(
 
 
 @contextmanager
-def _session(model, threads, workers, paths, batch_size):
+def _session(model, threads, workers, paths, max_model_mb=200.0, manifest_sha256=None):
     """The decode pool and the onnxruntime session, with their failures as one-line errors."""
     from . import batch
     from .predictor import Predictor, UsageError, available_cpus
@@ -202,11 +216,9 @@ def _session(model, threads, workers, paths, batch_size):
     # onnxruntime has not started its threads.
     with batch.decoder_pool(workers) as pool:
         try:
-            yield Predictor(model, threads=threads), pool
+            yield Predictor(model, threads=threads, max_model_mb=max_model_mb, manifest_sha256=manifest_sha256), pool
         except UsageError as error:  # from the session, or the first batch's outputs
             _fail(error)
-        except BrokenProcessPool:
-            _fail("a decode worker died (out of memory?); --workers 0 decodes in one process", 1)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -243,7 +255,7 @@ def preview(
     if not problems:
         paths = paths[:limit]
     options = dict(invert=invert.value, resize=resize.value, min_confidence=min_confidence)
-    with _session(model, None, workers, paths, 256) as (predictor, pool):
+    with _session(model, None, workers, paths) as (predictor, pool):
         try:
             rows = sheet.pick(batch.predict_files(predictor, paths, pool=pool, **options), limit, problems)
         except KeyboardInterrupt:
@@ -283,6 +295,7 @@ class RateColumn(ProgressColumn):
 @app.command(epilog=EXIT_CODES)
 def check(
     model: ModelOption,
+    manifest_sha256: PinOption = None,
     reference: Annotated[
         Optional[Path], typer.Option(help="Reference from export. [default: parity.npz beside the model]")
     ] = None,
@@ -291,14 +304,19 @@ def check(
         float, typer.Option(help="Smallest argmax agreement for an int8 (*.int8.onnx) model.")
     ] = 0.99,
     threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime threads.")] = None,
+    max_model_mb: MaxModelOption = 200.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ):
-    """Compare onnxruntime's outputs on the export's reference inputs with the recorded Keras outputs."""
+    """Compare the runtime's outputs on the export's reference inputs with the recorded Keras outputs.
+
+    Example: mnist-predict check --model export/model.onnx --manifest-sha256 3f9a...
+    """
     from . import parity
     from .predictor import Predictor, UsageError
 
     try:
-        result = parity.check(Predictor(model, threads=threads), reference, atol, min_agreement)
+        predictor = Predictor(model, threads=threads, max_model_mb=max_model_mb, manifest_sha256=manifest_sha256)
+        result = parity.check(predictor, reference, atol, min_agreement)
     except UsageError as error:
         _fail(error)
     if as_json:

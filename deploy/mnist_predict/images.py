@@ -18,6 +18,7 @@ A true MNIST digit (28x28, already framed) passes through bit for bit. An image 
 """
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -69,11 +70,26 @@ def _load(path, invert, resize):
 
 
 def decode(path, invert="auto", resize="mnist"):
-    """`load` for the batch pipeline: returns (array, None) or (None, reason) and never raises."""
-    try:
-        return load(path, invert=invert, resize=resize), None
-    except Exception as error:  # every failure becomes an error row; the batch goes on
-        return None, describe(error)
+    """`load` for the batch pipeline: returns (array, None) or (None, reason) and never raises.
+
+    Pillow's warnings about a damaged file ("Corrupt EXIF data", "Tag data larger than file") do not reach
+    stderr: a file that still decodes is fine, and one that does not gets its reason in the row."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return load(path, invert=invert, resize=resize), None
+        except Exception as error:  # every failure becomes an error row; the batch goes on
+            return None, describe(error)
+
+
+def limit_decompression():
+    """Tighter caps on what Pillow inflates besides pixels, for a process that only decodes (the CLI's
+    workers): PNG text chunks to 256 kB each and 1 MB in all (Pillow allows 1 MB and 64 MB). Pixels are
+    capped per file by MAX_PIXELS, and only the first frame of a GIF, TIFF or WebP is ever decoded."""
+    from PIL import PngImagePlugin
+
+    PngImagePlugin.MAX_TEXT_CHUNK = 256 * 1024
+    PngImagePlugin.MAX_TEXT_MEMORY = 1024 * 1024
 
 
 def describe(error):

@@ -14,6 +14,7 @@ from .runtimes import ModelError, first_sentence, open_runtime
 
 SHAPE = (image_io.SIZE, image_io.SIZE)
 ImageError = image_io.ImageError
+MAX_MODEL_MB = 200
 
 
 class UsageError(ValueError):
@@ -43,9 +44,13 @@ class Predictor:
     >>> predictor.predict(["a.png", "b.jpg"]).labels
     """
 
-    def __init__(self, model_path, threads=None):
+    def __init__(self, model_path, threads=None, max_model_mb=MAX_MODEL_MB, manifest_sha256=None):
         self.path = model_file(model_path)
-        verify_manifest(self.path)
+        megabytes = self.path.stat().st_size / 1e6
+        if megabytes > max_model_mb:  # refused before a byte of it is parsed
+            raise UsageError(f"{self.path} is {megabytes:,.0f} MB, over the {max_model_mb:g} MB limit for a model "
+                             "(--max-model-mb); an MNIST-sized model is a few MB")
+        verify_manifest(self.path, manifest_sha256)
         try:
             self.runtime = open_runtime(self.path, threads or available_cpus())
         except ModelError as error:
@@ -147,9 +152,18 @@ def model_file(path):
     return path
 
 
-def verify_manifest(model_path):
-    """Refuse a model whose sha256 differs from the manifest.json exported beside it."""
+def verify_manifest(model_path, manifest_sha256=None):
+    """Refuse a model whose sha256 differs from the manifest.json exported beside it, and, with
+    `manifest_sha256`, a manifest other than the one pinned (integrity of a known export; see the trust
+    model in docs/artifacts.md)."""
     manifest_path = model_path.with_name("manifest.json")
+    if manifest_sha256:
+        if not manifest_path.is_file():
+            raise UsageError(f"{manifest_path}: missing, so the export cannot be matched to the pinned sha256")
+        actual = sha256(manifest_path)
+        if actual != manifest_sha256.lower():
+            raise UsageError(f"{manifest_path} is not the pinned export: its sha256 is {actual[:16]}..., "
+                             f"expected {manifest_sha256[:16]}...")
     if not manifest_path.is_file():
         return
     try:

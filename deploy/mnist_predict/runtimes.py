@@ -27,13 +27,15 @@ def open_runtime(path, threads):
     return Onnx(path, threads)
 
 
-def first_sentence(error):
-    """One line of an error message, ending at a sentence rather than in the middle of one."""
+def first_sentence(error, limit=300):
+    """An error message on one line, cut after the last whole sentence that fits in `limit` characters (at
+    least the first): never in the middle of one."""
     text = " ".join(str(error).split()) or type(error).__name__
-    for end in range(len(text)):
-        if text[end] in ".!?" and (end + 1 == len(text) or text[end + 1] == " ") and end > 20:
-            return text[: end + 1]
-    return text
+    ends = [i + 1 for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1] == " ")]
+    fitting = [end for end in ends if end <= limit]
+    if fitting:
+        return text[: fitting[-1]]
+    return text[: ends[0]] if ends else text
 
 
 class Onnx:

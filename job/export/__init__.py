@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from job.errors import GateError, JobError
+from job import rundir
+from job.errors import GateError, JobError, WriteError
 from job.export import gate, publish
 from job.export.formats import litert, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
@@ -43,8 +44,6 @@ class ExportConfig:
 
 def check_args(cfg):
     """Every argument checked before TensorFlow is imported, so mistakes cost nothing."""
-    from job import rundir
-
     if cfg.format not in FORMATS:
         raise JobError(f"unknown --format {cfg.format!r}: choose {', '.join(FORMATS[:-1])} or all")
     if cfg.opset not in onnx.OPSETS:
@@ -118,10 +117,13 @@ def export(cfg, log=say):
                     raise GateError("int8 gate failed: " + "; ".join(failed) + f"; nothing published, {out} left as it was")
             manifest = make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8, calibration)
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
-            from job.rundir import write_json
-
-            write_json(tmp / "manifest.json", manifest)
+            rundir.write_json(tmp / "manifest.json", manifest)
             publish.publish(tmp, out)
+        except Exception as e:
+            if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow"):  # TF's own write errors
+                raise WriteError(f"cannot write the export ({rundir.first_sentence(getattr(e, 'strerror', None) or e)}); "
+                                 f"nothing published, {out} left as it was") from None
+            raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(tmp.with_name(tmp.name + "-savedmodel"), ignore_errors=True)
