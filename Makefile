@@ -51,7 +51,7 @@ DOCKER_RUN = $(DOCKER) run --rm $(GPU_FLAGS) $(DOCKER_RUN_FLAGS) --user $(DOCKER
 	-e KERAS_HOME=$(if $(DATA),/tmp/.keras,/data/.keras) \
 	-v "$(abspath $(RUNS))":/runs -v "$(abspath $(DATA_DIR))":/data$(if $(DATA),:ro)
 
-.PHONY: help venv demo test image train-gpu export predict lint bench clean container-smoke edge-image
+.PHONY: help venv lock demo test image train-gpu export predict lint bench clean container-smoke edge-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -62,12 +62,18 @@ help: ## List the targets and the variables they read
 		GPU_FLAGS "$(GPU_FLAGS)" TRAIN_FLAGS "$(TRAIN_FLAGS)" EXPORT_FLAGS "$(EXPORT_FLAGS)" \
 		RUN "$(RUN)" IMAGES "$(IMAGES)"
 
-$(VENV)/.installed: pyproject.toml
+# The venv installs exactly requirements/cpu.lock (hash-checked), then the project itself without dependencies.
+$(VENV)/.installed: pyproject.toml requirements/cpu.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[cpu,test]'
+	$(PY) -m pip install --require-hashes -r requirements/cpu.lock
+	$(PY) -m pip install --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv with the project, TensorFlow for the CPU and the test tools
+venv: $(VENV)/.installed ## Create .venv from requirements/cpu.lock: the project, TensorFlow for the CPU, the test tools
+
+lock: $(VENV)/.installed ## Regenerate the three lock files from pyproject.toml (uv; see requirements/lock.py)
+	$(PY) -m pip install -q 'uv>=0.13'
+	$(PY) requirements/lock.py
 
 DEMO ?= runs/demo
 demo: $(VENV)/.installed ## Train the best model on the bundled sample offline, export every format, benchmark, batch-predict digits and photos

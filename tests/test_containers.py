@@ -40,8 +40,11 @@ def test_gpu_image_keeps_the_base_tensorflow_and_runs_as_non_root():
     assert steps[0] == ("ARG", "TF_IMAGE=tensorflow/tensorflow:2.21.0-gpu")
     assert steps[1] == ("FROM", "${TF_IMAGE}")
     installs = " ".join(args for kind, args in steps if kind == "RUN")
-    assert "pip install --no-cache-dir ." in installs
+    assert "pip install --no-cache-dir --no-deps --require-hashes -r requirements/gpu.lock" in installs
+    assert "pip install --no-cache-dir --no-deps ." in installs and "pip check" in installs
     assert not re.search(r"tensorflow|keras|\.\[", installs), "the project must not (re)install TF"
+    locked = (ROOT / "requirements" / "gpu.lock").read_text()
+    assert not re.search(r"^(tensorflow|keras|numpy|protobuf)==", locked, re.M), "the base provides these"
     user = [args for kind, args in steps if kind == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
     assert ("ENTRYPOINT", '["mnist-job"]') in steps
@@ -55,6 +58,9 @@ def test_edge_image_is_slim_without_tensorflow():
     assert steps[0] == ("ARG", "PYTHON_IMAGE=python:3.11-slim")
     assert steps[1] == ("FROM", "${PYTHON_IMAGE}")
     assert "tensorflow" not in (ROOT / "deploy" / "pyproject.toml").read_text().lower()
+    assert "tensorflow" not in (ROOT / "deploy" / "requirements.lock").read_text().lower()
+    installs = " ".join(args for kind, args in steps if kind == "RUN")
+    assert "pip install --no-cache-dir --require-hashes -r requirements.lock" in installs
     user = [args for kind, args in steps if kind == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
     assert ("ENTRYPOINT", '["mnist-predict"]') in steps

@@ -106,23 +106,17 @@ def test_cli_and_api_run_where_tensorflow_cannot_be_imported(tmp_path, digit_fol
 
 @pytest.mark.slow
 def test_deploy_installs_alone_without_tensorflow(tmp_path, digit_folder, export_dir, tflite_export):
-    """`pip install './deploy[litert]'` in a fresh venv: onnxruntime, ai-edge-litert, numpy, Pillow, Typer,
-    Rich and nothing of TF; it predicts with both runtimes."""
+    """The edge install in a fresh venv, as deploy/Dockerfile does it: deploy/requirements.lock hash-checked,
+    then the package: onnxruntime, ai-edge-litert, numpy, Pillow, Typer, Rich, pebble and nothing of TF; it
+    predicts with both runtimes."""
     source = shutil.copytree(
         DEPLOY, tmp_path / "deploy", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
     )
     venv.create(tmp_path / "venv", with_pip=True)
     bin_dir = tmp_path / "venv" / "bin"
-    install = [
-        bin_dir / "python",
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        f"{source}[litert]",
-    ]
-    subprocess.run(install, check=True, timeout=1200)
+    pip = [bin_dir / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--require-hashes", "-r", source / "requirements.lock"], check=True, timeout=1200)
+    subprocess.run([*pip, "--no-deps", source], check=True, timeout=600)
     listing = subprocess.run(
         [bin_dir / "python", "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
     )

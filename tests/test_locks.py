@@ -1,0 +1,50 @@
+"""The lock files agree with pyproject.toml: made from its current dependency lists, pinning a version of
+every requirement that its range accepts, every package hash-pinned. `make lock` regenerates them."""
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "requirements"))
+
+from lock import LOCKS, inputs_digest  # noqa: E402
+
+
+def pins(text):
+    return {m.group(1).lower().replace("_", "-"): m.group(2) for m in re.finditer(r"^([\w.\-]+)==([^\s\\]+)", text, re.M)}
+
+
+def provided(text):
+    line = re.search(r"^# provided: (.*)$", text, re.M)
+    return set(line.group(1).split()) if line else set()
+
+
+@pytest.mark.parametrize("lock", list(LOCKS))
+def test_each_lock_is_made_from_the_current_pyproject(lock):
+    pyproject, extras = LOCKS[lock]
+    text = (ROOT / lock).read_text()
+    recorded = re.search(r"^# inputs sha256: (\w+)$", text, re.M).group(1)
+    assert recorded == inputs_digest(pyproject, extras), f"{pyproject} changed since {lock} was made: run make lock"
+
+
+@pytest.mark.parametrize("lock", list(LOCKS))
+def test_each_requirement_is_pinned_within_its_range_with_hashes(lock):
+    pyproject, extras = LOCKS[lock]
+    project = tomllib.loads((ROOT / pyproject).read_text())["project"]
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    requirements += [Requirement(r) for extra in extras for r in project["optional-dependencies"][extra]]
+    text = (ROOT / lock).read_text()
+    pinned, base = pins(text), provided(text)
+    for requirement in requirements:
+        name = requirement.name.lower().replace("_", "-")
+        if name in base:  # the GPU image's base provides it, with TensorFlow
+            continue
+        assert name in pinned, f"{lock} does not pin {name}"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (lock, name, pinned[name])
+    blocks = re.findall(r"^[\w.\-]+==.*?(?=^[\w.\-]+==|\Z)", text, re.M | re.S)
+    assert len(blocks) == len(pinned) and all("--hash=sha256:" in block for block in blocks)
