@@ -51,7 +51,7 @@ DOCKER_RUN = $(DOCKER) run --rm $(GPU_FLAGS) $(DOCKER_RUN_FLAGS) --user $(DOCKER
 	-e KERAS_HOME=$(if $(DATA),/tmp/.keras,/data/.keras) \
 	-v "$(abspath $(RUNS))":/runs -v "$(abspath $(DATA_DIR))":/data$(if $(DATA),:ro)
 
-.PHONY: help venv lock demo test image train-gpu export predict lint bench clean container-smoke edge-image
+.PHONY: help venv lock demo test image train-gpu train-multiworker-local export predict lint bench clean container-smoke edge-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -96,6 +96,11 @@ demo: $(VENV)/.installed ## Train the best model on the bundled sample offline, 
 
 test: $(VENV)/.installed ## Run the test suite (pytest; PYTEST_FLAGS='-m "not slow"' skips the slowest)
 	$(PY) -m pytest -q $(PYTEST_FLAGS)
+
+WORKERS ?= 2
+train-multiworker-local: $(VENV)/.installed ## Train MODEL on the sample across WORKERS local processes (MultiWorkerMirroredStrategy over loopback)
+	$(VENV)/bin/mnist-job train --model $(MODEL) --dataset mnist-sample --epochs $(EPOCHS) \
+		--out $(RUNS)/$(RUN_NAME)-x$(WORKERS) --local-workers $(WORKERS) $(TRAIN_FLAGS)
 
 image: ## Build the GPU training image IMAGE from Dockerfile.gpu (base: TF_IMAGE)
 	$(DOCKER) build $(DOCKER_BUILD_FLAGS) --build-arg TF_IMAGE=$(TF_IMAGE) -f Dockerfile.gpu -t $(IMAGE) .

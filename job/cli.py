@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from job.errors import GateError, Interrupted, JobError, WriteError
+from job.errors import ClusterError, GateError, Interrupted, JobError, WriteError
 
 # TensorFlow's C++ log lines drown the job's own output (even a harmless tf.data "E0000 ... NodeDef mentions
 # attribute" line on every run); its real failures still arrive as Python exceptions. Set it to 0 to debug.
@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 app = typer.Typer(
     help=__doc__.split("\n\n")[0] + "\n\nStart with `mnist-job models`, then `mnist-job train --dataset "
-    "mnist-sample` (runs offline). Exit codes: 0 ok, 1 gate failed, 2 usage/input error, "
+    "mnist-sample` (runs offline). Exit codes: 0 ok, 1 gate failed or a worker lost, 2 usage/input error, "
     "3 some files failed, 130 interrupted.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +50,7 @@ DATA_HELP = ("A Keras mnist.npz, a folder with the four IDX files (.gz or raw), 
              "subfolder per class, optionally under train/ and test/). Default: $MNIST_DATA, then Keras's "
              "cache/download.")
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout; progress goes to stderr.")
+INVOCATION = []  # the arguments main() was given
 
 
 @contextlib.contextmanager
@@ -116,6 +117,8 @@ def train(
                                                  "standardization on the new data (default: keep the base's)."),
     resume: bool = typer.Option(False, help="Continue an unfinished run in --out (default: the newest) with "
                                 "its recorded settings, from its last finished epoch."),
+    resume_or_start: bool = typer.Option(False, help="Resume the run in --out if it has started, else start it: "
+                                         "for pods that a Kubernetes Job retries."),
     augment: Optional[bool] = typer.Option(None, help="Augmentation in the input pipeline: shifts, plus rotations, "
                                            "stroke width, blur and contrast for digits, or mirror flips for "
                                            "Fashion-MNIST. Default: the zoo entry's."),
@@ -131,22 +134,53 @@ def train(
     strategy: Optional[Strategy] = typer.Option(None, help="auto picks MirroredStrategy on >1 GPU."),
     tensorboard: bool = typer.Option(False, help="Write TensorBoard logs into the run directory."),
     max_train_samples: Optional[int] = typer.Option(None, help="Train on at most this many samples."),
+    local_workers: Optional[int] = typer.Option(None, min=1, help="Start this many multiworker processes on this "
+                                                 "machine (loopback ports, a share of the cores each) and wait for "
+                                                 "them; worker 0 writes the run."),
+    workers_from_indexed_job: Optional[int] = typer.Option(None, min=1, help="Run as pod $JOB_COMPLETION_INDEX of a "
+                                                           "Kubernetes Indexed Job of this many pods (sets "
+                                                           "TF_CONFIG; see deploy/k8s/train-multiworker.yaml)."),
+    worker_host: Optional[str] = typer.Option(None, help="With --workers-from-indexed-job: the address of pod {i}, "
+                                              "e.g. 'mnist-train-{i}.mnist-train:2222'."),
+    connect_timeout: float = typer.Option(600.0, min=1.0, help="multiworker: seconds to wait for every worker to "
+                                          "join before failing with the addresses that did not answer."),
     as_json: bool = JsonOption,
 ):
     """Train a zoo model, evaluate its best epoch on the test set, and write a run directory.
 
     Example: mnist-job train --model mnist-convnet --dataset fashion_mnist --data /usr/share/datasets/fashion-mnist
-    """
-    from job.training import TrainConfig, train as run_training
 
+    Across workers (MultiWorkerMirroredStrategy; worker 0 writes the run): --local-workers 2 on this machine,
+    TF_CONFIG with --strategy multiworker, or --workers-from-indexed-job N in Kubernetes.
+    """
+    from job.training import TrainConfig, default_out, train as run_training
+
+    if local_workers:
+        from job.launcher import launch
+
+        raise typer.Exit(launch(INVOCATION, local_workers, out or default_out(model or "cnn-bn-aug")))
+    if workers_from_indexed_job or worker_host:
+        from job.multiworker import indexed_job_tf_config
+
+        if not (workers_from_indexed_job and worker_host):
+            raise JobError("--workers-from-indexed-job N and --worker-host PATTERN go together")
+        if strategy not in (None, Strategy.multiworker):
+            raise JobError(f"--workers-from-indexed-job runs --strategy multiworker, not {strategy.value}")
+        os.environ["TF_CONFIG"] = json.dumps(indexed_job_tf_config(workers_from_indexed_job, worker_host))
+        strategy = Strategy.multiworker
     cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
                       optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, test_split=test_split,
                       seed=seed, out=out, init_from=init_from, freeze_base=freeze_base, restandardize=restandardize,
-                      resume=resume, augment=augment, outliers=outlier_exposure, early_stopping=early_stopping,
+                      resume=resume, resume_or_start=resume_or_start, augment=augment, outliers=outlier_exposure,
+                      early_stopping=early_stopping,
                       mixed_precision=mixed_precision, jit=jit, strategy=strategy.value if strategy else None,
-                      tensorboard=tensorboard, max_train_samples=max_train_samples)
+                      tensorboard=tensorboard, max_train_samples=max_train_samples, connect_timeout=connect_timeout)
     with json_stdout(as_json):
         run_dir, metrics = run_training(cfg)
+    if metrics is None:  # a multiworker run's worker 1, 2...: the chief writes and reports the run
+        print(json.dumps({"run_dir": str(run_dir), "chief": False}) if as_json else
+              f"this worker is done; worker 0 writes the run to {run_dir}")
+        return
     summary = {"run_dir": str(run_dir), **{k: metrics[k] for k in
                ("test_accuracy", "test_loss", "val_accuracy", "kept_epoch", "epochs_run", "train_seconds",
                 "samples_per_second")}}
@@ -410,10 +444,11 @@ def main(argv=None):
     logging.getLogger("job").addHandler(handler)
     logging.getLogger("job").setLevel(logging.INFO)
     args = sys.argv[1:] if argv is None else list(argv)
+    INVOCATION[:] = args  # for --local-workers, which starts workers with the same arguments
     command = next((a for a in args if not a.startswith("-")), "")
     try:
         code = typer.main.get_command(app).main(args or ["--help"], "mnist-job", standalone_mode=False)
-    except (JobError, GateError, Interrupted, WriteError) as e:
+    except (JobError, GateError, Interrupted, WriteError, ClusterError) as e:
         print(f"mnist-job: {'error: ' if not isinstance(e, Interrupted) else ''}{e}", file=sys.stderr)
         code = e.exit_code
     except ClickException as e:

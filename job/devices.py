@@ -15,7 +15,6 @@ TensorFlow and Keras are imported inside the functions, so importing this module
 stays fast.
 """
 
-import json
 import logging
 import os
 import platform
@@ -60,13 +59,14 @@ def detect_devices():
     return {"kind": "gpu", "count": len(gpus), "names": names, "description": description}
 
 
-def make_strategy(name="auto"):
+def make_strategy(name="auto", connect_timeout=None):
     """Return a tf.distribute.Strategy for `name`, one of STRATEGIES.
 
     auto        MirroredStrategy when more than one GPU is visible, else the default strategy
     one         OneDeviceStrategy on the first GPU, or on the CPU
     mirrored    MirroredStrategy over all GPUs; without GPUs, over all logical CPU devices
-    multiworker MultiWorkerMirroredStrategy; the cluster and this worker's task come from TF_CONFIG
+    multiworker MultiWorkerMirroredStrategy; the cluster and this worker's task come from TF_CONFIG (job.multiworker).
+                Returns once every worker has joined, or exits with one line after connect_timeout seconds.
     """
     import tensorflow as tf
 
@@ -81,11 +81,44 @@ def make_strategy(name="auto"):
         devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
     else:
-        _log_tf_config()
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        from job import multiworker
+
+        if not os.environ.get("TF_CONFIG"):
+            log.warning("multiworker without TF_CONFIG: this process is a cluster of one worker")
+        worker = multiworker.this_worker()
+        log.info("%s: this process is task %d of %s", worker, worker.index, ", ".join(worker.addresses))
+        with multiworker.connect_watchdog(worker, connect_timeout or multiworker.DEFAULT_CONNECT_TIMEOUT):
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            multiworker.join_cluster(strategy)
+        multiworker.patch_keras()
     log.info("strategy %s: %s, %d replica(s) in sync", name, type(strategy).__name__,
              strategy.num_replicas_in_sync)
     return strategy
+
+
+def synchronize_batch_norm(model, strategy):
+    """With more than one replica, BatchNormalization normalises with the global batch's statistics.
+
+    Keras 3 otherwise updates each replica's moving mean and variance from its own slice of the batch, so
+    the workers' models drift apart and the chief keeps statistics of its shard alone. Synchronised, every
+    replica holds the same statistics, those of training on the global batch in one process."""
+    import keras
+
+    if replica_count(strategy) < 2:
+        return 0
+    layers = [layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = True
+    if layers:
+        log.info("BatchNormalization: statistics of the global batch, synchronised across replicas (%d layers)",
+                 len(layers))
+    return len(layers)
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
 
 
 def replica_count(strategy):
@@ -119,22 +152,6 @@ def set_mixed_precision(enabled):
                         "Tensor Cores (compute capability 7.0 and newer)")
         log.info("mixed precision: %s (float32 variables and outputs)", policy)
     return policy
-
-
-def _log_tf_config():
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        log.warning("multiworker without TF_CONFIG: this process is a cluster of one worker")
-        return
-    try:
-        config = json.loads(raw)
-        workers = config["cluster"]["worker"]
-        task = config["task"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise JobError(f"TF_CONFIG is not a valid cluster spec ({type(e).__name__}: {e}); expected "
-                       '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
-                       ) from None
-    log.info("TF_CONFIG: %d worker(s), this is %s %s", len(workers), task.get("type"), task.get("index"))
 
 
 def _cpu_name():

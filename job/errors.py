@@ -24,3 +24,10 @@ class WriteError(Exception):
     what was being written was removed, and nothing half-written is left."""
 
     exit_code = 1
+
+
+class ClusterError(Exception):
+    """A multi-worker run lost a worker, or its workers never reached one another. Exit code 1: restart every
+    worker (with --resume once an epoch has finished)."""
+
+    exit_code = 1

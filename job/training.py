@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int | None = None
     out: str | None = None
     resume: bool = False
+    resume_or_start: bool = False  # resume the run in --out if it has started, else start it (retried pods)
     augment: bool | None = None
     outliers: bool | None = None  # outlier exposure; None: the zoo entry's, on digit datasets only
     early_stopping: int | None = None  # patience in epochs, on validation accuracy
@@ -67,10 +68,15 @@ class TrainConfig:
     deterministic: bool = True
     max_train_samples: int | None = None  # for quick runs and tests
     verbose: int | str = "auto"
+    connect_timeout: float | None = None  # multiworker: seconds to wait for the other workers (job.multiworker)
 
 
 def resolve(cfg):
     """Fill defaults (or a resumed run's settings) and check every argument before any heavy work."""
+    if cfg.resume_or_start:
+        if not cfg.out or cfg.resume:
+            raise JobError("--resume-or-start needs --out RUN_DIR, and replaces --resume")
+        cfg.resume = (Path(cfg.out) / rundir.CONFIG).is_file()
     if cfg.resume:
         take_resumed_settings(cfg)
     if cfg.init_from and not cfg.resume:
@@ -102,8 +108,22 @@ def resolve(cfg):
         raise JobError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
     if cfg.early_stopping is not None and cfg.early_stopping < 1:
         raise JobError(f"--early-stopping must be at least 1 epoch, got {cfg.early_stopping}")
-    cfg.out = str(run_dir_for(cfg))
+    worker = this_worker(cfg)
+    if worker and worker.count > 1 and not cfg.out:
+        raise JobError("--strategy multiworker with several workers needs --out: every worker must name the same run "
+                       "directory")
+    # Only the chief creates and checks the run directory; the others may find the chief's files there already.
+    cfg.out = str(run_dir_for(cfg) if not worker or worker.is_chief else Path(cfg.out))
     return spec
+
+
+def this_worker(cfg):
+    """This process's place in a multi-worker run (job.multiworker.Worker), or None for other strategies."""
+    if cfg.strategy != "multiworker":
+        return None
+    from job.multiworker import this_worker as from_tf_config
+
+    return from_tf_config()
 
 
 def take_resumed_settings(cfg):
@@ -126,11 +146,7 @@ def take_resumed_settings(cfg):
 
 
 def run_dir_for(cfg):
-    if cfg.out:
-        out = Path(cfg.out)
-    else:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out = Path("runs") / f"{cfg.model}-{stamp}"
+    out = Path(cfg.out) if cfg.out else default_out(cfg.model)
     if rundir.is_finished(out) and not cfg.resume:
         raise JobError(f"{out}: already holds a finished run; choose another --out")
     if (out / rundir.CONFIG).exists() and not cfg.resume:
@@ -143,6 +159,10 @@ def run_dir_for(cfg):
     except OSError as e:
         raise JobError(f"--out {out}: not writable ({e.strerror or e})") from None
     return out
+
+
+def default_out(model):
+    return Path("runs") / f"{model}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def latest_unfinished(model=None):
@@ -281,10 +301,12 @@ def train(cfg):
     """Train one zoo model and write a complete run directory. Returns (run_dir, metrics)."""
     spec = resolve(cfg)
     run_dir = Path(cfg.out)
+    worker = this_worker(cfg)
+    chief = not worker or worker.is_chief
     try:
         data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed)
     except JobError:
-        if not any(run_dir.iterdir()):
+        if chief and not any(run_dir.iterdir()):
             run_dir.rmdir()  # leave no empty run behind a bad --data
         raise
     cfg.dataset = data.name  # a labelled folder is the dataset "folder", whatever --dataset said
@@ -301,11 +323,32 @@ def train(cfg):
         log.warning("--jit: op determinism is off for this run, so the same seed may not repeat exactly")
         cfg.deterministic = False
     seed_everything(cfg.seed, cfg.deterministic)
-    strategy = devices.make_strategy(cfg.strategy)
+    strategy = devices.make_strategy(cfg.strategy, cfg.connect_timeout)
     replicas = devices.replica_count(strategy)
     global_batch = devices.scale_batch(cfg.batch_size, strategy)
+    if cfg.resume:
+        recorded = rundir.read_json(run_dir / rundir.CONFIG).get("global_batch_size", global_batch)
+        if recorded != global_batch:
+            raise JobError(f"{run_dir}: trained with a global batch of {recorded}, now {global_batch} "
+                           f"({replicas} replica(s)); resume with as many workers and GPUs as it started with")
 
     model, train_ds, val_ds, n_fit, n_val = prepare(cfg, spec, data, global_batch, strategy.scope())
+    devices.synchronize_batch_norm(model, strategy)
+    fitted = (run_dir / rundir.FIT).is_file()  # the chief's, read by every worker so that all of them fit or none
+    if not chief:
+        from job.multiworker import work_dir
+
+        work = work_dir(worker, run_dir, cfg.resume)
+        try:
+            if not fitted:
+                fit_worker(cfg, worker, model, train_ds, val_ds, work, rundir.read_history(work / rundir.HISTORY),
+                           n_val, keras)
+        finally:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+        return run_dir, None
+
     history = rundir.read_history(run_dir / rundir.HISTORY)
     if cfg.resume:
         record_resume(run_dir, len(history))
@@ -320,13 +363,31 @@ def train(cfg):
             config.update(lineage(cfg.init_from))
         rundir.write_json(run_dir / rundir.CONFIG, config)
 
-    if not (run_dir / rundir.FIT).is_file():
-        fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras)
+    if not fitted:
+        fit_worker(cfg, worker, model, train_ds, val_ds, run_dir, history, n_val, keras)
     return finish(cfg, run_dir, data, n_fit, n_val, device)
 
 
+def fit_worker(cfg, worker, model, train_ds, val_ds, work, history, n_val, keras):
+    """fit(), and in a multi-worker run, a lost worker as one line and the figures every worker must share."""
+    if not worker or worker.count == 1:
+        return fit(cfg, model, train_ds, val_ds, work, history, n_val, keras)
+    import tensorflow as tf
+
+    from job.multiworker import lost_peer, weights_fingerprint
+
+    try:
+        trained = fit(cfg, model, train_ds, val_ds, work, history, n_val, keras)
+    except tf.errors.OpError as e:
+        raise lost_peer(worker, e) from None
+    losses = ", ".join(f"{loss:.6f}" for loss in trained.history.get("loss", []))
+    log.info("%s: trained epochs %d-%d, losses [%s], weights sha256 %s", worker, len(history) + 1,
+             len(history) + len(trained.epoch), losses, weights_fingerprint(model))
+    return trained
+
+
 def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras):
-    """model.fit with the run's callbacks; writes fit.json when training has ended."""
+    """model.fit with the run's callbacks; writes fit.json when training has ended. Returns Keras' History."""
     callbacks = [
         epoch_log_callback(),  # before CSVLogger, which writes the logs it adds
         keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=True),
@@ -353,8 +414,8 @@ def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras):
         (run_dir / rundir.HISTORY).unlink()  # a stale log from an abandoned run must not mix in
     verbose = cfg.verbose if cfg.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose,
-                  shuffle=False)  # tf.data already shuffles; this only silences Keras's warning
+        trained = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
+                            verbose=verbose, shuffle=False)  # tf.data already shuffles; this silences Keras's warning
     except OSError as e:
         if not cfg.resume:
             raise
@@ -365,6 +426,7 @@ def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras):
     rows = rundir.dedupe_history(run_dir / rundir.HISTORY)
     stopped = bool(stopper and stopper.stopped_epoch > 0)
     rundir.write_json(run_dir / rundir.FIT, {"epochs_run": len(rows), "stopped_early": stopped})
+    return trained
 
 
 def interrupted_in_training(cfg, run_dir):

@@ -5,7 +5,6 @@ files' rows are what they are without the bad ones around them, and stderr holds
 """
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -17,11 +16,22 @@ MUTANTS = 20000
 PEAK_MB = 1000  # the largest process of the run: the CLI or one of its decode workers
 
 
+# RUSAGE_CHILDREN in the test process would also count the training runs of earlier tests, so a
+# fresh wrapper process runs the CLI and reports the peak of its own descendants only.
+MEASURE = """import resource, subprocess, sys
+code = subprocess.run(sys.argv[2:]).returncode
+open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)"""
+
+
 def predict(folder, model, out):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "mnist_predict", str(folder), "--model", str(model),
+    peak = out.with_suffix(".peak")
+    result = subprocess.run([sys.executable, "-c", MEASURE, str(peak),
+                             sys.executable, "-m", "mnist_predict", str(folder), "--model", str(model),
                              "--out", str(out), "--json", "--decode-timeout", "5"],
                             capture_output=True, text=True, timeout=600)
+    result.peak_mb = int(peak.read_text()) / 1024
     return result, time.perf_counter() - start
 
 
@@ -33,7 +43,7 @@ def test_mutated_files_each_get_one_row_and_nothing_breaks(tmp_path, export_dir)
     model = export_dir / "model.onnx"
 
     result, seconds = predict(tmp_path / "fuzz", model, tmp_path / "fuzz.csv")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mb = result.peak_mb
     assert result.returncode in (0, 3), result.stderr[-2000:]
     assert result.stderr == "", result.stderr[-2000:]  # no Pillow warning, no traceback, no log noise
     rows = read_rows(tmp_path / "fuzz.csv")

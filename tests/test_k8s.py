@@ -16,7 +16,14 @@ yaml = pytest.importorskip("yaml")
 kv = pytest.importorskip("kubernetes_validate")
 
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
-MANIFESTS = ["train-job.yaml", "predict-indexed-job.yaml"]
+KINDS = {
+    "train-job.yaml": {"Job", "PersistentVolumeClaim"},
+    "train-multiworker.yaml": {"Job", "PersistentVolumeClaim", "Service"},
+    "export-job.yaml": {"Job"},
+    "predict-indexed-job.yaml": {"Job", "PersistentVolumeClaim"},
+    "predict-merge-job.yaml": {"Job"},
+}
+MANIFESTS = sorted(KINDS)
 # The oldest release the manifests target (backoffLimitPerIndex is on by default from 1.29) and the newest bundled.
 VERSIONS = ["1.30.0", kv.latest_version()]
 
@@ -39,7 +46,7 @@ def containers(job):
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifest_validates_strictly(name, version):
     docs = load(name)
-    assert {d["kind"] for d in docs} == {"Job", "PersistentVolumeClaim"}
+    assert {d["kind"] for d in docs} == KINDS[name]
     for doc in docs:
         kv.validate(doc, version, strict=True)
 
@@ -94,3 +101,64 @@ def test_arg_references_are_declared(name):
         declared = {e["name"] for e in c.get("env", [])}
         used = {m for a in c["args"] for m in re.findall(r"\$\((\w+)\)", a)}
         assert used <= declared, f"{c['name']}: {sorted(used - declared)} not in env"
+
+
+def arg(args, option):
+    return args[args.index(option) + 1]
+
+
+def test_multiworker_job_is_indexed_and_its_pods_find_each_other():
+    from job.multiworker import indexed_job_tf_config
+
+    docs = load("train-multiworker.yaml")
+    job, service, pvc = (by_kind(docs, kind) for kind in ("Job", "Service", "PersistentVolumeClaim"))
+    spec, name = job["spec"], job["metadata"]["name"]
+    [c] = containers(job)
+    args, n = c["args"], spec["completions"]
+    assert spec["completionMode"] == "Indexed" and n >= 2 and spec["parallelism"] == n
+    assert arg(args, "--workers-from-indexed-job") == str(n) and args[0] == "train"
+    assert "--resume-or-start" in args and arg(args, "--out") == "/runs/$(JOB_NAME)"
+    # Kubernetes' "Job with Pod-to-Pod Communication": a headless Service named as the pods' subdomain.
+    pod = spec["template"]["spec"]
+    assert service["spec"]["clusterIP"] == "None" and pod["subdomain"] == service["metadata"]["name"]
+    assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": name}
+    [port] = c["ports"]
+    assert service["spec"]["ports"][0]["port"] == port["containerPort"]
+    # The TF_CONFIG that pod i builds names every pod by its DNS name: <job>-<index>.<subdomain>:<port>.
+    host = arg(args, "--worker-host").replace("$(JOB_NAME)", name)
+    for index in range(n):
+        config = indexed_job_tf_config(n, host, index)
+        assert config["cluster"]["worker"] == [f"{name}-{i}.{pod['subdomain']}:{port['containerPort']}"
+                                               for i in range(n)]
+        assert config["task"]["index"] == index
+    assert c["image"] == "mnist-job:gpu" and c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    [volume] = pod["volumes"]
+    assert volume["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    export = by_kind(load("export-job.yaml"), "Job")
+    [e] = containers(export)
+    assert e["args"][:2] == ["export", f"/runs/{name}"]
+    assert claim(export) == pvc["metadata"]["name"]
+
+
+def test_the_merge_job_reads_what_the_shards_write():
+    import fnmatch
+
+    predict = by_kind(load("predict-indexed-job.yaml"), "Job")
+    merge = by_kind(load("predict-merge-job.yaml"), "Job")
+    [p], [m] = containers(predict), containers(merge)
+    n = predict["spec"]["completions"]
+    shard_outputs = [arg(p["args"], "--out").replace("$(JOB_COMPLETION_INDEX)", str(i)) for i in range(n)]
+    assert m["args"][0] == "merge"
+    assert all(fnmatch.fnmatch(path, m["args"][1]) for path in shard_outputs)
+    assert not fnmatch.fnmatch(arg(m["args"], "--out"), m["args"][1])  # the merged file is not a shard
+    assert ("/out", "predictions") in mounts(p) & mounts(m)
+    assert claim(predict) == claim(merge)
+
+
+def mounts(container):
+    return {(v["mountPath"], v.get("subPath")) for v in container["volumeMounts"]}
+
+
+def claim(job):
+    return job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"]

@@ -48,3 +48,14 @@ def test_each_requirement_is_pinned_within_its_range_with_hashes(lock):
         assert requirement.specifier.contains(pinned[name], prereleases=True), (lock, name, pinned[name])
     blocks = re.findall(r"^[\w.\-]+==.*?(?=^[\w.\-]+==|\Z)", text, re.M | re.S)
     assert len(blocks) == len(pinned) and all("--hash=sha256:" in block for block in blocks)
+
+
+def test_every_package_on_disk_is_installed():
+    """`pip install .` (the images) installs the packages pyproject.toml lists: a new subpackage left out of
+    the list works in the editable dev install and is missing from the container."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "job").rglob("__init__.py")}
+    assert on_disk and on_disk <= listed, sorted(on_disk - listed)
+    deploy = tomllib.loads((ROOT / "deploy" / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert {".".join(i.parent.relative_to(ROOT / "deploy").parts) for i in (ROOT / "deploy").rglob("__init__.py")} \
+        <= set(deploy)

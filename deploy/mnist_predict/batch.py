@@ -1,4 +1,4 @@
-"""Batch prediction of many files: discovery, sharding, parallel decoding, ordered atomic output.
+"""Batch prediction of many files: discovery, parallel decoding, ordered atomic output (shards: shards.py).
 
 Memory stays flat with folder size: only the path list, a few batches of 28x28 pixels and one row at a
 time are held; rows go straight to a temporary file that is renamed into place at the end.
@@ -14,7 +14,6 @@ import signal
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter, deque
 from concurrent.futures import TimeoutError
 from contextlib import contextmanager, nullcontext
@@ -76,26 +75,6 @@ def _walk(folder, recursive):
                     yield from _walk(entry.path, recursive)
             elif entry.name.lower().endswith(IMAGE_SUFFIXES):
                 yield entry.path  # includes broken symlinks, which become error rows
-
-
-def parse_shard(text):
-    """'I/N' -> (I, N), with 0 <= I < N, as a Kubernetes Indexed Job numbers its pods."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must look like I/N, e.g. 0/4, got {text!r}") from None
-    if not 0 <= index < count:
-        raise UsageError(f"--shard I/N needs 0 <= I < N, got {text}")
-    return index, count
-
-
-def take_shard(paths, index, count):
-    """The files whose name hashes to `index`: every file lands in exactly one shard.
-
-    The hash depends on the file name alone, not on listing order or mount point, so pods that see
-    the folder at different paths, or list it at different moments, still agree.
-    """
-    return [path for path in paths if zlib.crc32(os.fsencode(os.path.basename(path))) % count == index]
 
 
 def decoder_pool(workers):
@@ -230,13 +209,20 @@ def output_format(path):
 @contextmanager
 def atomic_writer(path):
     """Yield a write(row) function; `path` appears only once complete, so it is never half written."""
-    path = os.path.abspath(path)
     encode = _csv_writer if output_format(path) == "csv" else _jsonl_writer
+    with atomic_file(path) as file:
+        yield encode(file)
+
+
+@contextmanager
+def atomic_file(path):
+    """Yield a text file open for writing that appears at `path` only once complete."""
+    path = os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".predictions-")
     try:
         with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as file:
-            yield encode(file)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, 0o644)  # mkstemp makes it private; predictions are meant to be shared

@@ -68,10 +68,12 @@ app = typer.Typer(
     help="Predict digits (or any 28x28 classes) in image files with an exported ONNX model, "
     "without TensorFlow. `mnist-predict IMAGES --model model.onnx` predicts (photos and scans are cleaned "
     "and framed the MNIST way first); `mnist-predict preview IMAGES --model model.onnx` draws what the model "
-    "saw; `mnist-predict check --model model.onnx` verifies parity with the export.",
+    "saw; `mnist-predict check --model model.onnx` verifies parity with the export; `mnist-predict merge` joins "
+    "the outputs of --shard runs.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
-    subcommand_metavar="IMAGES... --model MODEL | preview IMAGES... --model MODEL | check --model MODEL",
+    subcommand_metavar="IMAGES... --model MODEL | preview IMAGES... --model MODEL | check --model MODEL | "
+    "merge SHARD_OUTPUTS... --out FILE",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -170,18 +172,18 @@ def predict(
 
     Example: mnist-predict scans/ --model export/model.onnx --out predictions.csv
     """
-    from . import batch
+    from . import batch, shards
     from .predictor import UsageError
 
     try:
-        shard_index = batch.parse_shard(shard) if shard else None
+        shard_index = shards.parse_shard(shard) if shard else None
         out = out or Path(
             f"predictions.shard-{shard.replace('/', '-of-')}.csv" if shard else "predictions.csv"
         )
         batch.output_format(out)
-        paths = batch.find_images(images, recursive)
+        paths = listed = batch.find_images(images, recursive)
         if shard_index:
-            paths = batch.take_shard(paths, *shard_index)
+            paths = shards.take_shard(listed, *shard_index)
     except UsageError as error:
         _fail(error)
     options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
@@ -193,6 +195,13 @@ def predict(
             _fail(f"interrupted; nothing was written to {out}", 130)
         except OSError as error:  # unreadable images are rows, so this is the output file
             _fail(f"cannot write {out}: {error.strerror or error}", 1)
+        if shard_index:  # for `mnist-predict merge`
+            options = {name: options[name] for name in shards.ROW_OPTIONS if name in options}
+            try:
+                shards.write_record(out, shard_index, predictor.path, len(listed), summary.files,
+                                    {**options, "labels": list(predictor.labels)})
+            except OSError as error:
+                _fail(f"cannot write {out}{shards.RECORD_SUFFIX}: {error.strerror or error}", 1)
     if as_json:
         print(json.dumps({**summary.as_dict(), "model": str(model), "shard": shard}))
     else:
@@ -324,6 +333,39 @@ def check(
     else:
         _print_parity(Console(), result)
     raise typer.Exit(0 if result.passed else 1)
+
+
+@app.command(epilog=EXIT_CODES)
+def merge(
+    outputs: Annotated[
+        list[str],
+        typer.Argument(metavar="SHARD_OUTPUTS...", help="The shards' --out files, or quoted globs (expanded here)."),
+    ],
+    out: Annotated[Path, typer.Option(help="The merged predictions.csv or .jsonl, written atomically.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+):
+    """Merge the outputs of `mnist-predict --shard I/N` runs into one file, as one unsharded run writes it.
+
+    Refuses (exit 2) a set with a shard missing or given twice, a path in two shards, or shards made with
+    different models, options or file listings (each output's OUT.shard.json records them).
+
+    Example: mnist-predict merge 'out/predictions-*.csv' --out predictions.csv
+    """
+    from . import shards
+    from .predictor import UsageError
+
+    try:
+        rows, records = shards.merge(outputs, out)
+    except UsageError as error:
+        _fail(error)
+    except OSError as error:
+        _fail(f"cannot write {out}: {error.strerror or error}", 1)
+    summary = {"rows": rows, "shards": len(records), "model_sha256": records[0]["model_sha256"],
+               "output": str(Path(out).resolve())}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        print(f"{rows:,} rows from {len(records)} shards (model sha256 {records[0]['model_sha256'][:16]}...) -> {out}")
 
 
 def _fail(error, code=2):

@@ -196,7 +196,7 @@ if $DOCKER run --rm --network none --entrypoint python3 "$EDGE_IMAGE" -c \
     fail "the edge image contains TensorFlow"
 fi
 
-step "7b/8 edge image: mnist-predict on a mounted folder, two shards as in the Indexed Job"
+step "7b/8 edge image: mnist-predict on a mounted folder, two shards as in the Indexed Job, then merge"
 mkdir -p "$WORK/images" "$WORK/out"
 .venv/bin/python - "$RUN/export/parity.npz" "$WORK/images" <<'PY'
 import sys
@@ -222,6 +222,15 @@ assert names == sorted(os.listdir(sys.argv[2])), names           # the shards co
 assert all(r["status"] == "ok" for r in rows), rows
 right = sum(r["label"] == n.split("label")[1][0] for r, n in ((r, os.path.basename(r["path"])) for r in rows))
 print(f"edge predictions: {len(rows)} files over 2 shards, all ok, {right}/{len(rows)} match the true label")
+PY
+# The merge Job of deploy/k8s/predict-merge-job.yaml: the glob is expanded by mnist-predict, not a shell.
+timed "edge merge" $DOCKER run --rm --network none --user "$TEST_UID:$TEST_GID" -v "$WORK/out":/out \
+    "$EDGE_IMAGE" merge "/out/predictions-*.csv" --out /out/predictions.csv
+.venv/bin/python - "$WORK/out" <<'PY'
+import csv, sys
+merged = list(csv.DictReader(open(f"{sys.argv[1]}/predictions.csv")))
+assert [r["path"] for r in merged] == sorted(r["path"] for r in merged) and len(merged) == 12, merged
+print(f"merged: {len(merged)} rows in path order")
 PY
 
 # ---------------------------------------------------------------- 8. report (dockerd stops in the trap)

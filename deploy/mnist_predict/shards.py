@@ -1,0 +1,186 @@
+"""Prediction across processes or pods: take a shard of the files, record what made it, merge the shards.
+
+    mnist-predict photos/ --model export/model.onnx --shard 0/4 --out out/p-0.csv    # ... through 3/4
+    mnist-predict merge out/p-*.csv --out predictions.csv
+
+Each shard's output gets a record beside it, `<out>.shard.json`: the shard I/N, the model's sha256, the
+number of files listed before sharding, the rows written and the options that shape a row. `merge` refuses a
+set that is incomplete, mixes models, options or listings, or holds a path twice, and writes the rows in
+the order one unsharded run writes them (sorted by path): byte for byte the same file.
+"""
+
+import csv
+import glob
+import heapq
+import json
+import os
+import zlib
+
+from . import batch
+from .predictor import UsageError, sha256
+
+RECORD_SUFFIX = ".shard.json"
+# What shapes a row: shards that differ in these cannot be one file.
+ROW_OPTIONS = ("invert", "resize", "top_k", "min_confidence", "labels")
+
+
+def parse_shard(text):
+    """'I/N' -> (I, N), with 0 <= I < N, as a Kubernetes Indexed Job numbers its pods."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise UsageError(f"--shard I/N needs 0 <= I < N, got {text}")
+    return index, count
+
+
+def take_shard(paths, index, count):
+    """The files whose name hashes to `index`: every file lands in exactly one shard.
+
+    The hash depends on the file name alone, not on listing order or mount point, so pods that see
+    the folder at different paths, or list it at different moments, still agree.
+    """
+    return [path for path in paths if zlib.crc32(os.fsencode(os.path.basename(path))) % count == index]
+
+
+def write_record(out, shard, model_path, listed, rows, options):
+    """Write `<out>.shard.json` (atomically, after `out` itself)."""
+    index, count = shard
+    record = {"shard": index, "of": count, "model_sha256": sha256(model_path), "model": str(model_path),
+              "listed": listed, "rows": rows, "options": options}
+    path = f"{out}{RECORD_SUFFIX}"
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(record, file, indent=2)
+    os.replace(temporary, path)
+    return path
+
+
+def find_outputs(specs):
+    """Shard outputs named by files or globs (expanded here too, for pods without a shell)."""
+    paths = []
+    for spec in specs:
+        matches = [spec] if os.path.isfile(spec) else sorted(glob.glob(spec))
+        matches = [m for m in matches if not m.endswith(RECORD_SUFFIX)]
+        if not matches:
+            raise UsageError(f"no shard outputs matched {spec}")
+        paths += matches
+    return sorted(set(paths))
+
+
+def read_records(outputs):
+    """The record of every output, checked to form one complete set; returns them in shard order."""
+    records = []
+    for output in outputs:
+        try:
+            with open(f"{output}{RECORD_SUFFIX}", encoding="utf-8") as file:
+                records.append({**json.load(file), "output": output})
+        except FileNotFoundError:
+            raise UsageError(f"{output}: no {os.path.basename(output)}{RECORD_SUFFIX} beside it: not the output of "
+                             "`mnist-predict --shard`, or its run did not finish") from None
+        except (OSError, ValueError) as error:
+            raise UsageError(f"{output}{RECORD_SUFFIX}: unreadable ({error})") from None
+    first = records[0]
+    for record in records[1:]:
+        for key, what in (("of", "shard counts"), ("model_sha256", "models"), ("listed", "file listings"),
+                          ("options", "options")):
+            if record[key] != first[key]:
+                raise UsageError(f"{record['output']} and {first['output']} differ in {what} ({_short(record[key])} vs "
+                                 f"{_short(first[key])}): they are not shards of one run")
+    seen = {}
+    for record in records:
+        if record["shard"] in seen:
+            raise UsageError(f"{record['output']} and {seen[record['shard']]} are both shard "
+                             f"{record['shard']}/{record['of']}")
+        seen[record["shard"]] = record["output"]
+    missing = sorted(set(range(first["of"])) - set(seen))
+    if missing:
+        raise UsageError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} of {first['of']} "
+                         "missing: merge needs every shard's output")
+    if sum(r["rows"] for r in records) != first["listed"]:
+        raise UsageError(f"the shards hold {sum(r['rows'] for r in records)} rows, but {first['listed']} files were "
+                         "listed: an output was changed after it was written")
+    return sorted(records, key=lambda r: r["shard"])
+
+
+def _short(value):
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:16] + "..."
+
+
+def merge(specs, out):
+    """Merge shard outputs into `out` in single-run order. Returns (rows, shard records)."""
+    outputs = find_outputs(specs)
+    records = read_records(outputs)
+    kind = batch.output_format(out)
+    for record in records:
+        if batch.output_format(record["output"]) != kind:
+            raise UsageError(f"{record['output']}: a {batch.output_format(record['output'])} shard cannot be merged "
+                             f"into {kind} {out}")
+    read = _csv_rows if kind == "csv" else _jsonl_rows
+    streams = [read(record["output"]) for record in records]
+    header = [next(stream) for stream in streams][0]
+    rows, previous = 0, None
+    with batch.atomic_file(out) as file:
+        if header is not None:
+            file.write(header)
+        for path, line in heapq.merge(*streams, key=lambda item: item[0]):
+            if path == previous:
+                raise UsageError(f"{path} appears in more than one shard")
+            previous = path
+            file.write(line)
+            rows += 1
+    return rows, records
+
+
+def _csv_rows(output):
+    """Yield the header line, then (path, line) in file order, checked to be sorted by path."""
+    with _open(output) as file:
+        reader = csv.reader(file)
+        text = _csv_line(next(reader, None) or [])
+        if text != _csv_line(batch.COLUMNS):
+            raise UsageError(f"{output}: not a predictions CSV (its header is not {','.join(batch.COLUMNS)})")
+        yield text
+        yield from _sorted_rows(output, ((row[0], _csv_line(row)) for row in reader))
+
+
+def _csv_line(row):
+    # csv.writer's own quoting and line ending, exactly as the predictions were written.
+    line = []
+    csv.writer(_Collect(line)).writerow(row)
+    return line[0]
+
+
+class _Collect:
+    def __init__(self, into):
+        self.write = into.append
+
+
+def _jsonl_rows(output):
+    with _open(output) as file:
+        yield None  # JSON Lines has no header
+        yield from _sorted_rows(output, ((_path_of(output, line), line) for line in file))
+
+
+def _path_of(output, line):
+    try:
+        return json.loads(line)["path"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{output}: not a predictions JSON Lines file (a line without a path)") from None
+
+
+def _open(output):
+    try:
+        return open(output, newline="", encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{output}: unreadable ({error.strerror or error})") from None
+
+
+def _sorted_rows(output, rows):
+    previous = None
+    for path, line in rows:
+        if previous is not None and path < previous:
+            raise UsageError(f"{output}: rows are not in path order, as mnist-predict writes them")
+        previous = path
+        yield path, line
