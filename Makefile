@@ -51,7 +51,7 @@ DOCKER_RUN = $(DOCKER) run --rm $(GPU_FLAGS) $(DOCKER_RUN_FLAGS) --user $(DOCKER
 	-e KERAS_HOME=$(if $(DATA),/tmp/.keras,/data/.keras) \
 	-v "$(abspath $(RUNS))":/runs -v "$(abspath $(DATA_DIR))":/data$(if $(DATA),:ro)
 
-.PHONY: help venv lock demo test image train-gpu train-multiworker-local export predict lint bench clean container-smoke edge-image
+.PHONY: help venv lock demo test web chromium image train-gpu train-multiworker-local export predict lint bench clean container-smoke edge-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -76,7 +76,7 @@ lock: $(VENV)/.installed ## Regenerate the three lock files from pyproject.toml 
 	$(PY) requirements/lock.py
 
 DEMO ?= runs/demo
-demo: $(VENV)/.installed ## Train the best model on the bundled sample offline, export every format, benchmark, batch-predict digits and photos
+demo: $(VENV)/.installed $(WEB_DEPS) ## Train the best model on the bundled sample offline, export every format, benchmark, batch-predict digits and photos
 	rm -rf $(DEMO)
 	$(VENV)/bin/mnist-job train --model cnn-bn-aug --dataset mnist-sample --out $(DEMO)
 	$(VENV)/bin/mnist-job export $(DEMO) --format all --quantize int8
@@ -93,9 +93,23 @@ demo: $(VENV)/.installed ## Train the best model on the bundled sample offline, 
 	@echo "-- 2,000 test digits (ONNX):" && $(VENV)/bin/mnist-job score $(DEMO)/predictions.csv
 	@echo "-- 200 phone photos of test digits (LiteRT):" && $(VENV)/bin/mnist-job score $(DEMO)/photos.csv
 	@echo "plots: $(DEMO)/plots/  export: $(DEMO)/export/  benchmark: $(DEMO)/benchmark.md  preview: $(DEMO)/photos-preview.png"
+	@echo "in the browser: $(VENV)/bin/mnist-predict web $(DEMO)/export --port 8000   then open http://127.0.0.1:8000/"
 
-test: $(VENV)/.installed ## Run the test suite (pytest; PYTEST_FLAGS='-m "not slow"' skips the slowest)
+test: $(VENV)/.installed $(WEB_DEPS) chromium ## Run the test suite (pytest; PYTEST_FLAGS='-m "not slow"' skips the slowest)
 	$(PY) -m pytest -q $(PYTEST_FLAGS)
+
+# The browser page's packages (onnxruntime-web; playwright-core for its tests), from deploy/web/package-lock.json.
+WEB_DEPS = deploy/web/node_modules/.installed
+$(WEB_DEPS): deploy/web/package.json deploy/web/package-lock.json
+	cd deploy/web && npm ci --no-audit --no-fund
+	touch $@
+
+web: $(WEB_DEPS) ## Install the browser page's npm packages (npm ci in deploy/web); then: mnist-predict web EXPORT_DIR
+
+chromium: ## Install Debian's Chromium for the browser tests, as root, if /usr/bin/chromium is missing
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "the browser tests need Chromium: sudo apt-get install chromium" >&2; exit 2; }
 
 WORKERS ?= 2
 train-multiworker-local: $(VENV)/.installed ## Train MODEL on the sample across WORKERS local processes (MultiWorkerMirroredStrategy over loopback)

@@ -368,6 +368,38 @@ def merge(
         print(f"{rows:,} rows from {len(records)} shards (model sha256 {records[0]['model_sha256'][:16]}...) -> {out}")
 
 
+@app.command(epilog="Exit codes: 0 stopped with Ctrl-C; 2 not an export directory, the page or "
+                    "onnxruntime-web missing (run `make web`), or the port is taken.")
+def web(
+    export_dir: Annotated[Path, typer.Argument(help="An export directory: model.onnx, manifest.json, parity.npz.")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens the page to your network.")] = "127.0.0.1",
+    verbose: Annotated[bool, typer.Option("--verbose", help="Log every request.")] = False,
+):
+    """Serve the browser page with this export: draw digits, drop image files, check parity, in WebAssembly.
+
+    The page runs model.onnx in onnxruntime-web and prepares images exactly as mnist-predict does
+    (deploy/web/preprocess.js). Open the printed URL; a file:// page cannot load WebAssembly. Needs a checkout
+    with `make web` run once (npm ci in deploy/web).
+
+    Example: mnist-predict web runs/demo/export --port 8000
+    """
+    from . import web as page
+    from .predictor import UsageError
+
+    def ready(url):
+        print(f"serving {export_dir} at {url}  (Ctrl-C stops)", flush=True)
+
+    try:
+        page.serve(export_dir, host=host, port=port, verbose=verbose, ready=ready)
+    except UsageError as error:
+        _fail(error)
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
+    except KeyboardInterrupt:
+        raise typer.Exit(0)
+
+
 def _fail(error, code=2):
     _print_error(error)
     raise typer.Exit(code)

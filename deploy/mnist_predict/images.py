@@ -204,10 +204,10 @@ def _working_copy(gray):
     scale = min(WORK / max(height, width), max(1.0, MIN_SIDE / min(height, width)))
     image = Image.fromarray(gray)
     if scale < 1:
-        image = image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                             Image.Resampling.BOX, reducing_gap=2.0)
+        image = resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       Image.Resampling.BOX, reducing_gap=2.0)
     elif scale > 1:
-        image = image.resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
+        image = resize(image, (round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
     work = np.asarray(image, np.float32) / 255
     crop = scale > 1
     if crop:
@@ -241,7 +241,7 @@ def _dark_ink(work):
     height, width = work.shape
     scale = POLARITY / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    low = Image.fromarray((work * 255).astype(np.uint8)).resize(size, Image.Resampling.BOX)
+    low = resize(Image.fromarray((work * 255).astype(np.uint8)), size, Image.Resampling.BOX)
     local = low.filter(ImageFilter.MedianFilter(max(3, round(max(size) * 0.6) | 1)))
     residual = np.asarray(low, np.float32) - np.asarray(local, np.float32)
     darkest, brightest = np.percentile(residual, (1, 99))
@@ -253,11 +253,11 @@ def _background(paper_bright):
     dark strokes narrower than a quarter of the image, and keeps light falloff and shadow edges where
     they are."""
     height, width = paper_bright.shape
-    low = Image.fromarray(paper_bright).resize((max(1, width // 2), max(1, height // 2)), Image.Resampling.BOX)
+    low = resize(Image.fromarray(paper_bright), (max(1, width // 2), max(1, height // 2)), Image.Resampling.BOX)
     low = np.asarray(low, np.float32)
     k = max(3, round(max(low.shape) / 4) | 1)
     closed = rank_filter(rank_filter(low, k, np.maximum), k, np.minimum)
-    background = np.asarray(Image.fromarray(closed).resize((width, height), Image.Resampling.BILINEAR), np.float32)
+    background = np.asarray(resize(Image.fromarray(closed), (width, height), Image.Resampling.BILINEAR), np.float32)
     return np.maximum(background, paper_bright)
 
 
@@ -433,5 +433,16 @@ def frame(digit):
 
 def _resize(gray, size):
     # reducing_gap makes big downscales fast at no visible cost for a 28x28 result.
-    resized = Image.fromarray(gray).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.asarray(resized)
+    return np.asarray(resize(Image.fromarray(gray), size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+
+
+def resize(image, size, resample, reducing_gap=None):
+    """Image.resize, one axis at a time. Pillow chooses the order of its two passes itself (13.0 and 12.x
+    differ), and the order moves a few pixels by a few levels; one-axis calls make the result independent
+    of Pillow's version, and let deploy/web/preprocess.js reproduce it exactly."""
+    width, height = size
+    if image.width != width:
+        image = image.resize((width, image.height), resample, reducing_gap=reducing_gap)
+    if image.height != height:
+        image = image.resize((width, height), resample, reducing_gap=reducing_gap)
+    return image

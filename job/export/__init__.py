@@ -5,12 +5,13 @@ atomically.
     mnist-job benchmark runs/cnn-bn-aug-20250101T000000Z
 
 Writes RUN_DIR/export/ (docs/artifacts.md): model.onnx, savedmodel/1/, model.tflite, with --quantize int8
-model.int8.onnx and model.int8.tflite, parity.npz and manifest.json. The export is a list of steps, below:
+model.int8.onnx and model.int8.tflite, parity.npz (and parity.json for the browser page) and manifest.json. The export is a list of steps, below:
 calibrate the run's model, record the reference outputs, then for each format write it (formats/<name>.py)
 and pass it through the gate (gate.py); only when every gate has passed are the manifest written and the
 directory renamed into place (publish.py), so a failed or killed export leaves the previous one as it was.
 """
 
+import json
 import logging
 import shutil
 import sys
@@ -25,6 +26,7 @@ from job.errors import GateError, JobError, WriteError
 from job.export import gate, publish
 from job.export.formats import litert, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
+from mnist_predict import web
 
 FORMATS = ("onnx", "savedmodel", "litert", "all")
 CALIBRATION_IMAGES = 300
@@ -82,6 +84,8 @@ def export(cfg, log=say):
         try:
             model, data, calibration = calibrated_model(cfg, run_dir, config, log)
             reference = gate.write_reference(model, data, tmp / "parity.npz")
+            # the same set for the browser page (mnist-predict web), which cannot read .npz
+            (tmp / "parity.json").write_text(json.dumps(web.parity_json(reference)))
             props = metadata(config, metrics, run_dir, calibration)
             parity, int8 = {}, {}
             if wants(cfg, "onnx"):

@@ -1,0 +1,329 @@
+// The page: the export's model.onnx in onnxruntime-web (WebAssembly), fed by preprocess.js.
+// Served with the export by `mnist-predict web EXPORT_DIR`; tests/test_web.py drives it through window.mnist.
+import * as ort from "./ort/ort.wasm.min.mjs";
+import { NoDigit, SIZE, prepare, toGrayscale } from "./preprocess.js";
+
+const EXPORT = "./export/";
+const COLUMNS = ["path", "label", "class_name", "probability", "top_k", "status", "review", "error"];
+const BATCH = 64;
+const $ = (id) => document.getElementById(id);
+
+ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
+// Threads need cross-origin isolation, which `mnist-predict web` turns on with its COOP/COEP headers.
+ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+
+let session, manifest, labels;
+let rows = [];
+
+const ready = (async () => {
+  manifest = await (await fetch(EXPORT + "manifest.json")).json();
+  labels = manifest.labels;
+  const bytes = new Uint8Array(await (await fetch(EXPORT + "model.onnx")).arrayBuffer());
+  const digest = hex(await crypto.subtle.digest("SHA-256", bytes));
+  const expected = manifest.files?.["model.onnx"]?.sha256;
+  if (expected && digest !== expected) throw new Error(`model.onnx sha256 ${digest} differs from the manifest's ${expected}`);
+  session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  showModel(digest);
+  $("parity").disabled = false;
+  $("status").textContent = `Ready: onnxruntime-web ${ort.env.versions?.web ?? ""}, WebAssembly, ${ort.env.wasm.numThreads} thread(s).`;
+  return { ready_ms: performance.now() };
+})();
+ready.catch((error) => ($("status").textContent = `Could not load the model: ${error.message}`));
+
+/** Probabilities for a batch of prepared 28x28 digits (uint8 arrays), as one (N, 10) array per row. */
+async function run(digits) {
+  const input = new Float32Array(digits.length * SIZE * SIZE);
+  digits.forEach((digit, i) => input.set(digit, i * SIZE * SIZE));
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", input, [digits.length, SIZE, SIZE]) };
+  const output = (await session.run(feeds))[session.outputNames[0]].data;
+  const classes = output.length / digits.length;
+  return digits.map((_, i) => Array.from(output.subarray(i * classes, (i + 1) * classes)));
+}
+
+function threshold() {
+  return Number($("threshold").value);
+}
+
+function answer(probabilities) {
+  const label = probabilities.indexOf(Math.max(...probabilities));
+  return { label, class_name: labels[label], probabilities, review: probabilities[label] < threshold() };
+}
+
+async function decode(blob) {
+  // No colour management and no premultiplied alpha: the pixels as stored, as Pillow reads them.
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
+  return toGrayscale(data, canvas.width, canvas.height);
+}
+
+// ---- drawing ---------------------------------------------------------------------------------------------
+
+const pad = $("pad");
+const pen = pad.getContext("2d", { willReadFrequently: true });
+let drawing = false, pending = false, last = null;
+
+function clearPad() {
+  pen.fillStyle = "#fff";
+  pen.fillRect(0, 0, pad.width, pad.height);
+  $("seen").getContext("2d").clearRect(0, 0, 112, 112);
+  $("answer").textContent = "Draw with a mouse, a finger or a pen.";
+  $("bars").replaceChildren();
+}
+
+function point(event) {
+  const box = pad.getBoundingClientRect();
+  return [(event.clientX - box.left) * (pad.width / box.width), (event.clientY - box.top) * (pad.height / box.height)];
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  drawing = true;
+  last = point(event);
+  pad.setPointerCapture(event.pointerId);
+  stroke(event);
+});
+pad.addEventListener("pointermove", (event) => drawing && stroke(event));
+for (const type of ["pointerup", "pointercancel"]) pad.addEventListener(type, () => (drawing = false));
+$("clear").addEventListener("click", clearPad);
+$("threshold").addEventListener("change", () => predictPad());
+
+function stroke(event) {
+  const [x, y] = point(event);
+  // a pen's pressure thickens the line; a mouse reports 0.5
+  pen.lineWidth = 18 * (event.pointerType === "pen" ? 0.5 + event.pressure : 1);
+  pen.lineCap = pen.lineJoin = "round";
+  pen.strokeStyle = "#000";
+  pen.beginPath();
+  pen.moveTo(...last);
+  pen.lineTo(x, y);
+  pen.stroke();
+  last = [x, y];
+  predictPad();
+}
+
+/** Predicts the pad, at most one prediction in flight: as the person draws, the newest strokes win. */
+async function predictPad() {
+  if (pending || !session) return;
+  pending = true;
+  try {
+    await new Promise(requestAnimationFrame);
+    const gray = toGrayscale(pen.getImageData(0, 0, pad.width, pad.height).data, pad.width, pad.height);
+    let digit;
+    try {
+      digit = prepare(gray);
+    } catch (error) {
+      if (!(error instanceof NoDigit)) throw error;
+      $("answer").textContent = "No digit yet.";
+      return;
+    }
+    showSeen(digit);
+    showAnswer(answer((await run([digit]))[0]));
+  } finally {
+    pending = false;
+  }
+}
+
+function showSeen(digit) {
+  const image = new ImageData(SIZE, SIZE);
+  digit.forEach((v, i) => image.data.set([v, v, v, 255], i * 4));
+  const small = new OffscreenCanvas(SIZE, SIZE);
+  small.getContext("2d").putImageData(image, 0, 0);
+  const seen = $("seen").getContext("2d");
+  seen.imageSmoothingEnabled = false;
+  seen.drawImage(small, 0, 0, 112, 112);
+}
+
+function showAnswer({ label, class_name, probabilities, review }) {
+  const flag = review ? ` <span class="flag">review: top probability below ${threshold()}</span>` : "";
+  $("answer").innerHTML = `<b id="predicted">${escapeHtml(class_name)}</b> ${(probabilities[label] * 100).toFixed(1)}%${flag}`;
+  $("bars").replaceChildren(...probabilities.flatMap((p, i) => {
+    const bar = Object.assign(document.createElement("div"), { className: i === label ? "bar top" : "bar" });
+    bar.append(Object.assign(document.createElement("span"), { style: `width: ${(p * 100).toFixed(1)}%` }));
+    return [text("span", labels[i]), bar, text("span", `${(p * 100).toFixed(2)}%`)];
+  }));
+}
+
+// ---- files ---------------------------------------------------------------------------------------------
+
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", async (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry()).filter(Boolean);
+  window.mnist.lastRun = predictFiles((await Promise.all(entries.map(filesOf))).flat());
+});
+$("files").addEventListener("change", (event) => (window.mnist.lastRun = predictFiles([...event.target.files])));
+$("download").addEventListener("click", () => {
+  const link = Object.assign(document.createElement("a"), {
+    href: URL.createObjectURL(new Blob([toCsv(rows)], { type: "text/csv" })),
+    download: "predictions.csv",
+  });
+  link.click();
+  URL.revokeObjectURL(link.href);
+});
+
+async function filesOf(entry, prefix = "") {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [Object.assign(file, { path: prefix + file.name })];
+  }
+  const reader = entry.createReader(), children = [];
+  for (let batch; (batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject))).length; ) {
+    children.push(...batch);
+  }
+  const nested = await Promise.all(children.map((child) => filesOf(child, `${prefix}${entry.name}/`)));
+  return nested.flat().sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/** Predicts files as `mnist-predict` does: one row each, in the predictor's columns; a bad file is an error row. */
+async function predictFiles(files) {
+  await ready;
+  rows = [];
+  const body = $("results").tBodies[0];
+  body.replaceChildren();
+  const start = performance.now();
+  for (let i = 0; i < files.length; i += BATCH) {
+    const batch = files.slice(i, i + BATCH), digits = [], good = [];
+    const prepared = await Promise.all(batch.map(async (file) => {
+      try {
+        return { digit: prepare(await decode(file)) };
+      } catch (error) {
+        return { error: error instanceof NoDigit ? "no digit found" : `not an image the browser can read: ${error.message}` };
+      }
+    }));
+    prepared.forEach((p, j) => p.digit && (digits.push(p.digit), good.push(j)));
+    const probabilities = digits.length ? await run(digits) : [];
+    const byIndex = new Map(good.map((j, n) => [j, probabilities[n]]));
+    batch.forEach((file, j) => {
+      const row = toRow(file.path || file.webkitRelativePath || file.name, byIndex.get(j), prepared[j].error);
+      rows.push(row);
+      body.append(tableRow(row));
+    });
+    showFileStats(rows.length, files.length, performance.now() - start);
+  }
+  $("download").disabled = !rows.length;
+  return { rows, seconds: (performance.now() - start) / 1000 };
+}
+
+function toRow(path, probabilities, error) {
+  if (!probabilities) return { path, label: "", class_name: "", probability: "", top_k: "", status: "error", review: "", error };
+  const { label, class_name, review } = answer(probabilities);
+  const top = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, 3);
+  return {
+    path, label: String(label), class_name, probability: probabilities[label].toFixed(6),
+    top_k: top.map(([p, i]) => `${i}:${p.toFixed(6)}`).join(" "), status: "ok", review: review ? "yes" : "", error: "",
+  };
+}
+
+function tableRow(row) {
+  const tr = document.createElement("tr");
+  if (row.status === "error") tr.className = "error";
+  tr.append(...[row.path, row.class_name, row.probability, row.top_k, row.error || row.status, row.review].map((v) => text("td", v)));
+  return tr;
+}
+
+function showFileStats(done, total, ms) {
+  const errors = rows.filter((row) => row.status === "error").length, review = rows.filter((row) => row.review).length;
+  $("fileStats").textContent = `${done} of ${total} files, ${errors} errors, ${review} for review, ` +
+    `${(done / (ms / 1000)).toFixed(0)} images/s`;
+}
+
+function toCsv(rows) {
+  const quote = (v) => (/[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+  return [COLUMNS.join(","), ...rows.map((row) => COLUMNS.map((c) => quote(String(row[c]))).join(","))].join("\r\n") + "\r\n";
+}
+
+// ---- parity ----------------------------------------------------------------------------------------------
+
+$("parity").addEventListener("click", async () => {
+  $("parityResult").textContent = "Running the parity set…";
+  const r = await checkParity();
+  $("parityResult").textContent = `${r.rows} rows: max abs diff ${r.max_abs_diff.toExponential(2)}, ` +
+    `argmax agreement ${r.argmax_agreement.toFixed(4)} against Keras (${r.seconds.toFixed(2)} s)`;
+});
+
+/** The export's parity inputs through this runtime, against the Keras outputs recorded at export. */
+async function checkParity() {
+  await ready;
+  const start = performance.now();
+  const parity = await (await fetch(EXPORT + "parity.json")).json();
+  const inputs = floats(parity.inputs), expected = floats(parity.probabilities);
+  const rows = parity.rows, classes = expected.length / rows, pixels = SIZE * SIZE;
+  // Agreement counts the test digits only, as the export's gate does: an all-zero image is a near-tie.
+  let maxAbsDiff = 0, agree = 0, tests = 0;
+  for (let i = 0; i < rows; i += 256) {
+    const n = Math.min(256, rows - i);
+    const batch = inputs.subarray(i * pixels, (i + n) * pixels);
+    const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", batch, [n, SIZE, SIZE]) };
+    const got = (await session.run(feeds))[session.outputNames[0]].data;
+    for (let r = 0; r < n; r++) {
+      const want = expected.subarray((i + r) * classes, (i + r + 1) * classes), have = got.subarray(r * classes, (r + 1) * classes);
+      for (let c = 0; c < classes; c++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(want[c] - have[c]));
+      if (parity.kinds[i + r] === "test") {
+        tests++;
+        if (argmax(want) === argmax(have)) agree++;
+      }
+    }
+  }
+  return { max_abs_diff: maxAbsDiff, argmax_agreement: tests ? agree / tests : 1, rows, seconds: (performance.now() - start) / 1000 };
+}
+
+// ---- helpers ---------------------------------------------------------------------------------------------
+
+function showModel(digest) {
+  const m = manifest.metrics ?? {};
+  const items = [
+    ["model", `${manifest.model} (${manifest.dataset})`],
+    ["labels", labels.join(" ")],
+    ["test accuracy", m.test_accuracy === undefined ? "-" : `${(m.test_accuracy * 100).toFixed(2)}%`],
+    ["calibration", manifest.calibration ? `temperature ${manifest.calibration.temperature}` : "none"],
+    ["model.onnx sha256", `${digest} (matches the manifest)`],
+  ];
+  $("model").replaceChildren(...items.flatMap(([k, v]) => [text("dt", k), text("dd", v)]));
+}
+
+function floats(base64) {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return new Float32Array(bytes.buffer);
+}
+
+function argmax(values) {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+function hex(buffer) {
+  return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function text(tag, value) {
+  return Object.assign(document.createElement(tag), { textContent: value });
+}
+
+function escapeHtml(value) {
+  return value.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** For automation and tests: tests/test_web.py. */
+async function predictImage(dataUrl) {
+  await ready;
+  try {
+    const digit = prepare(await decode(await (await fetch(dataUrl)).blob()));
+    const { label, probabilities, review } = answer((await run([digit]))[0]);
+    return { label, probabilities, review, digit: Array.from(digit) };
+  } catch (error) {
+    return { label: null, error: error instanceof NoDigit ? "no digit found" : error.message };
+  }
+}
+
+clearPad();
+window.mnist = { ready, predictImage, checkParity, predictFiles, rows: () => rows, csv: () => toCsv(rows) };

@@ -1,0 +1,230 @@
+"""The browser page (deploy/web) in a real browser: headless Debian Chromium driven by playwright-core.
+
+One module-scoped run of tests/web/drive.mjs serves a real export with `mnist-predict web`, draws digits with
+the mouse, runs the parity set, predicts 200 MNIST test PNGs and 200 photo-like PNGs one by one through
+window.mnist.predictImage, and predicts the photos again as dropped files. The tests compare all of it with
+the Python predictor on the same files. Another test runs deploy/web/preprocess.js under node on images of
+every photo condition and compares it with mnist_predict.images pixel by pixel.
+
+Needs node, /usr/bin/chromium (apt-get install chromium) and `make web` (npm ci in deploy/web); .ci/run
+installs them.
+"""
+
+import base64
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, error_line, run_cli
+from job.data import read_idx
+from job.photos import CONDITIONS, render
+from mnist_predict import images
+from predict_fixtures import export_dir, glyphs, read_rows  # noqa: F401
+from PIL import Image
+
+PAGE = ROOT / "deploy" / "web"
+CHROMIUM = "/usr/bin/chromium"
+SAMPLE = ROOT / "job" / "sample" / "t10k-images-idx3-ubyte.gz"
+ARTIFACTS = ROOT / "tests" / "artifacts"  # the screenshot, kept after the run (git-ignored)
+PNG_CONDITIONS = [c for c in CONDITIONS if c not in ("off-white", "heavy-jpeg", "phone")]  # these are JPEGs
+
+
+def require_browser():
+    missing = [what for what, ok in (
+        ("node", shutil.which("node")),
+        (f"{CHROMIUM} (apt-get install chromium)", Path(CHROMIUM).exists()),
+        ("deploy/web/node_modules (make web)", (PAGE / "node_modules" / "playwright-core").is_dir()),
+    ) if not ok]
+    if missing:
+        pytest.fail("the browser tests need " + ", ".join(missing))
+
+
+def write_pngs(folder, digits):
+    folder.mkdir()
+    for i, digit in enumerate(digits):
+        Image.fromarray(digit).save(folder / f"{i:03d}.png")
+
+
+def photo_pngs(digits, count):
+    """count photo-like PNGs of the given digits, across the conditions that are saved losslessly."""
+    out = []
+    for i in range(count):
+        image, suffix = render(digits[i], PNG_CONDITIONS[i % len(PNG_CONDITIONS)], seed=i)
+        assert suffix == ".png"
+        out.append(images.to_grayscale(image) if image.mode not in ("L", "RGB") else np.asarray(image))
+    return out
+
+
+class Server:
+    """`mnist-predict web EXPORT --port 0` in the background; its URL is the line it prints."""
+
+    def __init__(self, export):
+        self.process = subprocess.Popen([sys.executable, "-m", "mnist_predict", "web", str(export), "--port", "0"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if " at http" not in line:
+            self.process.kill()
+            raise RuntimeError(f"the server did not start: {line}{self.process.stderr.read()}")
+        self.url = line.split(" at ", 1)[1].split()[0]
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(self.url + path.lstrip("/")) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers, b""
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(export_dir):
+    server = Server(export_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_run(tmp_path_factory, server, export_dir):
+    require_browser()
+    tmp = tmp_path_factory.mktemp("web")
+    sample = read_idx(SAMPLE)
+    write_pngs(tmp / "digits", sample[:200])
+    write_pngs(tmp / "photos", photo_pngs(sample[200:], 200))
+    (tmp / "out").mkdir()
+    drive = subprocess.run(["node", str(ROOT / "tests" / "web" / "drive.mjs"), server.url, str(tmp / "out"),
+                            str(tmp / "photos"), str(tmp / "digits"), str(tmp / "photos")],
+                           capture_output=True, text=True, timeout=600)
+    assert drive.returncode == 0, drive.stderr[-3000:]
+    result = json.loads(drive.stdout)
+    cli = {}
+    for name in ("digits", "photos"):
+        done = run_cli(tmp / name, "--model", export_dir / "model.onnx", "--out", tmp / f"{name}.csv",
+                       tool="mnist-predict")
+        assert done.returncode in (0, 3), done.stderr
+        cli[name] = {Path(row["path"]).name: row for row in read_rows(tmp / f"{name}.csv")}
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(tmp / "out" / "web-page.png", ARTIFACTS / "web-page.png")
+    page_bytes = sum(size for path, size in result["downloads"].items() if path != "/export/parity.json")
+    print(f"\nweb: ready {result['ready_ms']:.0f} ms, first prediction {result['first_prediction_ms']:.0f} ms after "
+          f"navigation; parity max abs diff {result['parity']['max_abs_diff']:.3g}, agreement "
+          f"{result['parity']['argmax_agreement']}; dropped files {result['dropped']['images_per_second']:.0f} "
+          f"images/s; page download {page_bytes / 1e6:.2f} MB; screenshot {ARTIFACTS / 'web-page.png'}")
+    return {**result, "tmp": tmp, "cli": cli, "page_bytes": page_bytes}
+
+
+def test_the_page_loads_the_export_with_threads_and_no_errors(browser_run, export_dir):
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert browser_run["console_errors"] == []
+    assert browser_run["cross_origin_isolated"] is True  # COOP/COEP from the server: threads are allowed
+    assert "WebAssembly" in browser_run["status_line"]
+    info = browser_run["model_info"]
+    assert manifest["files"]["model.onnx"]["sha256"] in info and "matches the manifest" in info
+    assert " ".join(manifest["labels"]) in info
+    # everything came from the local server, nothing from a CDN
+    assert {"/ort/ort.wasm.min.mjs", "/export/model.onnx", "/export/manifest.json"} <= set(browser_run["downloads"])
+
+
+def test_a_digit_drawn_with_the_mouse_is_recognised(browser_run):
+    assert browser_run["drawn"] == {"zero": "zero", "one": "one"}
+    assert browser_run["zero_bars"].startswith("zero")  # one bar per label, in the manifest's names
+    screenshot = Image.open(ARTIFACTS / "web-page.png").convert("L")
+    assert screenshot.width >= 1000 and np.asarray(screenshot).std() > 10  # a rendered page, not a blank one
+
+
+def test_parity_in_the_browser_matches_keras(browser_run, export_dir):
+    parity = browser_run["parity"]
+    with np.load(export_dir / "parity.npz") as reference:
+        assert parity["rows"] == len(reference["inputs"])
+    assert parity["max_abs_diff"] <= 1e-4, parity  # WebAssembly float may differ from native in the last bits
+    assert parity["argmax_agreement"] == 1.0
+    assert "argmax agreement 1.0000" in browser_run["parity_shown"]
+
+
+@pytest.mark.parametrize("folder", ["digits", "photos"])
+def test_the_page_prepares_and_labels_pngs_as_mnist_predict_does(browser_run, folder):
+    """200 MNIST test PNGs and 200 photo-like PNGs: the same 28x28 input, pixel for pixel, and the same label."""
+    page, cli = browser_run["images"][folder], browser_run["cli"][folder]
+    names = sorted(p.name for p in (browser_run["tmp"] / folder).iterdir())
+    assert len(names) == 200 and set(cli) == set(names)
+    for name in names:
+        row, result = cli[name], page[name]
+        if row["status"] == "error":
+            assert result["label"] is None and result["error"] == row["error"], name
+            continue
+        assert str(result["label"]) == row["label"], name
+        expected = images.load(browser_run["tmp"] / folder / name)
+        assert np.array_equal(np.array(result["digit"], np.uint8).reshape(28, 28), expected), name
+
+
+def test_dropped_files_give_the_predictors_rows(browser_run):
+    dropped = browser_run["dropped"]
+    assert dropped["rows"] == dropped["files"] == 200
+    lines = dropped["csv"].split("\r\n")
+    assert lines[0] == "path,label,class_name,probability,top_k,status,review,error"
+    rows = {row["path"]: row for row in (dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:-1])}
+    cli = browser_run["cli"]["photos"]
+    assert set(rows) == set(cli)
+    for name, row in rows.items():
+        assert (row["label"], row["class_name"], row["status"]) == (cli[name]["label"], cli[name]["class_name"],
+                                                                    cli[name]["status"]), name
+        if row["status"] == "ok":  # WebAssembly's float may move the 6th decimal
+            assert abs(float(row["probability"]) - float(cli[name]["probability"])) <= 1e-5, name
+            assert row["review"] == cli[name]["review"], name
+
+
+def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():
+    """Every photo condition, JPEGs included (decoded here by Pillow, so both see the same pixels), a tall
+    and a wide crop, a 28x28 true MNIST digit and a blank page, through node and through Python."""
+    if not shutil.which("node"):
+        pytest.fail("needs node")
+    sample = read_idx(SAMPLE)
+    grays = [images.to_grayscale(render(sample[i], condition, seed=i)[0])
+             for i in range(6) for condition in CONDITIONS]
+    grays += [sample[0], sample[1][:, 4:24], np.pad(sample[2], ((0, 0), (60, 60))), np.full((50, 40), 200, np.uint8)]
+    blob = b"".join(struct.pack("<II", g.shape[1], g.shape[0]) + np.ascontiguousarray(g).tobytes() for g in grays)
+    done = subprocess.run(["node", str(ROOT / "tests" / "web" / "preprocess_cli.mjs")], input=blob,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
+    results = np.frombuffer(done.stdout, np.uint8).reshape(len(grays), 1 + 28 * 28)
+    for i, (gray, result) in enumerate(zip(grays, results)):
+        try:
+            expected = images.prepare(gray)
+        except images.NoDigit:
+            assert result[0] == 1, i
+            continue
+        assert result[0] == 0 and np.array_equal(result[1:].reshape(28, 28), expected), i
+    assert results[-1][0] == 1  # the blank page has no digit
+
+
+def test_the_server_sends_wasm_and_isolation_headers_and_nothing_else(server, export_dir):
+    status, headers, body = server.get("/ort/ort-wasm-simd-threaded.wasm")
+    assert status == 200 and headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    assert server.get("/ort/ort.wasm.min.mjs")[1]["Content-Type"] == "text/javascript"
+    assert server.get("/export/model.onnx")[2] == (export_dir / "model.onnx").read_bytes()
+    for path in ("/export/parity.npz", "/../README.md", "/ort/../package.json", "/export/../manifest.json",
+                 "/node_modules/onnxruntime-web/package.json", "/package.json"):
+        assert server.get(path)[0] == 404, path
+    # parity.json, made from parity.npz for an export that has none
+    parity = json.loads(server.get("/export/parity.json")[2])
+    with np.load(export_dir / "parity.npz") as reference:
+        inputs = np.frombuffer(base64.b64decode(parity["inputs"]), "<f4")
+        assert np.array_equal(inputs.reshape(reference["inputs"].shape), reference["inputs"])
+        assert parity["kinds"] == list(reference["kinds"])
+
+
+def test_web_refuses_a_folder_that_is_not_an_export(tmp_path):
+    result = run_cli("web", tmp_path, "--port", "0", tool="mnist-predict")
+    assert result.returncode == 2
+    assert "is not an export directory: it needs model.onnx and manifest.json" in error_line(result)
