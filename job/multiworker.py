@@ -194,6 +194,12 @@ def lost_peer(worker, error):
                        - {worker.index})
         who = ", ".join(f"worker {t} at {worker.addresses[t]}" for t in tasks if t < worker.count) or "a worker"
         reason = f"{who} stopped answering (crashed or killed)"
+    elif "failed to connect" in message.lower() or "Connection refused" in message:  # a peer's port is gone
+        others = [(i, a) for i, a in enumerate(worker.addresses) if i != worker.index]
+        named = [(i, a) for i, a in others if re.search(rf":{re.escape(a.rsplit(':', 1)[-1])}\b", message)]
+        named = named or (others if len(others) == 1 else [])
+        who = ", ".join(f"worker {i} at {a}" for i, a in named) or "a worker"
+        reason = f"{who} stopped answering (crashed or killed)"
     elif "Socket closed" in message or "Connection reset" in message:  # a peer's connection went
         reason = "another worker closed its connection (crashed or killed)"
     else:

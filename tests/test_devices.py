@@ -96,7 +96,7 @@ def test_multiworker_with_single_worker_tf_config_trains():
     assert result["multiworker"], result["strategy"]  # the class is CollectiveAllReduceStrategy
     assert result["replicas"] == 1 and result["global_batch"] == 8
     assert_trained(result)
-    assert "TF_CONFIG: 1 worker(s), this is worker 0" in log
+    assert "CollectiveAllReduceStrategy, 1 replica(s) in sync" in log
 
 
 def test_auto_one_and_mixed_precision_on_one_cpu():
@@ -126,9 +126,9 @@ def test_auto_one_and_mixed_precision_on_one_cpu():
 
 @pytest.mark.parametrize("raw", ["not json", '{"cluster": {}}'])
 def test_bad_tf_config_is_a_job_error(raw, monkeypatch):
-    from job import devices
+    from job import multiworker
     from job.errors import JobError
 
     monkeypatch.setenv("TF_CONFIG", raw)
     with pytest.raises(JobError, match="TF_CONFIG is not a valid cluster spec"):
-        devices._log_tf_config()
+        multiworker.this_worker()

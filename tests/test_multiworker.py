@@ -178,6 +178,10 @@ def test_lost_peer_names_the_worker_from_tensorflows_message():
                  "tasks are unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have "
                  "crashed.")
     assert "worker 1 at 127.0.0.1:2 stopped answering" in str(multiworker.lost_peer(worker, RuntimeError(heartbeat)))
+    # ... and when a loaded machine reconnects to the killed worker's port before the heartbeat runs out (CI)
+    refused = ("{{function_node __wrapped__X}} Collective ops is aborted by: failed to connect to all addresses; "
+               "last error: UNKNOWN: ipv4:127.0.0.1:2: Failed to connect to remote host: Connection refused")
+    assert "worker 1 at 127.0.0.1:2 stopped answering" in str(multiworker.lost_peer(worker, RuntimeError(refused)))
     closed = "{{function_node __wrapped__X}} Collective ops is aborted by: Socket closed"
     assert "another worker closed its connection" in str(multiworker.lost_peer(worker, RuntimeError(closed)))
     other = str(multiworker.lost_peer(worker, ValueError("{{node x}} something else\nmore")))
