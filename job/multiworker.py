@@ -189,16 +189,17 @@ def lost_peer(worker, error):
     import re
 
     message = str(getattr(error, "message", None) or error)
+    others = [(i, address) for i, address in enumerate(worker.addresses) if i != worker.index]
+    lost = None  # the workers that stopped answering, when TensorFlow's message says which
     if "unhealthy" in message or "heartbeat" in message:  # the coordination service noticed (the chief's side)
-        tasks = sorted({int(t) for t in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)", message)}
-                       - {worker.index})
-        who = ", ".join(f"worker {t} at {worker.addresses[t]}" for t in tasks if t < worker.count) or "a worker"
-        reason = f"{who} stopped answering (crashed or killed)"
+        tasks = {int(t) for t in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)", message)}
+        lost = [(i, address) for i, address in others if i in tasks]
     elif "failed to connect" in message.lower() or "Connection refused" in message:  # a peer's port is gone
-        others = [(i, a) for i, a in enumerate(worker.addresses) if i != worker.index]
-        named = [(i, a) for i, a in others if re.search(rf":{re.escape(a.rsplit(':', 1)[-1])}\b", message)]
-        named = named or (others if len(others) == 1 else [])
-        who = ", ".join(f"worker {i} at {a}" for i, a in named) or "a worker"
+        named = [(i, address) for i, address in others
+                 if re.search(rf":{re.escape(address.rsplit(':', 1)[-1])}\b", message)]
+        lost = named or (others if len(others) == 1 else [])
+    if lost is not None:
+        who = ", ".join(f"worker {i} at {address}" for i, address in lost) or "a worker"
         reason = f"{who} stopped answering (crashed or killed)"
     elif "Socket closed" in message or "Connection reset" in message:  # a peer's connection went
         reason = "another worker closed its connection (crashed or killed)"

@@ -57,8 +57,8 @@ def photo_pngs(digits, count):
     out = []
     for i in range(count):
         image, suffix = render(digits[i], PNG_CONDITIONS[i % len(PNG_CONDITIONS)], seed=i)
-        assert suffix == ".png"
-        out.append(images.to_grayscale(image) if image.mode not in ("L", "RGB") else np.asarray(image))
+        assert suffix == ".png" and image.mode in ("L", "RGB")
+        out.append(np.asarray(image))
     return out
 
 

@@ -30,12 +30,17 @@ const ready = (async () => {
 })();
 ready.catch((error) => ($("status").textContent = `Could not load the model: ${error.message}`));
 
-/** Probabilities for a batch of prepared 28x28 digits (uint8 arrays), as one (N, 10) array per row. */
+/** The model on n raw images (a Float32Array of n x 28 x 28 pixels): its (n x classes) probabilities, flat. */
+async function infer(pixels, n) {
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", pixels, [n, SIZE, SIZE]) };
+  return (await session.run(feeds))[session.outputNames[0]].data;
+}
+
+/** Probabilities for a batch of prepared 28x28 digits (uint8 arrays), one array per digit. */
 async function run(digits) {
   const input = new Float32Array(digits.length * SIZE * SIZE);
   digits.forEach((digit, i) => input.set(digit, i * SIZE * SIZE));
-  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", input, [digits.length, SIZE, SIZE]) };
-  const output = (await session.run(feeds))[session.outputNames[0]].data;
+  const output = await infer(input, digits.length);
   const classes = output.length / digits.length;
   return digits.map((_, i) => Array.from(output.subarray(i * classes, (i + 1) * classes)));
 }
@@ -262,8 +267,7 @@ async function checkParity() {
   for (let i = 0; i < rows; i += 256) {
     const n = Math.min(256, rows - i);
     const batch = inputs.subarray(i * pixels, (i + n) * pixels);
-    const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", batch, [n, SIZE, SIZE]) };
-    const got = (await session.run(feeds))[session.outputNames[0]].data;
+    const got = await infer(batch, n);
     for (let r = 0; r < n; r++) {
       const want = expected.subarray((i + r) * classes, (i + r + 1) * classes), have = got.subarray(r * classes, (r + 1) * classes);
       for (let c = 0; c < classes; c++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(want[c] - have[c]));

@@ -220,23 +220,18 @@ function removeRules(ink, k = 5) {
 function otsu(values) {
   const counts = new Float64Array(256);
   for (const v of values) if (v >= 0 && v <= 1) counts[Math.min(255, Math.floor(v * 256))]++;
-  let weight = 0, mass = 0, best = -1, bestAt = 0;
-  const total = values.length ? counts.reduce((a, b) => a + b, 0) : 0;
-  let totalMass = 0;
-  for (let i = 0; i < 256; i++) totalMass += counts[i] * ((2 * i + 1) / 512);
   // numpy's cumulative sums run in the same order, so every term below is the same float64
-  let runningMass = 0;
   const masses = new Float64Array(256);
+  let total = 0, totalMass = 0;
   for (let i = 0; i < 256; i++) {
-    runningMass += counts[i] * ((2 * i + 1) / 512);
-    masses[i] = runningMass;
+    total += counts[i];
+    totalMass += counts[i] * ((2 * i + 1) / 512);
+    masses[i] = totalMass;
   }
-  totalMass = masses[255];
+  let weight = 0, best = -1, bestAt = 0;
   for (let i = 0; i < 256; i++) {
     weight += counts[i];
-    mass = masses[i];
-    const foreground = total - weight;
-    let between = (totalMass * weight - mass * total) ** 2 / (weight * foreground);
+    let between = (totalMass * weight - masses[i] * total) ** 2 / (weight * (total - weight));
     if (!Number.isFinite(between)) between = 0;
     if (between > best) {
       best = between;
@@ -404,16 +399,13 @@ function sinc(x) {
 export function resize(image, width, height, filter, gap = null) {
   if (image.width !== width) image = resizeOnce(image, width, image.height, filter, gap);
   if (image.height !== height) image = resizeOnce(image, width, height, filter, gap);
-  return image.width === width && image.height === height ? image : { ...image, data: image.data.slice() };
+  return image;
 }
 
-/** Image.resize(size, filter, reducing_gap=gap). */
+/** Image.resize(size, filter, reducing_gap=gap) of a size that differs along one axis. */
 function resizeOnce(image, width, height, filter, gap) {
   const isFloat = image.data instanceof Float32Array;
   let box = [0, 0, image.width, image.height];
-  if (image.width === width && image.height === height) {
-    return { width, height, data: image.data.slice() };
-  }
   if (gap !== null) {
     const factorX = Math.trunc(image.width / width / gap) || 1;
     const factorY = Math.trunc(image.height / height / gap) || 1;
@@ -615,6 +607,3 @@ export function roundHalfEven(v) {
   const r = Math.round(v);
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
-
-// The steps one by one, for tests that compare them with mnist_predict.images.
-export const steps = { workingCopy, inkMap, smooth, removeRules, otsu, digitMask, stretch, frame };
