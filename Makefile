@@ -75,6 +75,10 @@ lock: $(VENV)/.installed ## Regenerate the three lock files from pyproject.toml 
 	$(PY) -m pip install -q 'uv>=0.13'
 	$(PY) requirements/lock.py
 
+# The browser page's packages (onnxruntime-web; playwright-core for its tests), from deploy/web/package-lock.json.
+# Defined before the rules that list it: make expands a prerequisite when it reads the rule.
+WEB_DEPS = deploy/web/node_modules/.installed
+
 DEMO ?= runs/demo
 demo: $(VENV)/.installed $(WEB_DEPS) ## Train the best model on the bundled sample offline, export every format, benchmark, batch-predict digits and photos
 	rm -rf $(DEMO)
@@ -98,8 +102,6 @@ demo: $(VENV)/.installed $(WEB_DEPS) ## Train the best model on the bundled samp
 test: $(VENV)/.installed $(WEB_DEPS) chromium ## Run the test suite (pytest; PYTEST_FLAGS='-m "not slow"' skips the slowest)
 	$(PY) -m pytest -q $(PYTEST_FLAGS)
 
-# The browser page's packages (onnxruntime-web; playwright-core for its tests), from deploy/web/package-lock.json.
-WEB_DEPS = deploy/web/node_modules/.installed
 $(WEB_DEPS): deploy/web/package.json deploy/web/package-lock.json
 	cd deploy/web && npm ci --no-audit --no-fund
 	touch $@
@@ -126,7 +128,7 @@ train-gpu: image ## Train MODEL on DATASET for EPOCHS in IMAGE, then export it t
 	$(DOCKER_RUN) $(IMAGE) export /runs/$(RUN_NAME) --format all $(EXPORT_FLAGS)
 	@echo "run: $(RUNS)/$(RUN_NAME)  export: $(RUNS)/$(RUN_NAME)/export"
 
-export: $(VENV)/.installed ## Export RUN (default: the newest run) to ONNX and SavedModel, in .venv
+export: $(VENV)/.installed ## Export RUN (default: the newest run) to every format (ONNX, SavedModel, LiteRT), in .venv
 	@test -n "$(RUN)" || { echo "no run under $(RUNS): pass RUN=runs/<name>" >&2; exit 2; }
 	$(VENV)/bin/mnist-job export $(RUN) --format all $(EXPORT_FLAGS)
 

@@ -103,11 +103,13 @@ def bench_models(quick):
     return ("mnist-sample", None) if quick else ("fashion_mnist", FASHION)
 
 
-def exported_model(name, dataset, data=None, samples=10_000):
-    """A run of `name` trained for one epoch of at most `samples` images, exported to ONNX with int8;
-    cached in bench/results/models/. Speed does not depend on accuracy; the run's metrics.json still holds
-    the Keras test accuracy that a predictions file should reproduce."""
-    run_dir = RESULTS / "models" / f"{dataset}-{name}-{samples}"
+def exported_model(name, dataset, data=None, samples=10_000, epochs=3):
+    """A run of `name` trained for a few epochs of at most `samples` images, exported to ONNX with int8;
+    cached in bench/results/models/. Speed does not depend on accuracy, but the int8 gate does: after one
+    epoch dense-512 is right 66-70% of the time on Fashion-MNIST, with so many near-ties that its int8 file
+    passes or fails the 0.99 agreement by the luck of the draw. The run's metrics.json holds the Keras test
+    accuracy that a predictions file should reproduce."""
+    run_dir = RESULTS / "models" / f"{dataset}-{name}-{samples}-e{epochs}"
     if (run_dir / "export" / "manifest.json").is_file():
         return run_dir
     import shutil
@@ -117,7 +119,7 @@ def exported_model(name, dataset, data=None, samples=10_000):
 
     shutil.rmtree(run_dir, ignore_errors=True)
     print(f"training {name} on {dataset} briefly and exporting it to {run_dir} ...", flush=True)
-    train(TrainConfig(model=name, dataset=dataset, data=data, epochs=1, max_train_samples=samples,
+    train(TrainConfig(model=name, dataset=dataset, data=data, epochs=epochs, max_train_samples=samples,
                       out=str(run_dir), verbose=0))
     export(ExportConfig(run_dir=str(run_dir), format="onnx", quantize="int8"), log=lambda *a, **k: None)
     return run_dir

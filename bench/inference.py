@@ -3,7 +3,7 @@
     .venv/bin/python bench/inference.py            # ~2 min on 2 quiet cores, training and exporting included
     .venv/bin/python bench/inference.py --quick    # ~1 min
 
-dense-512 and cnn-bn-aug, each trained for one epoch and exported with int8 by job/export.py (cached in
+dense-512 and cnn-bn-aug, each trained for three epochs and exported with int8 by job/export.py (cached in
 bench/results/models/; speed does not depend on accuracy). Paths: Keras `predict`, Keras `__call__`
 eager and inside a `tf.function`, and onnxruntime through the edge predictor's own session
 (`mnist_predict.Predictor`: threads from the CPU affinity, no spinning), fp32 and int8, plus a plain

@@ -72,10 +72,11 @@ def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train
         spec = resolve(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
     start = time.perf_counter()
-    model, train_ds, val_ds, n_train, _ = prepare(cfg, spec, data, cfg.batch_size)
+    model, train_ds, val_ds, n_train, _, seeds = prepare(cfg, spec, data, cfg.batch_size)
     steps = -(-n_train // cfg.batch_size)
     callback = probe(data.x_test.astype(np.float32), data.y_test, steps, goal, start, quarters)
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[callback], verbose=0, shuffle=False)
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[seeds.callback(), callback], verbose=0,
+              shuffle=False)
     print(f"{name} on {data.name}: {cfg.epochs} epochs, {n_train:,} samples, "
           f"{callback.points[-1][2]:.4f} in {callback.points[-1][1]:.0f} s", flush=True)
     return {"model": name, "dataset": data.name, "epochs": cfg.epochs, "train_samples": n_train,

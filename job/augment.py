@@ -38,6 +38,7 @@ def augmenter(seed, mirror=False, robust=False):
             x = step(x, training=True)
         return x[..., 0], labels
 
+    apply.layers = steps  # for job.epoch_seeds, which reseeds them every epoch
     return apply
 
 

@@ -8,11 +8,24 @@ export folds it into the graph, so every exported format outputs calibrated prob
     T = fit_temperature(logits(model, x_val), y_val)
     served = calibrated_model(model, T)        # image -> probabilities, softmax(logits / T)
     expected_calibration_error(served.predict(x_test), y_test)
+
+Calibration is only applied where it is supported and helps, else the raw softmax is exported with the
+reason (`calibrate` returns it):
+- The validation split must be able to see a miscalibration at all: the model's mean top probability must lie
+  outside the 95% interval of its validation accuracy (Wilson, job.stats), an interval that narrows with the
+  number of images. On 29 images right 97% of the time the interval is 83-99%, and a fit there chases noise.
+- The fitted temperature must lie inside its search range: a fit that runs to the edge (0.05 when every
+  validation image is right) says "as sharp as possible", not "this sharp".
+- It must not make the error it reports worse: when the test set's ECE after would exceed the ECE before,
+  the raw softmax is kept.
 """
 
 import numpy as np
 
+from job.stats import wilson
+
 BINS = 15
+GRID = (0.05, 20)  # the temperatures fit_temperature searches
 
 
 def expected_calibration_error(probabilities, labels, bins=BINS):
@@ -40,12 +53,12 @@ def negative_log_likelihood(logits, labels, temperature=1.0):
 
 
 def fit_temperature(logits, labels):
-    """The T in [0.05, 20] that minimises the negative log-likelihood of softmax(logits / T): a coarse
+    """The T in GRID (0.05 to 20) that minimises the negative log-likelihood of softmax(logits / T): a coarse
     log-spaced grid, then golden-section search around its best point (NLL is unimodal in log T)."""
     logits, labels = np.asarray(logits, np.float64), np.asarray(labels, np.int64)
     if not len(labels):
         raise ValueError("cannot fit a temperature on no rows")
-    grid = np.geomspace(0.05, 20, 61)
+    grid = np.geomspace(*GRID, 61)
     best = int(np.argmin([negative_log_likelihood(logits, labels, t) for t in grid]))
     low, high = np.log(grid[max(best - 1, 0)]), np.log(grid[min(best + 1, len(grid) - 1)])
     ratio = (np.sqrt(5) - 1) / 2
@@ -80,19 +93,56 @@ def calibrated_model(model, temperature):
     return keras.Model(base.input, probabilities, name=model.name)
 
 
+def unsupported(probabilities, labels):
+    """Why `labels` are too few to fit a temperature to these probabilities, or None: the validation split
+    supports a fit only where the gap between confidence and accuracy is larger than its own uncertainty."""
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
+    n = len(labels)
+    if not n:
+        return "the validation split is empty"
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    confidence = float(probabilities.max(axis=1).mean())
+    low, high = wilson(accuracy, n)
+    if low <= confidence <= high:
+        return (f"the {n} validation images cannot show a miscalibration: the mean top probability "
+                f"{confidence:.3f} lies within the 95% interval of their accuracy, {low:.3f}-{high:.3f}")
+    return None
+
+
 def calibrate(model, x_val, y_val, x_test, y_test):
-    """Fit T on the validation split; returns (calibrated model, report with ECE before and after)."""
-    logits = logits_model(model)
-    val_logits = np.asarray(logits.predict(x_val.astype(np.float32), batch_size=1024, verbose=0), np.float64)
-    temperature = fit_temperature(val_logits, y_val)
-    served = calibrated_model(model, temperature)
-    report = {"method": "temperature scaling", "temperature": round(temperature, 6), "bins": BINS,
-              "fitted_on": f"validation split ({len(y_val)} images)"}
-    for split, x, y in (("validation", x_val, y_val), ("test", x_test, y_test)):
-        raw = np.asarray(model.predict(x.astype(np.float32), batch_size=1024, verbose=0))
-        tuned = np.asarray(served.predict(x.astype(np.float32), batch_size=1024, verbose=0))
-        report[split] = {"ece_before": round(expected_calibration_error(raw, y), 6),
-                         "ece_after": round(expected_calibration_error(tuned, y), 6),
-                         "median_top_probability_before": round(float(np.median(raw.max(axis=1))), 6),
+    """Fit T on the validation split. Returns (the model to serve, report): the calibrated model and the ECE
+    before and after, or the model itself and a report whose `skipped` says why calibration was not applied
+    (too few validation images, a fit at the edge of GRID, or a worse test ECE)."""
+    def predict(m, x):
+        return np.asarray(m.predict(x.astype(np.float32), batch_size=1024, verbose=0))
+
+    raw = {"validation": predict(model, x_val), "test": predict(model, x_test)}
+    labels = {"validation": y_val, "test": y_test}
+    report = {"method": "temperature scaling", "bins": BINS, "fitted_on": f"validation split ({len(y_val)} images)"}
+    skipped = unsupported(raw["validation"], y_val)
+    if skipped is None:
+        val_logits = np.asarray(logits_model(model).predict(x_val.astype(np.float32), batch_size=1024, verbose=0),
+                                np.float64)
+        temperature = fit_temperature(val_logits, y_val)
+        report["temperature"] = round(temperature, 6)
+        if not GRID[0] * 1.01 < temperature < GRID[1] / 1.01:
+            skipped = (f"the fitted temperature {temperature:.3g} is at the edge of its range {GRID[0]:g}-{GRID[1]:g}: "
+                       "the validation split does not pin it down")
+    served = calibrated_model(model, report["temperature"]) if skipped is None else model
+    for split in ("validation", "test"):
+        tuned = predict(served, {"validation": x_val, "test": x_test}[split]) if skipped is None else raw[split]
+        report[split] = {"ece_before": round(expected_calibration_error(raw[split], labels[split]), 6),
+                         "ece_after": round(expected_calibration_error(tuned, labels[split]), 6),
+                         "median_top_probability_before": round(float(np.median(raw[split].max(axis=1))), 6),
                          "median_top_probability_after": round(float(np.median(tuned.max(axis=1))), 6)}
+    test = report["test"]
+    if skipped is None and test["ece_after"] > test["ece_before"]:
+        skipped = (f"temperature {report['temperature']:.3f} would raise the test set's expected calibration error "
+                   f"from {test['ece_before']:.2%} to {test['ece_after']:.2%}")
+        served = model
+        for split in ("validation", "test"):
+            report[split]["ece_after"] = report[split]["ece_before"]
+            report[split]["median_top_probability_after"] = report[split]["median_top_probability_before"]
+    if skipped is not None:
+        report["skipped"] = skipped
     return served, report

@@ -44,8 +44,8 @@ class Strategy(str, Enum):
     multiworker = "multiworker"
 
 
-DATASET_HELP = ("mnist, fashion_mnist, mnist-sample (bundled, offline), or custom (your own MNIST-format files; "
-                "skips the check that the data looks like the dataset named). Default: mnist.")
+DATASET_HELP = ("mnist, fashion_mnist, mnist-sample (bundled, offline; takes no --data), or custom (your own "
+                "MNIST-format files; skips the check that the data looks like the dataset named).")
 DATA_HELP = ("A Keras mnist.npz, a folder with the four IDX files (.gz or raw), or a labelled image folder (one "
              "subfolder per class, optionally under train/ and test/). Default: $MNIST_DATA, then Keras's "
              "cache/download.")
@@ -70,7 +70,7 @@ def models(as_json: bool = JsonOption):
 
     Example: mnist-job models --json | jq '.[] | select(.params < 200000) | .name'
     """
-    from job.models import PARAMS, ZOO
+    from job.models import MAX_DEFAULT_EPOCHS, PARAMS, ZOO
 
     rows = [{"name": s.name, "params": PARAMS[s.name], "optimizer": s.optimizer, "learning_rate": s.learning_rate,
              "schedule": s.schedule, "batch_size": s.batch_size, "epochs": s.epochs, "min_samples": s.min_samples,
@@ -83,7 +83,8 @@ def models(as_json: bool = JsonOption):
     from rich.table import Table
 
     table = Table(title="mnist-job model zoo (override any default from `train`)",
-                  caption="epochs N+: more on small datasets, until training has seen 160k samples")
+                  caption="epochs N+: more on small datasets, until training has seen 160k samples (at most "
+                          f"{MAX_DEFAULT_EPOCHS} epochs)")
     for column in ("name", "params", "optimizer", "learning rate", "batch", "epochs", "source"):
         table.add_column(column, no_wrap=True, justify="right" if column in ("params", "batch", "epochs") else "left")
     for r in rows:
@@ -97,9 +98,10 @@ def models(as_json: bool = JsonOption):
 @app.command()
 def train(
     model: Optional[str] = typer.Option(None, help="Zoo model name (see `mnist-job models`). Default: cnn-bn-aug."),
-    dataset: Optional[str] = typer.Option(None, help=DATASET_HELP),
+    dataset: Optional[str] = typer.Option(None, help=DATASET_HELP + " Default: mnist."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's."),
+    epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's (more on small data, see `mnist-job "
+                                         "models`)."),
     batch_size: Optional[int] = typer.Option(None, help="Per-replica batch size. Default: the zoo entry's."),
     optimizer: Optional[str] = typer.Option(None, help="adam, rmsprop, sgd, adamw... Default: the zoo entry's."),
     learning_rate: Optional[float] = typer.Option(None, help="Default: the zoo entry's."),
@@ -188,10 +190,13 @@ def train(
         print(json.dumps(summary))
     else:
         stopped = ", stopped early" if metrics["stopped_early"] else ""
-        print(f"{cfg.model}: kept epoch {metrics['kept_epoch']} of {metrics['epochs_run']}{stopped} (best validation "
-              f"accuracy {metrics['val_accuracy']:.4f}); test accuracy {metrics['test_accuracy']:.4f}, loss "
-              f"{metrics['test_loss']:.4f}; {metrics['train_seconds']:.1f} s, {metrics['samples_per_second']:.0f} "
-              f"samples/s -> {run_dir}")
+        if metrics["kept"] == "base":  # a fine-tuned run whose epochs all did worse than where they started
+            kept = f"kept the base model (none of {metrics['epochs_run']} epochs{stopped} beat its"
+        else:
+            kept = f"kept epoch {metrics['kept_epoch']} of {metrics['epochs_run']}{stopped} (best"
+        print(f"{cfg.model}: {kept} validation accuracy {metrics['val_accuracy']:.4f}); test accuracy "
+              f"{metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; {metrics['train_seconds']:.1f} s, "
+              f"{metrics['samples_per_second']:.0f} samples/s -> {run_dir}")
 
 
 @app.command()
@@ -222,8 +227,11 @@ def evaluate(
     from job.rundir import read_json
 
     labels = read_json(run_dir_path(run_dir) / "config.json")["labels"]
-    print("per-class accuracy: " + ", ".join(f"{name} {acc:.3f}" for name, acc in
+    print("per-class accuracy: " + ", ".join(f"{name} {'n/a' if acc is None else f'{acc:.3f}'}" for name, acc in
                                             zip(labels, fresh["per_class_accuracy"])))
+    missing = [name for name, acc in zip(labels, fresh["per_class_accuracy"]) if acc is None]
+    if missing:
+        print(f"n/a: no test image of {', '.join(missing)}")
     if "plots" in fresh:
         print(f"confusion matrix, plots and metrics.json: {fresh['plots']}")
 
@@ -237,7 +245,8 @@ def run_dir_path(run_dir):
 @app.command()
 def images(
     out: str = typer.Option(..., help="Folder to write the images into; it must be new or empty."),
-    dataset: str = typer.Option("mnist-sample", help=DATASET_HELP),
+    dataset: Optional[str] = typer.Option(None, help=DATASET_HELP + " Default: mnist-sample, or mnist with --data "
+                                          "(a labelled folder is its own dataset)."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("test", help="test or train."),
     limit: Optional[int] = typer.Option(None, help="Write at most this many images."),
@@ -261,7 +270,7 @@ def images(
         raise JobError(f"--split must be test or train, got {split!r}")
     if condition is not None and condition not in CONDITIONS:
         raise JobError(f"unknown --condition {condition!r}: choose one of {', '.join(CONDITIONS)}")
-    ds = load_dataset(dataset, data)
+    ds = load_dataset(dataset or ("mnist" if data else "mnist-sample"), data)
     n = write_images(getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"), ds.labels, out, layout, condition,
                      limit, seed, overwrite)
     print(f"wrote {n} images to {out} ({layout} layout{f', {condition}' if condition else ''})")
@@ -269,23 +278,33 @@ def images(
 
 @app.command()
 def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-predict."),
+          model: Optional[str] = typer.Option(None, help="The model's export folder, manifest.json or model file, "
+                                              "or its run directory: the label set that tells class folders "
+                                              "apart. Default: the one --shard recorded beside PREDICTIONS."),
           as_json: bool = JsonOption):
     """Accuracy of a predictions file against the labels in its paths (`images` writes them).
 
-    Error rows count as wrong in the accuracy over all labelled files; the accuracy over the predicted
-    files and over those not flagged for review are given beside it.
+    A file's label is its class folder (a folder named as one of the model's classes), else a name ending in
+    _<label index> (00042_7.png); a class folder wins (3/IMG_0065.jpg is a 3). Error rows count as wrong in
+    the accuracy over all labelled files; the accuracy over the predicted files and over those not flagged
+    for review are given beside it. Without the model's label set, rows in folders that name no class the
+    file predicts are refused, not guessed.
 
-    Example: mnist-job score predictions.csv   (after: mnist-predict digits/ --model model.onnx)
+    Example: mnist-job score predictions.csv --model runs/demo/export
     """
-    from job.folders import score_predictions
+    from job.scoring import model_labels, score_predictions
+    from mnist_predict.wording import count
 
-    s = score_predictions(predictions)
+    s = score_predictions(predictions, model_labels(model) if model else None)
     if as_json:
         print(json.dumps(s))
         return
     pct = lambda a: "-" if a is None else f"{a:.4f}"  # noqa: E731
     print(f"files {s['files']}: {s['labelled']} labelled ({s['unlabelled']} without a label), "
-          f"{s['predicted']} predicted, {s['errors']} errors, {s['review']} flagged for review")
+          f"{s['predicted']} predicted, {count(s['errors'], 'error')}, {s['review']} flagged for review")
+    if s["unknown_class"]:
+        print(f"not scored: {count(s['unknown_class'], 'file')} in folders of classes the model does not know "
+              f"({', '.join(s['unknown_folders'])})")
     print(f"accuracy over all labelled files (errors count as wrong): {pct(s['accuracy_labelled'])} "
           f"({s['correct']}/{s['labelled']})")
     print(f"accuracy over the predicted files: {pct(s['accuracy_predicted'])} ({s['correct']}/{s['predicted']})")
@@ -458,6 +477,8 @@ def main(argv=None):
         print(f"mnist-job {command}: {INTERRUPTED.get(command, 'interrupted; nothing was written')}",
               file=sys.stderr)
         code = 130
+    finally:  # main() called in-process (tests, notebooks) must not leave a handler on a stream closed later
+        logging.getLogger("job").removeHandler(handler)
     sys.exit(code or 0)
 
 

@@ -71,6 +71,9 @@ def load_dataset(name="mnist", data=None, test_split=0.2, seed=42):
     from job.labelled import is_labelled_folder, load_folder
 
     name = canonical_name(name)
+    if name == "mnist-sample" and data:
+        raise JobError(f"--data {data}: --dataset mnist-sample is the bundled sample and reads no other data; name "
+                       "the dataset of that data (mnist, fashion_mnist, custom), or leave --data out")
     if name == "mnist-sample":
         path, source = SAMPLE_DIR, f"bundled sample ({SAMPLE_DIR})"
     else:
@@ -81,7 +84,8 @@ def load_dataset(name="mnist", data=None, test_split=0.2, seed=42):
         validate_pairs(arrays, source, len(labels))
         return Dataset(name="folder", source=source, labels=labels, **arrays)
     if name == "folder":
-        raise JobError(f"--dataset folder needs --data pointing at a labelled image folder, got {path}")
+        raise JobError(f"{path}: not a labelled image folder (one subfolder of images per class, optionally under "
+                       "train/ and test/)" if path else "a labelled-folder run needs its folder: pass --data FOLDER")
     if path:
         arrays = read_local(Path(path))
     else:

@@ -17,11 +17,11 @@ import numpy as np
 from job import rundir
 from job.data import load_dataset
 from job.errors import JobError
-from job.models import default_epochs, get_spec
+from job.models import get_spec
 from job.plots import pyplot, save
 from job.rundir import write_json
 from job.stats import tied, wilson
-from job.training import compiled_model, make_dataset, resolve, seed_everything, train
+from job.training import DEFAULTS, train
 
 
 def stamp():
@@ -29,41 +29,44 @@ def stamp():
 
 
 def cross_validate(cfg, folds=5):
-    """k-fold CV on the training set; each fold's held-out part is its validation set. Returns the summary."""
+    """k-fold CV on the training set: each fold is a whole `train` run (job.training.train, the recipe `train`
+    ships: its validation split and best epoch, augmentation, outlier exposure, default epochs) on the other
+    folds, tested on the fold held out, into OUT/fold-<k>/. Returns (out, summary)."""
     if folds < 2:
         raise JobError(f"--folds must be at least 2, got {folds}")
-    cfg.out = cfg.out or str(Path("runs") / f"cv-{cfg.model}-{stamp()}")
-    spec = resolve(cfg)
-    data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed)
-    seed_everything(cfg.seed, cfg.deterministic)
-    order = np.random.default_rng(cfg.seed).permutation(len(data.x_train))
+    out = Path(cfg.out or Path("runs") / f"cv-{cfg.model or DEFAULTS['model']}-{stamp()}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise JobError(f"{out}: already exists and is not empty; cv writes a new folder: choose another --out")
+    seed = DEFAULTS["seed"] if cfg.seed is None else cfg.seed
+    data = load_dataset(cfg.dataset or DEFAULTS["dataset"], cfg.data, cfg.test_split or DEFAULTS["test_split"], seed)
+    order = np.random.default_rng(seed).permutation(len(data.x_train))
     if cfg.max_train_samples:
         order = order[:cfg.max_train_samples]
-    cfg.epochs = cfg.epochs or default_epochs(spec, len(order) * (folds - 1) // folds)
-    accuracies = []
-    for k, held in enumerate(np.array_split(order, folds)):
-        fit_idx = np.setdiff1d(order, held)
-        x_fit, y_fit = data.x_train[fit_idx], data.y_train[fit_idx]
-        steps = -(-len(x_fit) // cfg.batch_size)
-        model = compiled_model(cfg, spec, x_fit, steps, len(data.labels))
-        model.fit(make_dataset(x_fit, y_fit, cfg.batch_size, cfg.seed + k, True, cfg.augment,
-                               data.mirror_symmetric),
-                  epochs=cfg.epochs, verbose=0, shuffle=False)
-        _, accuracy = model.evaluate(make_dataset(data.x_train[held], data.y_train[held], 1024, 0, False),
-                                     verbose=0)
-        accuracies.append(round(float(accuracy), 6))
-        print(f"fold {k + 1}/{folds}: accuracy {accuracy:.4f} ({len(fit_idx)} train, {len(held)} held out)",
-              flush=True)
-    summary = {"model": cfg.model, "dataset": cfg.dataset, "folds": folds, "epochs": cfg.epochs,
+    # each fold trains on the others, less their validation split: it needs a few images of its own
+    if folds > len(order) // 2:
+        raise JobError(f"--folds {folds}: {len(order)} training images make at most {len(order) // 2} folds (every "
+                       "fold trains on the others and holds out at least 2)")
+    accuracies, runs = [], []
+    for k, held in enumerate(np.array_split(order, folds), 1):
+        fit = np.setdiff1d(order, held)
+        fold = replace(data, source=f"{data.source}, cv fold {k} of {folds}", x_train=data.x_train[fit],
+                       y_train=data.y_train[fit], x_test=data.x_train[held], y_test=data.y_train[held])
+        run_dir, metrics = train(replace(cfg, out=str(out / f"fold-{k}"), max_train_samples=None), fold,
+                                 record={"cv_fold": k, "cv_folds": folds})
+        accuracies.append(round(float(metrics["test_accuracy"]), 6))
+        runs.append(str(run_dir))
+        print(f"fold {k}/{folds}: accuracy {accuracies[-1]:.4f} ({len(fit)} train, {len(held)} held out) -> "
+              f"{run_dir}", flush=True)
+    config = rundir.read_json(Path(runs[0]) / rundir.CONFIG)
+    summary = {"model": config["model"], "dataset": data.name, "folds": folds, "epochs": config["epochs"],
                "accuracies": accuracies, "mean": round(float(np.mean(accuracies)), 6),
-               "std": round(float(np.std(accuracies)), 6)}
-    out = Path(cfg.out)
+               "std": round(float(np.std(accuracies)), 6), "runs": runs}
     write_json(out / "cv.json", summary)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 5))
     ax.boxplot(accuracies)
     ax.scatter(np.ones(folds), accuracies, alpha=0.6)
-    ax.set_xticks([1], [cfg.model])
+    ax.set_xticks([1], [summary["model"]])
     ax.set_ylabel("held-out fold accuracy")
     ax.set_title(f"{folds}-fold CV: {summary['mean']:.4f} ± {summary['std']:.4f}")
     save(fig, out / "cv_boxplot.png")
@@ -83,8 +86,9 @@ def parse_list(text, kind=str, option=""):
     return values
 
 
-def sweep(base, models, epochs=None, learning_rates=None, batch_sizes=None, out=None):
-    """Train every combination into its own run directory, then write report.md comparing them."""
+def sweep(base, models, epochs=None, learning_rates=None, batch_sizes=None, out=None, say=print):
+    """Train every combination into its own run directory, then write report.md comparing them. An existing
+    --out is extended: the new runs go beside those there, and the report compares them all."""
     names = parse_list(models, str, "--models")
     for name in names:
         get_spec(name)  # fail on a bad name before hours of work, not after
@@ -92,13 +96,20 @@ def sweep(base, models, epochs=None, learning_rates=None, batch_sizes=None, out=
                                   parse_list(learning_rates, float, "--learning-rate"),
                                   parse_list(batch_sizes, int, "--batch-size")))
     out = Path(out or Path("runs") / f"sweep-{stamp()}")
-    run_dirs = []
-    for i, (model, ep, lr, bs) in enumerate(grid, 1):
-        name = "-".join([model] + [f"{k}{v:g}" for k, v in (("e", ep), ("lr", lr), ("bs", bs)) if v])
-        print(f"[{i}/{len(grid)}] {name}", flush=True)
-        cfg = replace(base, model=model, epochs=ep, learning_rate=lr, batch_size=bs, out=str(out / name))
-        run_dirs.append(train(cfg)[0])
-    return compare(run_dirs, out / "report.md")
+    named = ["-".join([model] + [f"{k}{v:g}" for k, v in (("e", ep), ("lr", lr), ("bs", bs)) if v])
+             for model, ep, lr, bs in grid]
+    taken = [name for name in named if (out / name).exists()]
+    if taken:
+        raise JobError(f"{out} already holds {', '.join(taken[:3])}{', ...' if len(taken) > 3 else ''}: a sweep "
+                       "adds runs beside those there, never over them; choose another --out, or other settings")
+    before = find_runs([out]) if out.is_dir() else []
+    if before:
+        say(f"extending {out}: it holds {len(before)} run(s); report.md will compare them with the "
+            f"{len(grid)} new ones")
+    for i, (name, (model, ep, lr, bs)) in enumerate(zip(named, grid), 1):
+        say(f"[{i}/{len(grid)}] {name}")
+        train(replace(base, model=model, epochs=ep, learning_rate=lr, batch_size=bs, out=str(out / name)))
+    return compare([out], out / "report.md")
 
 
 def find_runs(paths):
@@ -129,13 +140,14 @@ def compare(run_dirs, out, warn=print):
     groups = {}
     for run in runs:
         run["val"] = (run["metrics"].get("val_accuracy") or 0.0, run["config"].get("val_samples") or 0)
-        groups.setdefault(run["config"]["dataset"], []).append(run)
+        groups.setdefault(trained_on(run["config"]), []).append(run)
     bests = {name: max(group, key=lambda r: r["val"][0]) for name, group in groups.items()}
     curves = out.with_name(out.stem + "_curves.png")
     plot_validation_curves(groups, bests, curves)
 
     lines = ["# Report on the runs", "",
-             f"{len(runs)} runs compared, grouped by dataset: a run is only ranked against runs on the same data. "
+             f"{len(runs)} runs compared, grouped by what they were trained on (a named dataset, or a folder's or "
+             "file's class set and content): a run is only ranked against runs on the same data. "
              "The best run of each group, chosen by **validation** accuracy so that the test set stays an unbiased "
              "final check, is in bold. A run whose validation accuracy is within the 95% uncertainty of the best "
              "one (two-proportion z-test on the validation images) is marked *tie*: the data cannot tell them "
@@ -157,7 +169,8 @@ def compare(run_dirs, out, warn=print):
                 cells = [f"**{cell}**" for cell in cells]
             lines.append("| " + " | ".join(cells) + " |")
         bm = best["metrics"]
-        worst_class = int(np.argmin(bm["per_class_accuracy"]))
+        per_class = [np.inf if acc is None else acc for acc in bm["per_class_accuracy"]]  # n/a is nobody's worst
+        worst_class = int(np.argmin(per_class))
         ties = [r["dir"].name for r in group if r is not best and tied(r["val"], best["val"])]
         lines += ["", f"- Best by validation: `{best['dir'].name}` ({best['config']['model']}), validation "
                   f"accuracy {best['val'][0]:.4f} on {best['val'][1]} images, test accuracy {bm['test_accuracy']:.4f}."
@@ -169,6 +182,21 @@ def compare(run_dirs, out, warn=print):
                   "not losses, across models.", ""]
     out.write_text("\n".join(lines))
     return out, bests
+
+
+NAMED = ("mnist", "fashion_mnist", "mnist-sample")  # datasets that are the same data wherever they are read
+
+
+def trained_on(config):
+    """What a run's figures are comparable by: a named dataset, or for a labelled folder or custom files, the
+    class set and the data's own fingerprint (config.json's data_sha256; the path for older runs)."""
+    dataset = config["dataset"]
+    if dataset in NAMED:
+        return dataset
+    labels = config.get("labels") or []
+    shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+    content = (config.get("data_sha256") or "")[:12] or Path(config.get("data") or "").name
+    return f"{dataset} {Path(config.get('data') or '').name}: {len(labels)} classes ({shown}), data {content}"
 
 
 def plot_validation_curves(groups, bests, path):

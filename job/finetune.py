@@ -47,6 +47,8 @@ def fill_defaults(cfg, spec, base):
         cfg.learning_rate = spec.learning_rate * LEARNING_RATE_FACTOR
     if cfg.epochs is None:
         cfg.epochs = max(MIN_EPOCHS, round(spec.epochs * EPOCHS_FACTOR))
+        log.info("fine-tune: epochs: %d (a third of %s's %d, at least %d; --epochs N chooses)", cfg.epochs,
+                 spec.name, spec.epochs, MIN_EPOCHS)
 
 
 def initial_model(cfg, x_train, classes):

@@ -1,6 +1,6 @@
-"""Image folders: write a dataset as image files, and score a predictions file against the labels they carry.
+"""Image folders: write a dataset as image files, labelled by name or by class folder.
 
-Two layouts, both read by `mnist-job score`:
+Two layouts, both read by `mnist-job score` (job/scoring.py):
 - flat: <index>_<label>.png, the label in the name (what `mnist-predict` rows are scored by);
 - classes: <class name>/<index>.png, one subfolder per class, as keras.utils.image_dataset_from_directory
   and `mnist-job train --data FOLDER` read it.
@@ -10,8 +10,6 @@ Two layouts, both read by `mnist-job score`:
     mnist-job score predictions.csv
 """
 
-import csv
-import json
 import os
 import shutil
 from pathlib import Path
@@ -71,64 +69,3 @@ def write_images(images, labels, class_names, out, layout="flat", condition=None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return n
-
-
-def score_predictions(path):
-    """Accuracy of a predictions CSV or JSONL against the labels in its file paths: the `_<label>` ending of
-    a flat folder's names, or the class folder of a labelled folder (a folder named as a class that the
-    model predicted somewhere in the file).
-
-    Returns a dict: files, labelled, unlabelled, predicted (ok rows with a label), errors (labelled error
-    rows), review, correct, accuracy_predicted (over the predicted rows), accuracy_labelled (over every
-    labelled file, an error counting as wrong) and accuracy_unflagged (over the predicted rows not flagged
-    for review)."""
-    path = Path(path)
-    if not path.is_file():
-        raise JobError(f"{path}: no such predictions file")
-    try:
-        with open(path, newline="") as f:
-            rows = [json.loads(line) for line in f if line.strip()] if path.suffix == ".jsonl" else list(csv.DictReader(f))
-    except (ValueError, csv.Error, UnicodeDecodeError) as e:
-        raise JobError(f"{path}: not a predictions file ({e})") from None
-    if rows and "path" not in rows[0]:
-        raise JobError(f"{path}: not a predictions file (no 'path' column)")
-    counts = dict(files=len(rows), labelled=0, predicted=0, errors=0, review=0, correct=0, unflagged=0,
-                  unflagged_correct=0)
-    classes = {folder_name(row["class_name"]): row["class_name"] for row in rows if row.get("class_name")}
-    for row in rows:
-        right = truth(row, classes)
-        if right is None:
-            continue
-        counts["labelled"] += 1
-        if row.get("status") != "ok":
-            counts["errors"] += 1
-            continue
-        counts["predicted"] += 1
-        kind, value = right
-        hit = value == (str(row["label"]) if kind == "label" else row["class_name"])
-        counts["correct"] += hit
-        if row.get("review") == "yes":
-            counts["review"] += 1
-        else:
-            counts["unflagged"] += 1
-            counts["unflagged_correct"] += hit
-    if not counts["labelled"]:
-        raise JobError(f"{path}: no row whose file name ends in _<label> or lies in a class folder")
-    ratio = lambda a, b: round(a / b, 6) if b else None  # noqa: E731
-    return {**{k: v for k, v in counts.items() if k != "unflagged_correct"},
-            "unlabelled": counts["files"] - counts["labelled"],
-            "accuracy_predicted": ratio(counts["correct"], counts["predicted"]),
-            "accuracy_labelled": ratio(counts["correct"], counts["labelled"]),
-            "accuracy_unflagged": ratio(counts["unflagged_correct"], counts["unflagged"])}
-
-
-def truth(row, classes):
-    """The true class of a row as (kind, value): ("label", "7") from a name ending in _7, ("class", name)
-    from a class folder (a folder named as one of the `classes` the model predicted), or None."""
-    file = Path(row["path"])
-    ending = file.stem.rsplit("_", 1)
-    if len(ending) == 2 and ending[1].isdigit():
-        return "label", ending[1]
-    if file.parent.name in classes:
-        return "class", classes[file.parent.name]
-    return None

@@ -114,6 +114,11 @@ def load_folder(path, test_split=0.2, seed=42, workers=None):
         test = parts == "test"
     arrays = {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test]}
     how = f"{test_split:.0%} held out by seed {seed}" if "all" in splits else "its own train/ and test/"
+    untested = [f"{name!r} ({int((y == k).sum())} image{'s' if (y == k).sum() != 1 else ''})"
+                for k, name in enumerate(classes) if not (test & (y == k)).any()]
+    if untested:
+        log.warning("%s: no test image of class %s: too few to hold one out, so its test accuracy will be n/a; "
+                    "add images of it%s", path, ", ".join(untested), "" if "all" in splits else " to test/")
     source = f"labelled folder {path} ({len(classes)} classes, {len(x)} images, {how})"
     return arrays, classes, source
 

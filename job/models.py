@@ -190,9 +190,29 @@ def make_optimizer(name, learning_rate, schedule="constant", decay=0.0, total_st
         raise JobError(f"unknown optimizer {name!r}: try adam, rmsprop, sgd, adamw, nadam") from None
 
 
+MAX_DEFAULT_EPOCHS = 100  # the small-data rule's cap: on a few hundred images more epochs only memorise them
+
+
 def default_epochs(spec, n_train):
-    """The entry's epochs, or more on a small dataset, so that training sees at least `min_samples` samples."""
-    return max(spec.epochs, -(-spec.min_samples // n_train)) if spec.min_samples else spec.epochs
+    """The entry's epochs, or more on a small dataset, so that training sees at least `min_samples` samples,
+    but at most MAX_DEFAULT_EPOCHS (never fewer than the entry's own)."""
+    return max(spec.epochs, min(MAX_DEFAULT_EPOCHS, -(-spec.min_samples // max(n_train, 1)))) if spec.min_samples \
+        else spec.epochs
+
+
+def why_epochs(spec, n_train):
+    """One line on how default_epochs chose, for the log."""
+    epochs = default_epochs(spec, n_train)
+    if not spec.min_samples:
+        return f"epochs: {epochs}, {spec.name}'s default (--epochs N chooses)"
+    wanted = -(-spec.min_samples // max(n_train, 1))
+    rule = (f"{spec.name} trains until it has seen {spec.min_samples:,} samples: {spec.min_samples:,} / {n_train:,} "
+            f"training images = {wanted:,} epochs")
+    if wanted > MAX_DEFAULT_EPOCHS:
+        rule += f", capped at {MAX_DEFAULT_EPOCHS}"
+    elif wanted < spec.epochs:
+        rule += f", and at least its {spec.epochs}"
+    return f"epochs: {epochs} ({rule}; --epochs N chooses)"
 
 
 def count_params(name):

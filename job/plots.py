@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from job import rundir
+from mnist_predict.wording import count
 
 
 def pyplot():
@@ -33,7 +34,7 @@ def plot_evaluation(out, x_test, y_test, probabilities, labels):
     wrong = np.flatnonzero(predictions != y_test)
     worst = wrong[np.argsort(-probabilities[wrong].max(axis=1))][:25]
     plot_grid(x_test[worst], y_test[worst], predictions[worst], probabilities[worst], labels,
-              f"Most confidently wrong, true → predicted ({len(wrong)} errors in {len(y_test)})",
+              f"Most confidently wrong, true → predicted ({count(len(wrong), 'error')} in {len(y_test)})",
               out / "confident_errors.png")
 
 
@@ -68,7 +69,10 @@ def plot_confusion(y_true, y_pred, labels, path):
             ax.text(j, i, n, ha="center", va="center", fontsize=7,
                     color="white" if n > confusion.max() / 2 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    # each true class with its accuracy, n/a where the test set holds none of it
+    right, images = confusion.diagonal(), confusion.sum(axis=1)
+    ax.set_yticks(range(len(labels)), [f"{name}  {right[k] / images[k]:.0%}" if images[k] else f"{name}  n/a"
+                                       for k, name in enumerate(labels)])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix (test set)")

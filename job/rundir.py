@@ -20,6 +20,7 @@ from job.errors import JobError
 
 CONFIG, HISTORY, METRICS, MODEL = "config.json", "history.csv", "metrics.json", "model.keras"
 LAST, BEST, BACKUP, FIT, PLOTS = "last.keras", "best.keras", "backup", "fit.json", "plots"
+BASE = "base.keras"  # a fine-tuned run's starting model, a candidate for the kept one
 # metrics.json holds these keys and no others (docs/artifacts.md lists them; a test compares).
 METRICS_KEYS = ("test_loss", "test_accuracy", "per_class_accuracy", "confusion_matrix", "train_seconds",
                 "samples_per_second", "epochs_run", "kept", "kept_epoch", "val_accuracy", "stopped_early",

@@ -30,11 +30,16 @@ def as_good(score, best, n):
     return best is None or score >= best or tied((score, n), (best, n))
 
 
-def kept_epoch(scores, n):
+def kept_epoch(scores, n, floor=None):
     """The epoch (1-based) a best checkpoint keeps: the latest one as good as every epoch before it, so that
-    a few images' noise on the validation set does not choose an earlier, less-trained epoch."""
+    a few images' noise on the validation set does not choose an earlier, less-trained epoch.
+
+    With `floor` (a fine-tuned run's base model, epoch 0), only epochs that beat it strictly are candidates,
+    and 0 means that none did: the base is kept."""
     kept, best = 0, None
     for epoch, score in enumerate(scores, 1):
+        if floor is not None and score <= floor:
+            continue
         if as_good(score, best, n):
             kept = epoch
         best = score if best is None else max(best, score)

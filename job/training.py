@@ -23,8 +23,9 @@ import numpy as np
 
 from job import rundir
 from job.data import DIGITS, load_dataset, split_validation
+from job.epoch_seeds import EpochSeeds
 from job.errors import GateError, Interrupted, JobError
-from job.models import OPTIMIZERS, build_model, default_epochs, get_spec, make_optimizer
+from job.models import OPTIMIZERS, build_model, default_epochs, get_spec, make_optimizer, why_epochs
 
 log = logging.getLogger(__name__)
 OUTLIER_SHARE = 0.2  # outlier exposure: synthetic non-digits, as a share of the training digits
@@ -135,6 +136,9 @@ def take_resumed_settings(cfg):
     if not (run / rundir.CONFIG).is_file():
         raise JobError(f"{run}: no {rundir.CONFIG}, so no run to resume there; train without --resume")
     recorded = rundir.read_json(run / rundir.CONFIG)
+    if recorded.get("cv_fold"):
+        raise JobError(f"{run}: a fold of a cross-validation, trained on part of its data; run the `mnist-job cv` "
+                       "again into a new --out")
     differ = [f"--{name.replace('_', '-')} {getattr(cfg, name)} (the run has {recorded.get(name)})"
               for name in RUN_SETTINGS if getattr(cfg, name) is not None and getattr(cfg, name) != recorded.get(name)]
     if differ:
@@ -182,19 +186,28 @@ def seed_everything(seed, deterministic):
         tf.config.experimental.enable_op_determinism()
 
 
-def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, robust=False):
-    """tf.data: uint8 arrays cached in memory, cast per batch, augmented on the fly, prefetched."""
+def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, robust=False, seeds=None):
+    """tf.data: uint8 arrays cached in memory, cast per batch, augmented on the fly, prefetched.
+
+    With `seeds` (job.epoch_seeds.EpochSeeds), a training set's order and augmentation are drawn from the
+    epoch's number, so that a resumed run repeats the epochs of one never stopped."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if training and seeds is not None:
+        ds = seeds.shuffled(x, y)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+        if training:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
         from job.augment import augmenter
 
-        ds = ds.map(augmenter(seed, mirror, robust), num_parallel_calls=tf.data.AUTOTUNE)
+        augment_batch = augmenter(seed, mirror, robust)
+        if seeds is not None:
+            seeds.track(*augment_batch.layers)
+        ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -215,19 +228,26 @@ def epoch_log_callback():
     return EpochLog()
 
 
-def best_checkpoint_callback(path, n_val, history):
+def best_checkpoint_callback(path, n_val, history, floor=None):
     """Saves the model whenever an epoch's validation accuracy is as good as the best so far (job.stats): a
     checkpoint of the best epoch that noise of a few validation images cannot pull back to an early one.
-    On resume, the best so far comes from history.csv."""
+    With `floor` (a fine-tuned run's base), only epochs that beat it count. On resume, the best so far comes
+    from history.csv."""
     import keras
 
     from job.stats import as_good
 
+    def candidate(score):
+        return floor is None or score > floor
+
     class BestCheckpoint(keras.callbacks.Callback):
-        best = max((float(row["val_accuracy"]) for row in history), default=None)
+        best = max((float(row["val_accuracy"]) for row in history if candidate(float(row["val_accuracy"]))),
+                   default=None)
 
         def on_epoch_end(self, epoch, logs=None):
             score = float(logs["val_accuracy"])
+            if not candidate(score):
+                return
             if as_good(score, self.best, n_val):
                 rundir.save_model(self.model, path)
             self.best = score if self.best is None else max(self.best, score)
@@ -268,12 +288,15 @@ def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
 def prepare(cfg, spec, data, batch_size, scope=None):
     """The set-up every training run shares: validation split, tf.data pipelines, compiled model.
 
-    Returns (model, train_ds, val_ds, n_fit, n_val): n_fit counts the samples an epoch passes over (the
-    digits, plus stretched copies and outliers where they apply). Fills cfg.epochs and cfg.outliers."""
+    Returns (model, train_ds, val_ds, n_fit, n_val, seeds): n_fit counts the samples an epoch passes over
+    (the digits, plus stretched copies and outliers where they apply); seeds.callback() must run in fit, to
+    draw each epoch's shuffle and augmentation from its number. Fills cfg.epochs and cfg.outliers."""
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
     if cfg.max_train_samples:
         x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
-    cfg.epochs = cfg.epochs or default_epochs(spec, len(x_train))
+    if not cfg.epochs:
+        cfg.epochs = default_epochs(spec, len(x_train))
+        log.info(why_epochs(spec, len(x_train)))
     digits = data.labels == DIGITS
     cfg.outliers = spec.outliers and digits if cfg.outliers is None else cfg.outliers
     x_fit, y_fit = x_train, y_train.astype(np.int32)
@@ -289,22 +312,27 @@ def prepare(cfg, spec, data, batch_size, scope=None):
         extra = make_outliers(round(OUTLIER_SHARE * len(x_train)), cfg.seed)
         x_fit = np.concatenate([x_fit, extra])
         y_fit = np.concatenate([y_fit, np.full(len(extra), OUTLIER, np.int32)])
+    seeds = EpochSeeds(cfg.seed)
     train_ds = make_dataset(x_fit, y_fit, batch_size, cfg.seed, training=True, augment=cfg.augment,
-                            mirror=data.mirror_symmetric, robust=digits)
+                            mirror=data.mirror_symmetric, robust=digits, seeds=seeds)
     val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False)
     with scope or contextlib.nullcontext():
         model = compiled_model(cfg, spec, x_train, -(-len(x_fit) // batch_size), len(data.labels))
-    return model, train_ds, val_ds, len(x_fit), len(x_val)
+    seeds.track(model)
+    return model, train_ds, val_ds, len(x_fit), len(x_val), seeds
 
 
-def train(cfg):
-    """Train one zoo model and write a complete run directory. Returns (run_dir, metrics)."""
+def train(cfg, data=None, record=None):
+    """Train one zoo model and write a complete run directory. Returns (run_dir, metrics).
+
+    `data`: a Dataset to train on instead of loading cfg.dataset (cross-validation's folds); `record`: more
+    entries for config.json."""
     spec = resolve(cfg)
     run_dir = Path(cfg.out)
     worker = this_worker(cfg)
     chief = not worker or worker.is_chief
     try:
-        data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed)
+        data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed) if data is None else data
     except JobError:
         if chief and not any(run_dir.iterdir()):
             run_dir.rmdir()  # leave no empty run behind a bad --data
@@ -332,8 +360,9 @@ def train(cfg):
             raise JobError(f"{run_dir}: trained with a global batch of {recorded}, now {global_batch} "
                            f"({replicas} replica(s)); resume with as many workers and GPUs as it started with")
 
-    model, train_ds, val_ds, n_fit, n_val = prepare(cfg, spec, data, global_batch, strategy.scope())
+    model, train_ds, val_ds, n_fit, n_val, seeds = prepare(cfg, spec, data, global_batch, strategy.scope())
     devices.synchronize_batch_norm(model, strategy)
+    base = base_candidate(cfg, run_dir, data, model, val_ds, chief)
     fitted = (run_dir / rundir.FIT).is_file()  # the chief's, read by every worker so that all of them fit or none
     if not chief:
         from job.multiworker import work_dir
@@ -342,7 +371,7 @@ def train(cfg):
         try:
             if not fitted:
                 fit_worker(cfg, worker, model, train_ds, val_ds, work, rundir.read_history(work / rundir.HISTORY),
-                           n_val, keras)
+                           n_val, keras, seeds, base)
         finally:
             import shutil
 
@@ -353,31 +382,61 @@ def train(cfg):
     if cfg.resume:
         record_resume(run_dir, len(history))
     else:
-        config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "source": spec.source,
-                  "train_samples": n_fit, "val_samples": n_val, "test_samples": len(data.x_test),
+        config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "data_sha256": data_sha256(data),
+                  "source": spec.source, "train_samples": n_fit, "val_samples": n_val, "test_samples": len(data.x_test),
                   "replicas": replicas, "global_batch_size": global_batch, "versions": versions(),
                   "device": device, "command": shlex.join(["mnist-job", *sys.argv[1:]]), "resumes": []}
         if cfg.init_from:
             from job.finetune import lineage
 
-            config.update(lineage(cfg.init_from))
-        rundir.write_json(run_dir / rundir.CONFIG, config)
+            config.update(lineage(cfg.init_from), base_val_accuracy=base)
+        rundir.write_json(run_dir / rundir.CONFIG, {**config, **(record or {})})
 
     if not fitted:
-        fit_worker(cfg, worker, model, train_ds, val_ds, run_dir, history, n_val, keras)
-    return finish(cfg, run_dir, data, n_fit, n_val, device)
+        fit_worker(cfg, worker, model, train_ds, val_ds, run_dir, history, n_val, keras, seeds, base)
+    return finish(cfg, run_dir, data, n_fit, n_val, device, base)
 
 
-def fit_worker(cfg, worker, model, train_ds, val_ds, work, history, n_val, keras):
+def base_candidate(cfg, run_dir, data, model, val_ds, chief):
+    """A fine-tuned run's starting model competes for "best": its validation accuracy (before the first
+    epoch, recorded in config.json), saved as base.keras by the chief. None when it cannot compete: not a
+    fine-tuned run, or one of other classes than its base's."""
+    if not cfg.init_from:
+        return None
+    if cfg.resume:
+        return rundir.read_json(run_dir / rundir.CONFIG).get("base_val_accuracy")
+    from job.finetune import base_config
+
+    if base_config(cfg.init_from)["labels"] != data.labels:
+        return None
+    accuracy = round(float(model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"]), 6)
+    if chief:
+        rundir.save_model(model, run_dir / rundir.BASE)
+    log.info("fine-tune: the base model scores %.4f on the validation split; an epoch is kept only if it beats "
+             "that", accuracy)
+    return accuracy
+
+
+def data_sha256(data):
+    """A fingerprint of what a run trained and was tested on, pixels and labels: `compare` groups by it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def fit_worker(cfg, worker, model, train_ds, val_ds, work, history, n_val, keras, seeds, floor=None):
     """fit(), and in a multi-worker run, a lost worker as one line and the figures every worker must share."""
     if not worker or worker.count == 1:
-        return fit(cfg, model, train_ds, val_ds, work, history, n_val, keras)
+        return fit(cfg, model, train_ds, val_ds, work, history, n_val, keras, seeds, floor)
     import tensorflow as tf
 
     from job.multiworker import lost_peer, weights_fingerprint
 
     try:
-        trained = fit(cfg, model, train_ds, val_ds, work, history, n_val, keras)
+        trained = fit(cfg, model, train_ds, val_ds, work, history, n_val, keras, seeds, floor)
     except tf.errors.OpError as e:
         raise lost_peer(worker, e) from None
     losses = ", ".join(f"{loss:.6f}" for loss in trained.history.get("loss", []))
@@ -386,13 +445,15 @@ def fit_worker(cfg, worker, model, train_ds, val_ds, work, history, n_val, keras
     return trained
 
 
-def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras):
-    """model.fit with the run's callbacks; writes fit.json when training has ended. Returns Keras' History."""
+def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras, seeds, floor=None):
+    """model.fit with the run's callbacks; writes fit.json when training has ended. Returns Keras' History.
+    `floor`: a fine-tuned run's base validation accuracy, which an epoch must beat to be kept."""
     callbacks = [
+        seeds.callback(),  # first: the epoch's shuffle and seeds, whether it runs fresh or resumed
         epoch_log_callback(),  # before CSVLogger, which writes the logs it adds
         keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / rundir.LAST)),
-        best_checkpoint_callback(run_dir / rundir.BEST, n_val, history),
+        best_checkpoint_callback(run_dir / rundir.BEST, n_val, history, floor),
         # Keras writes the backup in place; a kill mid-write truncates it. The double checkpoint keeps the
         # previous epoch's copy, which Keras falls back to when the latest one cannot be read. The backup
         # stays until the run's results are written (finish() removes it).
@@ -438,24 +499,31 @@ def interrupted_in_training(cfg, run_dir):
             f"{rundir.BACKUP}. Resume with: {resume_command(cfg)}")
 
 
-def finish(cfg, run_dir, data, n_fit, n_val, device):
-    """Evaluate the best epoch, then write metrics.json, the plots and, last, model.keras."""
+def finish(cfg, run_dir, data, n_fit, n_val, device, base=None):
+    """Evaluate the best epoch (or a fine-tuned run's base, when no epoch beat it), then write metrics.json,
+    the plots and, last, model.keras."""
     from job.stats import kept_epoch as best_epoch
 
     try:
         rows = rundir.read_history(run_dir / rundir.HISTORY)
         fitted = rundir.read_json(run_dir / rundir.FIT)
-        kept = "best" if (run_dir / rundir.BEST).is_file() else "last"
-        model = rundir.load_keras_model(run_dir / (rundir.BEST if kept == "best" else rundir.LAST))
         scores = [float(row["val_accuracy"]) for row in rows]
-        kept_epoch = best_epoch(scores, n_val) if kept == "best" else len(rows)
+        if base is not None and best_epoch(scores, n_val, base) == 0:
+            kept = "base"
+            log.warning("fine-tune: no epoch beat the base model on the validation split (base %.4f, best epoch "
+                        "%.4f): the base model is kept", base, max(scores))
+        else:
+            kept = "best" if (run_dir / rundir.BEST).is_file() else "last"
+        model = rundir.load_keras_model(run_dir / {"base": rundir.BASE, "best": rundir.BEST, "last": rundir.LAST}[kept])
+        kept_epoch = {"base": 0, "best": best_epoch(scores, n_val, base), "last": len(rows)}[kept]
         seconds = sum(float(row.get("seconds") or 0) for row in rows)
         probabilities = predict_probabilities(model, data.x_test)
         metrics = {**metrics_from_probabilities(probabilities, data.y_test),
                    "train_seconds": round(seconds, 3),
                    "samples_per_second": round(n_fit * len(rows) / max(seconds, 1e-9), 1),
                    "epochs_run": len(rows), "kept": kept, "kept_epoch": kept_epoch,
-                   "val_accuracy": round(scores[kept_epoch - 1], 6), "stopped_early": fitted["stopped_early"],
+                   "val_accuracy": round(base if kept == "base" else scores[kept_epoch - 1], 6),
+                   "stopped_early": fitted["stopped_early"],
                    "params": model.count_params(), "device": device["description"]}
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         from job.plots import plot_run
@@ -474,9 +542,13 @@ def finish(cfg, run_dir, data, n_fit, n_val, device):
 
 
 def run_dataset(config, dataset=None, data=None):
-    """The data a run was trained on (or `data` instead), split as the run split it."""
-    return load_dataset(dataset or config["dataset"], data if data is not None else config.get("data"),
-                        config.get("test_split") or 0.2, config.get("seed", 42))
+    """The data a run was trained on (or `data` instead), split as the run split it. Other data for a run of
+    the bundled sample is MNIST digits too: it is checked as `mnist`, unless `dataset` says otherwise."""
+    name = dataset or config["dataset"]
+    if data is not None and name == "mnist-sample" and not dataset:
+        name = "mnist"
+    return load_dataset(name, data if data is not None else config.get("data"), config.get("test_split") or 0.2,
+                        config.get("seed", 42))
 
 
 def record_resume(run_dir, epochs_done):
@@ -503,9 +575,11 @@ def metrics_from_probabilities(probs, y):
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0))))
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
-    per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+    images = confusion.sum(axis=1)
+    # a class without test images has no accuracy: None (n/a), never 0.0
+    per_class = [round(float(right / n), 6) if n else None for right, n in zip(confusion.diagonal(), images)]
     return {"test_loss": round(loss, 6), "test_accuracy": round(float(np.mean(pred == y)), 6),
-            "per_class_accuracy": [round(float(a), 6) for a in per_class], "confusion_matrix": confusion.tolist()}
+            "per_class_accuracy": per_class, "confusion_matrix": confusion.tolist()}
 
 
 def evaluate(run_dir, dataset=None, data=None):

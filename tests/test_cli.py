@@ -84,3 +84,73 @@ def test_exit_codes_are_documented():
     text = " ".join(run_cli("--help").stdout.split())
     assert ("0 ok, 1 gate failed or a worker lost, 2 usage/input error, 3 some files failed, 130 interrupted"
             in text)
+
+
+def test_data_given_is_used_or_refused(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from job.data import load_dataset
+
+    sample = load_dataset("mnist-sample")
+    part = tmp_path / "part.npz"  # the sample's own digits, a quarter of its test set: other data, same kind
+    np.savez(part, x_train=sample.x_train, y_train=sample.y_train, x_test=sample.x_test[:500],
+             y_test=sample.y_test[:500])
+    refused = run_cli("train", "--dataset", "mnist-sample", "--data", part, "--out", tmp_path / "r")
+    assert refused.returncode == 2 and "--dataset mnist-sample is the bundled sample" in error_line(refused)
+    assert not (tmp_path / "r").exists()
+
+    run = tmp_path / "run"
+    assert run_cli("train", "--model", "dense-128", "--dataset", "mnist-sample", "--epochs", 1,
+                   "--max-train-samples", 500, "--out", run).returncode == 0
+    result = run_cli("evaluate", run, "--data", part, "--json")
+    assert result.returncode == 0, result.stderr[-1500:]
+    fresh = json.loads(result.stdout)["fresh"]
+    assert fresh["images"] == 500 and str(part) in fresh["data"]  # the file given, not the bundled sample
+    assert json.loads((run / "eval-part.npz" / "metrics.json").read_text())["confusion_matrix"] == \
+        fresh["confusion_matrix"]
+
+    for kind, colour in (("dark", 40), ("light", 220)):  # a two-class folder of the user's own
+        (tmp_path / "own" / kind).mkdir(parents=True)
+        for n in range(4):
+            canvas = Image.new("L", (40, 40), 255 - colour)
+            canvas.paste(colour, (8 + n, 8, 30, 30))
+            canvas.save(tmp_path / "own" / kind / f"{n}.png")
+    written = run_cli("images", "--data", tmp_path / "own", "--split", "train", "--layout", "classes",
+                      "--out", tmp_path / "written", env={"MNIST_JOB_CACHE": str(tmp_path / "cache")})
+    assert written.returncode == 0, written.stderr[-1500:]
+    assert sorted(p.name for p in (tmp_path / "written").iterdir()) == ["dark", "light"]  # its classes, not 0-9
+
+
+def test_images_help_states_its_own_default():
+    import re
+
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", run_cli("images", "--help", env={"COLUMNS": "200"}).stdout).split())
+    assert "Default: mnist-sample, or mnist with --data" in text and "Default: mnist." not in text
+
+
+def test_make_demo_and_test_install_the_browser_page_first(tmp_path):
+    """WEB_DEPS must be defined before the rules that list it, or make expands it to nothing there."""
+    import shutil
+
+    for name in ("Makefile", "pyproject.toml", "requirements/cpu.lock", "deploy/web/package.json",
+                 "deploy/web/package-lock.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / ".installed").touch()  # newer than the files it is made from
+    for target in ("demo", "test"):
+        dry = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True)
+        assert "npm ci" in dry.stdout, (target, dry.stdout[:2000])
+        assert dry.stdout.index("npm ci") < dry.stdout.index("mnist-job train" if target == "demo" else "pytest")
+
+
+def test_make_help_names_every_export_format():
+    help_text = subprocess.run(["make", "help"], cwd=ROOT, capture_output=True, text=True).stdout
+    line = next(line for line in help_text.splitlines() if line.strip().startswith("export "))
+    assert "LiteRT" in line and "ONNX" in line and "SavedModel" in line
+
+
+def test_the_predictors_help_names_both_runtimes():
+    text = " ".join(run_cli("--help", tool="mnist-predict").stdout.split())
+    assert "ONNX or LiteRT" in text and "ai-edge-litert" in text and "onnxruntime" in text

@@ -1,7 +1,9 @@
 import gzip
+import json
 
 import numpy as np
 import pytest
+from conftest import error_line, run_cli
 from synthetic import make_digits, write_dataset, write_idx
 
 from job.data import canonical_name, load_dataset, read_idx, split_validation
@@ -159,7 +161,7 @@ def test_images_refuse_a_non_empty_folder_and_replace_it_whole(tmp_path):
 
 
 def test_score_counts_errors_and_unlabelled_files(tmp_path):
-    from job.folders import score_predictions
+    from job.scoring import score_predictions
 
     rows = ["path,label,class_name,status,review"]
     rows += [f"d/{k:03d}_{k % 10}.png,{k % 10},{k % 10},ok," for k in range(6)]  # six right
@@ -169,10 +171,66 @@ def test_score_counts_errors_and_unlabelled_files(tmp_path):
     s = score_predictions(tmp_path / "p.csv")
     assert (s["files"], s["labelled"], s["unlabelled"], s["predicted"], s["errors"]) == (10, 9, 1, 6, 3)
     assert s["accuracy_predicted"] == 1.0 and s["accuracy_labelled"] == pytest.approx(6 / 9, abs=1e-6)
-    # a labelled folder: the class is the folder, when the model predicts that class somewhere
+    # a labelled folder: the class is the folder; "other" beside the class folders is a class the model lacks
+    from job.data import FASHION
+
     rows = ["path,label,class_name,status,review", "c/Bag/1.png,8,Bag,ok,", "c/Bag/2.png,0,T-shirt/top,ok,yes",
             "c/T-shirt-top/3.png,0,T-shirt/top,ok,", "c/other/4.png,8,Bag,ok,"]
     (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
-    s = score_predictions(tmp_path / "c.csv")
-    assert (s["labelled"], s["correct"], s["unlabelled"], s["review"]) == (3, 2, 1, 1)
-    assert s["accuracy_unflagged"] == 1.0
+    s = score_predictions(tmp_path / "c.csv", FASHION)
+    assert (s["labelled"], s["correct"], s["unlabelled"], s["review"]) == (3, 2, 0, 1)
+    assert s["unknown_class"] == 1 and s["unknown_folders"] == ["other"] and s["accuracy_unflagged"] == 1.0
+    with pytest.raises(JobError, match=r"class folders \(other\) that name no class predicted.*--model"):
+        score_predictions(tmp_path / "c.csv")  # without the label set: refused, not guessed
+
+
+def letters_predictions(path):
+    """150 files in A/ ... O/, 10 each, from a model that never predicts B, D, E or G (it says A for them)."""
+    letters = [chr(ord("A") + k) for k in range(15)]
+    rows = ["path,label,class_name,status,review"]
+    for k, letter in enumerate(letters):
+        said = 0 if letter in "BDEG" else k
+        rows += [f"letters/{letter}/{n:04d}.png,{said},{letters[said]},ok," for n in range(10)]
+    path.write_text("\n".join(rows) + "\n")
+    return letters
+
+
+def test_score_counts_class_folders_the_model_never_predicts(tmp_path):
+    from job.scoring import score_predictions
+
+    letters = letters_predictions(tmp_path / "p.csv")
+    s = score_predictions(tmp_path / "p.csv", letters)
+    assert (s["labelled"], s["correct"], s["accuracy_labelled"]) == (150, 110, round(110 / 150, 6))
+    with pytest.raises(JobError, match="name no class predicted in this file"):
+        score_predictions(tmp_path / "p.csv")  # B, D, E, G are never predicted: the label set must be given
+
+
+def test_score_takes_the_label_set_from_the_model_or_the_shard_record(tmp_path):
+    letters = letters_predictions(tmp_path / "p.csv")
+    refused = run_cli("score", tmp_path / "p.csv")
+    assert refused.returncode == 2 and "--model" in error_line(refused)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "manifest.json").write_text(json.dumps({"labels": letters}))
+    done = run_cli("score", tmp_path / "p.csv", "--model", tmp_path / "export", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["labelled"] == 150
+    (tmp_path / "p.csv.shard.json").write_text(json.dumps({"options": {"labels": letters}}))
+    assert json.loads(run_cli("score", tmp_path / "p.csv", "--json").stdout)["labelled"] == 150
+
+
+def test_a_class_folder_beats_a_number_in_the_file_name(tmp_path):
+    from job.scoring import score_predictions
+
+    rows = ["path,label,class_name,status,review", "photos/3/IMG_0065.jpg,3,3,ok,", "photos/5/IMG_0066.jpg,5,5,ok,",
+            "flat/00012_7.png,7,7,ok,", "flat/DSC_0042.jpg,4,4,ok,", "flat/00013_65.png,6,6,ok,"]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    s = score_predictions(tmp_path / "p.csv", [str(d) for d in range(10)])
+    # 3/IMG_0065 is a 3 (not label 65); _0042 is a camera counter and _65 no label of ten: neither is scored
+    assert (s["labelled"], s["correct"], s["unlabelled"]) == (3, 3, 2)
+
+
+def test_score_says_one_error_not_one_errors(tmp_path):
+    rows = ["path,label,class_name,status,review", "d/0_0.png,0,0,ok,", "d/1_1.png,,,error,"]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    out = run_cli("score", tmp_path / "p.csv").stdout
+    assert "1 predicted, 1 error, 0 flagged" in out

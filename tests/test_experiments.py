@@ -2,6 +2,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 from conftest import BIN, ROOT, run_cli
 
@@ -19,6 +20,57 @@ def test_cross_validation_writes_folds_summary_and_boxplot(tmp_path, npz_path):
     assert summary["mean"] == pytest.approx(sum(summary["accuracies"]) / 3, abs=1e-6)
     assert json.loads((out / "cv.json").read_text()) == summary
     assert (out / "cv_boxplot.png").stat().st_size > 1000
+
+
+def test_cv_folds_are_train_runs_of_the_recipe_train_ships(tmp_path, npz_path):
+    """Each fold is `train` itself on the other folds: cnn-bn-aug with its outlier exposure, stretched crops and
+    best epoch, so fold 1 gives exactly what `train` gives on the same images."""
+    from dataclasses import replace
+
+    from job.data import load_dataset
+
+    cfg = TrainConfig(model="cnn-bn-aug", dataset="mnist", data=str(npz_path), epochs=1, max_train_samples=200,
+                      out=str(tmp_path / "cv"), verbose=0)
+    out, summary = cross_validate(cfg, folds=2)
+    config = json.loads((out / "fold-1" / "config.json").read_text())
+    assert config["outliers"] is True and config["augment"] is True and config["cv_fold"] == 1
+    n = len(np.array_split(np.arange(200), 2)[1])  # fold 1 trains on the other fold
+    n_fit = n - round(n * 0.1)
+    assert config["train_samples"] == n_fit + round(0.2 * n_fit) * 2  # + stretched crops + outliers, as train has
+    data = load_dataset("mnist", str(npz_path))
+    order = np.random.default_rng(42).permutation(len(data.x_train))[:200]
+    held = np.array_split(order, 2)[0]
+    fit = np.setdiff1d(order, held)
+    fold = replace(data, x_train=data.x_train[fit], y_train=data.y_train[fit], x_test=data.x_train[held],
+                   y_test=data.y_train[held])
+    _, metrics = train(replace(cfg, out=str(tmp_path / "by-hand"), max_train_samples=None), fold)
+    assert summary["accuracies"][0] == metrics["test_accuracy"]
+    assert summary["runs"] == [str(out / "fold-1"), str(out / "fold-2")]
+
+
+def test_cv_refuses_more_folds_than_images_and_a_used_folder_before_any_work(tmp_path, npz_path):
+    cfg = TrainConfig(model="dense-128", dataset="mnist", data=str(npz_path), epochs=1, max_train_samples=20,
+                      out=str(tmp_path / "cv"))
+    with pytest.raises(JobError, match="--folds 289: 20 training images make at most 10 folds"):
+        cross_validate(cfg, folds=289)
+    assert not (tmp_path / "cv").exists()
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "cv.json").write_text("{}")
+    with pytest.raises(JobError, match="already exists and is not empty"):
+        cross_validate(cfg, folds=2)
+    assert (tmp_path / "cv" / "cv.json").read_text() == "{}"
+
+
+def test_a_second_sweep_into_the_same_folder_extends_it(tmp_path, npz_path):
+    base = TrainConfig(dataset="mnist", data=str(npz_path), max_train_samples=200, verbose=0)
+    said = []
+    sweep(base, "dense-128", epochs="1", out=str(tmp_path / "sweep"), say=said.append)
+    report, _ = sweep(base, "dense-512", epochs="1", out=str(tmp_path / "sweep"), say=said.append)
+    assert any("extending" in line and "holds 1 run" in line for line in said)
+    text = report.read_text()
+    assert "dense-128-e1" in text and "dense-512-e1" in text  # the first sweep's run is still in the report
+    with pytest.raises(JobError, match="already holds dense-128-e1"):
+        sweep(base, "dense-128", epochs="1", out=str(tmp_path / "sweep"))
 
 
 def test_sweep_trains_every_combination_and_reports(tmp_path, npz_path):
@@ -77,7 +129,9 @@ def test_compare_groups_by_dataset_skips_unfinished_and_marks_ties(tmp_path, two
     warnings = []
     report, bests = compare([two_datasets], tmp_path / "r.md", warn=warnings.append)
     text = report.read_text()
-    assert set(bests) == {"mnist", "custom"} and bests["custom"]["dir"].name == "d"
+    custom = next(name for name in bests if name.startswith("custom"))
+    assert set(bests) == {"mnist", custom} and bests[custom]["dir"].name == "d"
+    assert "10 classes" in custom and "data " in custom  # its class set and content, not just "custom"
     assert "## mnist" in text and "## custom" in text
     mnist = text[text.index("## mnist"):text.index("## custom")]
     assert sum(line.startswith("| ") and line[2] in "abc*" for line in mnist.splitlines()) == 3

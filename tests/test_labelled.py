@@ -248,3 +248,85 @@ def test_fine_tune_errors(tmp_path, shapes, npz_path):
     assert result.returncode == 2 and "cannot fine-tune dense-128 weights as --model cnn-mit" in error_line(result)
     result = run_cli("train", "--freeze-base", "--data", shapes, "--out", tmp_path / "r3")
     assert result.returncode == 2 and "add --init-from" in error_line(result)
+
+
+def test_fine_tuning_keeps_the_base_when_no_epoch_beats_it(tmp_path, npz_path, caplog):
+    """A learning rate that wrecks the weights: every fine-tuned epoch is worse than the base on the
+    validation split, so the base model itself is kept, and said to be."""
+    from job.rundir import load_keras_model
+
+    base, base_metrics = train(TrainConfig(model="dense-128", dataset="mnist", data=str(npz_path), epochs=3,
+                                           out=str(tmp_path / "base"), verbose=0))
+    caplog.set_level(logging.INFO, logger="job")
+    tuned, metrics = train(TrainConfig(init_from=str(base), dataset="mnist", data=str(npz_path), epochs=2,
+                                       learning_rate=50.0, out=str(tmp_path / "tuned"), verbose=0))
+    config = json.loads((tuned / "config.json").read_text())
+    assert metrics["kept"] == "base" and metrics["kept_epoch"] == 0
+    assert metrics["val_accuracy"] == config["base_val_accuracy"] == base_metrics["val_accuracy"]
+    assert metrics["test_accuracy"] == base_metrics["test_accuracy"]
+    x = load_dataset("mnist", str(npz_path)).x_test[:100].astype(np.float32)
+    np.testing.assert_allclose(load_keras_model(tuned / "model.keras")(x), load_keras_model(base / "model.keras")(x),
+                               atol=1e-6)
+    assert "no epoch beat the base model on the validation split" in caplog.text
+    result = run_cli("train", "--init-from", base, "--data", npz_path, "--epochs", 1, "--learning-rate", 50,
+                     "--out", tmp_path / "cli")
+    assert result.returncode == 0 and "kept the base model (none of 1 epochs beat its validation accuracy" in \
+        result.stdout
+
+
+def test_a_class_too_small_to_split_is_warned_about_and_reported_as_n_a(tmp_path, shapes, caplog):
+    import shutil
+
+    own = tmp_path / "own"
+    shutil.copytree(shapes, own)
+    (own / "star").mkdir()
+    shutil.copy(own / "circle" / "000.png", own / "star" / "000.png")  # one image: nothing to hold out
+    caplog.set_level(logging.WARNING, logger="job.labelled")
+    run, metrics = train(TrainConfig(model="dense-128", data=str(own), epochs=1, out=str(tmp_path / "run"),
+                                     verbose=0))
+    assert "no test image of class 'star' (1 image)" in caplog.text and "n/a" in caplog.text
+    assert metrics["per_class_accuracy"][3] is None  # n/a, not 0.0
+    assert all(isinstance(a, float) for a in metrics["per_class_accuracy"][:3])
+    result = run_cli("evaluate", run)
+    assert result.returncode == 0 and "star n/a" in result.stdout and "no test image of star" in result.stdout
+
+
+def test_compare_ranks_only_runs_on_the_same_classes_and_images(tmp_path, shapes):
+    import shutil
+
+    from job.experiments import compare
+
+    fewer = tmp_path / "fewer"
+    shutil.copytree(shapes, fewer, ignore=shutil.ignore_patterns("square"))
+    common = dict(model="dense-128", epochs=1, verbose=0)
+    for name, data in (("three-a", shapes), ("three-b", shapes), ("two", fewer)):
+        train(TrainConfig(data=str(data), out=str(tmp_path / "runs" / name), **common))
+    report, bests = compare([tmp_path / "runs"], tmp_path / "r.md")
+    assert len(bests) == 2  # 3 classes, and 2 classes: never ranked together
+    three = next(name for name in bests if "3 classes" in name)
+    two = next(name for name in bests if "2 classes" in name)
+    assert "circle, cross, square" in three and "circle, cross" in two and bests[two]["dir"].name == "two"
+    text = report.read_text()
+    assert text.count("## folder") == 2
+
+
+def test_default_epochs_on_a_small_folder_follow_a_stated_rule(tmp_path, shapes, caplog):
+    from job.models import MAX_DEFAULT_EPOCHS, default_epochs, get_spec, why_epochs
+
+    spec = get_spec("cnn-bn-aug")
+    assert default_epochs(spec, 260) == MAX_DEFAULT_EPOCHS == 100  # 160,000 / 260 = 616, capped
+    assert default_epochs(spec, 5400) == 30 and default_epochs(spec, 54000) == 30
+    line = why_epochs(spec, 260)
+    assert line.startswith("epochs: 100 (") and "160,000 / 260 training images = 616 epochs, capped at 100" in line
+    caplog.set_level(logging.INFO, logger="job.training")
+    _, metrics = train(TrainConfig(model="dense-128", data=str(shapes), out=str(tmp_path / "run"), verbose=0))
+    assert metrics["epochs_run"] == 5 and "epochs: 5, dense-128's default" in caplog.text
+
+
+def test_evaluating_a_folder_run_on_a_flat_folder_names_the_folder_not_a_flag(shapes_run, tmp_path):
+    (tmp_path / "flat").mkdir()
+    Image.eval(shape("circle", np.random.default_rng(1)), lambda v: 255 - v).save(tmp_path / "flat" / "a.png")
+    result = run_cli("evaluate", shapes_run, "--data", tmp_path / "flat")
+    line = error_line(result)
+    assert result.returncode == 2 and "--dataset" not in line  # the user never passed one
+    assert f"{tmp_path / 'flat'}: not a labelled image folder (one subfolder of images per class" in line

@@ -105,3 +105,29 @@ def test_an_export_folder_is_taken_as_its_model_onnx(export_dir, glyphs, tmp_pat
     (tmp_path / "nothing").mkdir()
     with pytest.raises(UsageError, match="folder without a model.onnx"):
         Predictor(tmp_path / "nothing")
+
+
+def test_a_bad_file_can_be_a_row_of_its_own(tmp_path, model_path, glyphs):
+    paths = []
+    for digit in range(10):
+        paths.append(tmp_path / f"{digit}.png")
+        Image.fromarray(255 - glyphs[digit]).save(paths[-1])
+    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    paths[3:3] = [tmp_path / "blank.png"]
+    paths.append(tmp_path / "empty.png")
+    predictor = Predictor(model_path)
+    with pytest.raises(ValueError, match="blank.png: no digit found"):  # today's contract, unchanged
+        predictor.predict(paths)
+    result = predictor.predict(paths, on_error="row")
+    assert result.labels.tolist() == [0, 1, 2, -1, 3, 4, 5, 6, 7, 8, 9, -1]
+    assert result.ok.tolist() == [True] * 3 + [False] + [True] * 7 + [False]
+    assert result.errors[3] == "no digit found" and result.errors[-1] == "empty file"
+    assert result.errors.count(None) == 10 and result.names[3] is None and result.names[4] == LABELS[3]
+    assert np.isnan(result.probabilities[3]).all() and not np.isnan(result.probabilities[result.ok]).any()
+    assert not result.review[3]
+    good = predictor.predict([p for k, p in enumerate(paths) if result.ok[k]])
+    np.testing.assert_array_equal(good.probabilities, result.probabilities[result.ok])
+    assert predictor.predict(glyphs).ok.all()
+    with pytest.raises(ValueError, match="on_error"):
+        predictor.predict(paths, on_error="skip")

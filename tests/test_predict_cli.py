@@ -40,7 +40,7 @@ def test_predicts_a_folder_into_sorted_csv_rows(tmp_path, digit_folder, model_pa
         assert row["label"] == str(label) and row["class_name"] == LABELS[label]
         assert float(row["probability"]) > 0.9 and row["status"] == "ok" and row["error"] == ""
         top = row["top_k"].split()
-        assert len(top) == 3 and top[0].startswith(f"{label}:")
+        assert len(top) == 3 and top[0] == f"{LABELS[label]}:{row['probability']}"  # names, not indices
     for words in ("files", "succeeded", "failed", "images/s", "predicted labels", "three"):
         assert words in result.out
     assert os.listdir(out.parent) == ["predictions.csv"]  # the temporary file was renamed, not left
@@ -275,6 +275,80 @@ def test_a_folder_named_check_is_still_checked_by_the_check_command(
     Image.new("L", (28, 28)).save(tmp_path / "check" / "blank.png")
     result = run_cli("./check", "--model", model_path, "--out", "p.csv")
     assert result.code == 3 and read_rows(tmp_path / "p.csv")[0]["error"] == "no digit found"
+    # `check` alone, with such a folder here, could mean either: refused, with both spellings, never guessed
+    result = run_cli("check", "--model", model_path)
+    assert one_line_error(result) and "names both a command and a file or folder" in result.err
+    assert "./check" in result.err
+
+
+def test_what_a_folder_holds_besides_images_is_counted(tmp_path, digit_folder, model_path, run_cli):
+    (digit_folder / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    (digit_folder / "IMG_0002.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (digit_folder / "scan").write_bytes((digit_folder / "03-3.png").read_bytes())  # no suffix
+    (digit_folder / "notes.txt").write_text("not an image")
+    (digit_folder / "more").mkdir()
+    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
+    assert result.code == 0 and len(read_rows(tmp_path / "p.csv")) == 30
+    assert json.loads(result.out)["skipped"] == {"heic": 2, "no-suffix": 1, "other": 1, "subfolder": 1}
+    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv")
+    text = " ".join(result.out.split())
+    assert "2 HEIC photos (pip install pillow-heif to read them)" in text
+    assert "1 subfolder (add --recursive to include them)" in text and "1 file without a suffix" in text
+    # named on the command line, a file is taken whatever its name, and counts as a row
+    result = run_cli(digit_folder / "scan", "--model", model_path, "--out", tmp_path / "one.csv", "--json")
+    assert result.code == 0 and json.loads(result.out)["skipped"] == {}
+    assert read_rows(tmp_path / "one.csv")[0]["label"] == "3"
+
+
+def test_a_glob_that_needs_recursive_says_so(tmp_path, digit_folder, model_path, run_cli):
+    nested = digit_folder / "more"
+    nested.mkdir()
+    shutil.copy(digit_folder / "03-3.png", nested / "extra-3.png")
+    # without --recursive, ** is *, one level: digits/**/*.png would quietly miss digits/*.png
+    result = run_cli(str(digit_folder / "**" / "*.png"), "--model", model_path)
+    assert result.code == 2 and "** reaches into subfolders only with --recursive" in " ".join(result.err.split())
+    assert run_cli(str(digit_folder / "**" / "*.png"), "--model", model_path, "--recursive",
+                   "--out", tmp_path / "p.csv").code == 0
+    assert len(read_rows(tmp_path / "p.csv")) == 31
+
+
+def test_a_model_folder_finds_litert_and_a_run_folder_gets_a_hint(tmp_path, export_dir, run_cli):
+    from mnist_predict.predictor import model_file
+
+    litert = tmp_path / "litert-only"
+    litert.mkdir()
+    (litert / "model.tflite").write_bytes(b"TFL3")
+    assert model_file(litert) == litert / "model.tflite"
+    run = tmp_path / "run"
+    shutil.copytree(export_dir, run / "export")
+    result = run_cli(export_dir / "model.onnx", "--model", run)
+    assert result.code == 2 and f"looks like a run directory: pass its export, {run / 'export'}" in \
+        " ".join(result.err.split())
+
+
+def test_options_that_cannot_apply_are_refused(digit_folder, model_path, run_cli):
+    result = run_cli(digit_folder, "--model", model_path, "--workers", "0", "--decode-timeout", "1")
+    assert one_line_error(result) and "--decode-timeout" in result.err and "--workers 0" in result.err
+    result = run_cli(digit_folder, "--model", model_path, "--top-k", "20")
+    assert one_line_error(result) and "--top-k 20: the model has 10 classes" in result.err
+    assert run_cli(digit_folder, "--model", model_path, "--top-k", "10", "--out", digit_folder / "p.csv").code == 0
+
+
+def test_a_time_limit_asked_for_holds_on_a_few_files_too(tmp_path, digit_folder, model_path, run_cli, monkeypatch):
+    import functools
+
+    from mnist_predict import images
+
+    # 3 files decode in this process by default, where no time limit can apply; asked for, it applies
+    monkeypatch.setattr(images, "decode", functools.wraps(images.decode)(_misbehave))
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("04-4.png", "05-5.png", "06-6.png"):
+        shutil.copy(digit_folder / name, few / name)
+    result = run_cli(few, "--model", model_path, "--decode-timeout", "1", "--out", tmp_path / "p.csv")
+    rows = read_rows(tmp_path / "p.csv")
+    assert result.code == 3 and [row["status"] for row in rows] == ["ok", "error", "ok"]
+    assert rows[1]["error"] == "decode timed out after 1 s"
 
 
 def _misbehave(path, **options):

@@ -1,6 +1,7 @@
 """Sharded prediction end to end: 4 `mnist-predict --shard i/4` processes, then `mnist-predict merge`."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -82,16 +83,17 @@ def test_merge_refuses_sets_that_are_not_one_run(tmp_path, mixed_folder, export_
     # Other options shape other rows.
     subprocess.run([BIN / "mnist-predict", mixed_folder, "--model", model, "--shard", "2/3", "--top-k", "2",
                     "--out", tmp_path / "again" / "p-2.csv"], capture_output=True, check=False)
-    assert "differ in options" in refused(shards[0], shards[1], tmp_path / "again" / "p-2.csv")
+    assert re.search(r"differ in options \(top_k (2 vs 3|3 vs 2)\)",  # the option that differs, named
+                     refused(shards[0], shards[1], tmp_path / "again" / "p-2.csv"))
     # The same shard under two names.
     shutil.copy(shards[1], tmp_path / "copy.csv")
     shutil.copy(f"{shards[1]}.shard.json", tmp_path / "copy.csv.shard.json")
     assert "are both shard 1/3" in refused(*shards, tmp_path / "copy.csv")
-    # A path in two shards: a record edited to pass for shard 2, rows and all.
+    # A path in two shards: a record edited to pass for shard 2, rows and all; its rows are shard 1's files.
     record = json.loads((tmp_path / "copy.csv.shard.json").read_text())
     rows_of_2 = json.loads((tmp_path / "p-2.csv.shard.json").read_text())["rows"]
     (tmp_path / "copy.csv.shard.json").write_text(json.dumps({**record, "shard": 2, "rows": rows_of_2}))
-    assert "appears in more than one shard" in refused(shards[0], shards[1], tmp_path / "copy.csv")
+    assert "is not a file of shard 2/3" in refused(shards[0], shards[1], tmp_path / "copy.csv")
     (tmp_path / "copy.csv.shard.json").write_text(json.dumps({**record, "shard": 2}))
     assert "an output was changed after it was written" in refused(shards[0], shards[1], tmp_path / "copy.csv")
     # An output without its record, and a folder listed differently.
@@ -101,6 +103,24 @@ def test_merge_refuses_sets_that_are_not_one_run(tmp_path, mixed_folder, export_
                     "--out", tmp_path / "again" / "p-0.csv"], capture_output=True, check=False)
     assert "differ in file listings" in refused(tmp_path / "again" / "p-0.csv", *shards[1:])
     assert "--out must end in .csv or .jsonl" in refused(*shards, out="merged.txt")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_merge_counts_every_output_against_its_record(tmp_path, mixed_folder, export_dir, run_cli, suffix):
+    shards = predict_shards(mixed_folder, export_dir / "model.onnx", tmp_path, 4, suffix=suffix)
+    lines = shards[2].read_text().splitlines(keepends=True)
+    shards[2].write_text("".join(lines[:-1]))  # one data row deleted: one file lost
+    result = run_cli("merge", *shards, "--out", tmp_path / f"merged.{suffix}")
+    assert result.code == 2 and not (tmp_path / f"merged.{suffix}").exists()
+    expected = json.loads((tmp_path / f"p-2.{suffix}.shard.json").read_text())["rows"]
+    assert f"holds {expected - 1} rows, but its record says {expected}" in " ".join(result.err.split())
+    # a row swapped for another shard's: as many rows, but one of a file that is not this shard's
+    other = shards[0].read_text().splitlines(keepends=True)[-1]
+    header, rows = (lines[:1], lines[1:-1]) if suffix == "csv" else ([], lines[:-1])
+    path = (lambda line: line.split(",")[0]) if suffix == "csv" else (lambda line: json.loads(line)["path"])
+    shards[2].write_text("".join(header + sorted(rows + [other], key=path)))
+    result = run_cli("merge", *shards, "--out", tmp_path / f"merged.{suffix}")
+    assert result.code == 2 and "is not a file of shard 2/4" in " ".join(result.err.split())
 
 
 def _without_record(tmp_path, shard):

@@ -161,7 +161,37 @@ def test_preview_draws_a_contact_sheet(tmp_path, glyphs, model_path, capsys):
 
     with pytest.raises(SystemExit):
         main(["preview", str(folder), "--model", str(model_path), "--out", str(tmp_path / "p.png"), "--problems"])
-    assert "1 images drawn" in capsys.readouterr().out
+    assert "1 image drawn" in capsys.readouterr().out
+
+
+def test_preview_thumbnails_show_what_a_person_sees(tmp_path, glyphs):
+    from mnist_predict.preview import THUMB, thumbnail
+
+    six = Image.fromarray(255 - glyphs[6]).resize((96, 96))  # dark ink on white, not symmetric
+    upright = np.asarray(thumbnail(_saved(six, tmp_path / "upright.jpg")), dtype=int)
+    # A phone stores the pixels as the sensor read them, and the turn in EXIF: here upside down, orientation 3.
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    six.rotate(180).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    turned = np.asarray(thumbnail(tmp_path / "turned.jpg"), dtype=int)
+    assert np.abs(turned - upright).mean() < 3  # shown upright, as every viewer shows it
+    assert np.abs(np.rot90(turned, 2) - upright).mean() > 10
+
+    # black ink on a transparent canvas: on white, as the model's input composites it, not a black square
+    rgba = np.zeros((96, 96, 4), np.uint8)
+    rgba[..., 3] = np.asarray(six.convert("L").point(lambda v: 255 - v))
+    cell = np.asarray(thumbnail(_saved(Image.fromarray(rgba), tmp_path / "alpha.png")))
+    assert np.median(cell) > 240 and cell.min() < 30
+
+    # 16-bit grey: scaled to 8 bits, not clipped to white
+    wide = (np.asarray(six.convert("L"), dtype=np.uint16) * 200 + 4000).astype(np.uint16)
+    cell = np.asarray(thumbnail(_saved(Image.fromarray(wide), tmp_path / "wide.png")))
+    assert cell.shape == (THUMB, THUMB, 3) and cell.min() < 40 and np.median(cell) > 150
+
+
+def _saved(image, path):
+    image.save(path)
+    return path
 
 
 def test_preview_refuses_a_non_png_output(tmp_path, glyphs, model_path, run_cli):

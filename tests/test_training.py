@@ -98,6 +98,41 @@ def test_same_seed_gives_identical_metrics(tmp_path, npz_path):
     assert c["test_loss"] != a["test_loss"]
 
 
+def test_a_resumed_run_repeats_the_uninterrupted_one_exactly(tmp_path, npz_path, monkeypatch):
+    """Stopped before epoch 3 of 4 and resumed: the same losses every epoch and the same test figures, as the
+    run that was never stopped (shuffle, augmentation and dropout are drawn from the epoch, not from state)."""
+    import job.training
+
+    settings = dict(epochs=4, max_train_samples=300)
+    _, whole = tiny(tmp_path / "whole", "cnn-bn-aug", npz_path, **settings)  # augmentation, outliers, dropout
+    real = job.training.epoch_log_callback
+
+    def stopping_before_epoch_3():
+        callback = real()
+        begin = callback.on_epoch_begin
+
+        def on_epoch_begin(epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+            begin(epoch, logs)
+
+        callback.on_epoch_begin = on_epoch_begin
+        return callback
+
+    monkeypatch.setattr(job.training, "epoch_log_callback", stopping_before_epoch_3)
+    with pytest.raises(Interrupted, match="epochs 1-2 are kept"):
+        tiny(tmp_path / "resumed", "cnn-bn-aug", npz_path, **settings)
+    monkeypatch.setattr(job.training, "epoch_log_callback", real)
+    run = tmp_path / "resumed" / "cnn-bn-aug"
+    _, resumed = train(TrainConfig(out=str(run), resume=True, verbose=0))
+    losses = [[row[k] for k in ("loss", "val_loss", "val_accuracy")]
+              for row in read_history(tmp_path / "whole" / "cnn-bn-aug" / "history.csv")]
+    assert [[row[k] for k in ("loss", "val_loss", "val_accuracy")]
+            for row in read_history(run / "history.csv")] == losses
+    for key in ("test_loss", "test_accuracy", "confusion_matrix", "val_accuracy", "kept_epoch"):
+        assert resumed[key] == whole[key], key
+
+
 def test_real_sample_beats_chance_by_far(tmp_path):
     run_dir, metrics = train(TrainConfig(model="cnn-mit", dataset="mnist-sample", epochs=2,
                                          out=str(tmp_path / "run"), verbose=0))

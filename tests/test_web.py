@@ -100,9 +100,13 @@ def browser_run(tmp_path_factory, server, export_dir):
     sample = read_idx(SAMPLE)
     write_pngs(tmp / "digits", sample[:200])
     write_pngs(tmp / "photos", photo_pngs(sample[200:], 200))
+    (tmp / "chosen").mkdir()  # a folder of subfolders whose files share names, as cameras name them
+    write_pngs(tmp / "chosen" / "a", sample[400:403])
+    write_pngs(tmp / "chosen" / "b", sample[403:405])
+    (tmp / "chosen" / "b" / "notes.txt").write_text("not an image")
     (tmp / "out").mkdir()
     drive = subprocess.run(["node", str(ROOT / "tests" / "web" / "drive.mjs"), server.url, str(tmp / "out"),
-                            str(tmp / "photos"), str(tmp / "digits"), str(tmp / "photos")],
+                            str(tmp / "photos"), str(tmp / "chosen"), str(tmp / "digits"), str(tmp / "photos")],
                            capture_output=True, text=True, timeout=600)
     assert drive.returncode == 0, drive.stderr[-3000:]
     result = json.loads(drive.stdout)
@@ -129,7 +133,9 @@ def test_the_page_loads_the_export_with_threads_and_no_errors(browser_run, expor
     assert "WebAssembly" in browser_run["status_line"]
     info = browser_run["model_info"]
     assert manifest["files"]["model.onnx"]["sha256"] in info and "matches the manifest" in info
-    assert " ".join(manifest["labels"]) in info
+    assert ", ".join(manifest["labels"]) in info  # names apart, for names with spaces too
+    # a model of other classes than digits is asked for them (this one's labels are "zero", "one", ...)
+    assert browser_run["draw_heading"] == "Draw one of: " + ", ".join(manifest["labels"])
     # everything came from the local server, nothing from a CDN
     assert {"/ort/ort.wasm.min.mjs", "/export/model.onnx", "/export/manifest.json"} <= set(browser_run["downloads"])
 
@@ -180,6 +186,18 @@ def test_dropped_files_give_the_predictors_rows(browser_run):
         if row["status"] == "ok":  # WebAssembly's float may move the 6th decimal
             assert abs(float(row["probability"]) - float(cli[name]["probability"])) <= 1e-5, name
             assert row["review"] == cli[name]["review"], name
+            names = [entry.rsplit(":", 1)[0] for entry in row["top_k"].split(" ")]
+            assert names == [entry.rsplit(":", 1)[0] for entry in cli[name]["top_k"].split(" ")], name
+            assert names[0] == row["class_name"]  # class names, as the CLI's CSV has them, not indices
+
+
+def test_a_chosen_folder_keeps_its_subfolders_in_the_paths(browser_run):
+    lines = browser_run["folder"]["csv"].split("\r\n")
+    paths = [line.split(",")[0] for line in lines[1:-1]]
+    assert paths == ["chosen/a/000.png", "chosen/a/001.png", "chosen/a/002.png", "chosen/b/000.png",
+                     "chosen/b/001.png"]  # sorted, each once, and notes.txt not listed
+    assert "5 of 5 files, 0 errors" in browser_run["folder"]["stats"] and "1 file not listed" in \
+        browser_run["folder"]["stats"]
 
 
 def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():

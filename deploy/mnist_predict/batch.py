@@ -27,8 +27,10 @@ from pebble import ProcessExpired
 from . import images as image_io
 from .predictor import UsageError
 from .review import DEFAULT_MIN_CONFIDENCE
+from .wording import count
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+HEIC_SUFFIXES = (".heic", ".heif")  # iPhone photos: read when pillow-heif is installed (the `heic` extra)
 COLUMNS = ("path", "label", "class_name", "probability", "top_k", "status", "review", "error")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Batches decoded ahead of the one onnxruntime is running: enough to keep it busy, few enough that
@@ -42,39 +44,85 @@ def find_images(specs, recursive=False):
     """Sorted paths for folders (image suffixes only), files and glob patterns, each path once.
 
     Several specs arrive when the shell has expanded an unquoted glob."""
+    return list_images(specs, recursive)[0]
+
+
+def list_images(specs, recursive=False):
+    """(sorted paths, Counter of what a folder held that is not listed, by reason): find_images, with the
+    files and folders it leaves out counted, so that a summary can say so."""
     if isinstance(specs, (str, os.PathLike)):
         specs = [specs]
-    return sorted({path for spec in specs for path in _find(os.fspath(spec), recursive)})
+    skipped = Counter()
+    paths = sorted({path for spec in specs for path in _find(os.fspath(spec), recursive, skipped)})
+    return paths, skipped
 
 
-def _find(spec, recursive):
+def image_suffixes():
+    """The suffixes a folder is listed by: HEIC too once pillow-heif is there to decode it."""
+    return IMAGE_SUFFIXES + HEIC_SUFFIXES if image_io.heic_support() else IMAGE_SUFFIXES
+
+
+def _find(spec, recursive, skipped):
     if os.path.isdir(spec):
         try:
-            paths = sorted(_walk(spec, recursive))
+            paths = sorted(_walk(spec, recursive, skipped, image_suffixes()))
         except OSError as error:
             raise UsageError(f"cannot list {error.filename or spec}: {error.strerror}") from None
         if not paths:
             hint = "" if recursive else "; add --recursive to look in subfolders"
-            raise UsageError(f"no {'/'.join(IMAGE_SUFFIXES)} files in {spec}{hint}")
+            left = f" ({describe_skipped(skipped)})" if skipped else ""
+            raise UsageError(f"no {'/'.join(image_suffixes())} files in {spec}{left}{hint}")
         return paths
     if os.path.lexists(spec):
         return [spec]  # named explicitly, so taken whatever its suffix
+    if "**" in spec and not recursive:  # glob would take it for *, one level only: a quietly partial listing
+        raise UsageError(f"{spec}: ** reaches into subfolders only with --recursive (without it, it matches one "
+                         "level, as * does): add --recursive")
     paths = sorted(path for path in glob.glob(spec, recursive=recursive) if not os.path.isdir(path))
     if not paths:
         raise UsageError(f"no files matched {spec}")
     return paths
 
 
-def _walk(folder, recursive):
+# What a listed folder can hold besides images: the summary counts each kind (noun, plural, why).
+SKIPPED = {
+    "subfolder": ("subfolder", "subfolders", "add --recursive to include them"),
+    "unreadable": ("unreadable entry", "unreadable entries", "permissions?"),
+    "heic": ("HEIC photo", "HEIC photos", "pip install pillow-heif to read them"),
+    "no-suffix": ("file without a suffix", "files without a suffix", "rename them with their image type"),
+    "other": ("file of another type", "files of other types", "not images"),
+}
+
+
+def _walk(folder, recursive, skipped, suffixes):
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith("."):
                 continue  # hidden files, such as macOS's ._x.png resource forks, are not images
-            if entry.is_dir(follow_symlinks=False):
-                if recursive:
-                    yield from _walk(entry.path, recursive)
-            elif entry.name.lower().endswith(IMAGE_SUFFIXES):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                skipped["unreadable"] += 1
+                continue
+            if is_dir:
+                if not recursive:
+                    skipped["subfolder"] += 1
+                    continue
+                try:
+                    yield from _walk(entry.path, recursive, skipped, suffixes)
+                except PermissionError:
+                    skipped["unreadable"] += 1
+            elif entry.name.lower().endswith(suffixes):
                 yield entry.path  # includes broken symlinks, which become error rows
+            else:
+                suffix = os.path.splitext(entry.name)[1].lower()
+                skipped["heic" if suffix in HEIC_SUFFIXES else "other" if suffix else "no-suffix"] += 1
+
+
+def describe_skipped(skipped):
+    """'2 subfolders (add --recursive to include them), 1 HEIC photo (...)': a clause per kind left out."""
+    return ", ".join(f"{count(n, *SKIPPED[kind][:2])} ({SKIPPED[kind][2]})"
+                     for kind, n in skipped.items() if n)
 
 
 def decoder_pool(workers):
@@ -237,7 +285,8 @@ def _csv_writer(file):
     writer.writeheader()
 
     def write(row):
-        top = " ".join(f"{label}:{probability:.6f}" for label, _, probability in row["top_k"])
+        # class names, not indices: "B:0.912345 8:0.051234" reads as the model's classes
+        top = " ".join(f"{name}:{probability:.6f}" for _, name, probability in row["top_k"])
         probability = row.get("probability")
         writer.writerow(
             {**row, "top_k": top, "probability": "" if probability is None else f"{probability:.6f}"}
@@ -269,6 +318,7 @@ class Summary:
     review: int = 0  # succeeded, but flagged for review
     seconds: float = 0.0
     histogram: Counter = field(default_factory=Counter)  # class name -> files predicted as it
+    skipped: Counter = field(default_factory=Counter)  # reason -> entries of the folders left out of `files`
 
     @property
     def images_per_second(self):
@@ -283,13 +333,16 @@ class Summary:
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),
             "histogram": dict(self.histogram),
+            "skipped": dict(self.skipped),
             "output": self.output,
         }
 
 
-def run(predictor, paths, out, on_row=None, **options):
-    """Predict `paths` into the file `out` and return the summary; options go to predict_files."""
-    summary = Summary(len(paths), os.path.abspath(out), histogram=Counter(dict.fromkeys(predictor.labels, 0)))
+def run(predictor, paths, out, on_row=None, skipped=None, **options):
+    """Predict `paths` into the file `out` and return the summary; options go to predict_files, and
+    `skipped` (from list_images) goes into the summary."""
+    summary = Summary(len(paths), os.path.abspath(out), histogram=Counter(dict.fromkeys(predictor.labels, 0)),
+                      skipped=Counter(skipped or {}))
     start = time.perf_counter()
     with atomic_writer(out) as write:
         for row in predict_files(predictor, paths, **options):

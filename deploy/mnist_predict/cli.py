@@ -1,4 +1,5 @@
-"""`mnist-predict`: batch-predict images with an exported ONNX model, look at what it saw, check its parity.
+"""`mnist-predict`: batch-predict images with an exported ONNX or LiteRT model, look at what it saw, check its
+parity.
 
 `app` is a Typer app whose first argument is a command (`check`, `preview`) or the IMAGES of a prediction,
 so both `mnist-predict IMAGES --model ...` and `mnist-predict check --model ...` work, and so does mounting
@@ -7,6 +8,7 @@ Onnxruntime is imported only when a command runs, so `--help` stays fast.
 """
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -29,18 +31,20 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from .review import DEFAULT_MIN_CONFIDENCE
+from .wording import count
 
 SMALL_RUN = 8  # files: this many or fewer are decoded in the main process
 
 try:  # recent Typer vendors click as typer._click; older releases depend on click itself
-    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import ClickException, UsageError as ClickUsageError
 except ImportError:
-    from click.exceptions import ClickException
+    from click.exceptions import ClickException, UsageError as ClickUsageError
 
 EXIT_CODES = (
     "Exit codes: 0 every file was predicted (check: parity holds); "
     "1 check found a parity mismatch, or the output could not be written; "
-    "2 usage error: a bad option, a missing or non-ONNX model, a model input other than (N, 28, 28), "
+    "2 usage error: a bad option, a missing model or one that is not ONNX or LiteRT, a model input other than "
+    "(N, 28, 28), "
     "outputs that are not probabilities, a manifest sha256 mismatch, or no files matched; "
     "3 some files failed: each becomes a row with status 'error' and a one-line reason, and the "
     "batch still finishes; "
@@ -55,9 +59,14 @@ BAD_FILES = (
 
 
 class PredictByDefault(TyperGroup):
-    """Treats any first argument other than a command name as IMAGES for `predict`."""
+    """Treats any first argument other than a command name as IMAGES for `predict`. A first argument that
+    names both a command and a file or folder here is refused: a folder of bank cheques named `check` must
+    not get a parity check instead of its predictions."""
 
     def parse_args(self, ctx, args):
+        if args and args[0] in self.commands and args[0] != "predict" and os.path.lexists(args[0]):
+            raise ClickUsageError(f"'{args[0]}' names both a command and a file or folder here: to predict the "
+                                  f"folder, write ./{args[0]}; to run the command, run it from another folder")
         if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
             args = ["predict", *args]
         return super().parse_args(ctx, args)
@@ -65,8 +74,9 @@ class PredictByDefault(TyperGroup):
 
 app = typer.Typer(
     cls=PredictByDefault,
-    help="Predict digits (or any 28x28 classes) in image files with an exported ONNX model, "
-    "without TensorFlow. `mnist-predict IMAGES --model model.onnx` predicts (photos and scans are cleaned "
+    help="Predict digits (or any 28x28 classes) in image files with an exported ONNX or LiteRT model, "
+    "without TensorFlow: onnxruntime runs model.onnx, ai-edge-litert (pip install './deploy[litert]') runs "
+    "model.tflite. `mnist-predict IMAGES --model model.onnx` predicts (photos and scans are cleaned "
     "and framed the MNIST way first); `mnist-predict preview IMAGES --model model.onnx` draws what the model "
     "saw; `mnist-predict check --model model.onnx` verifies parity with the export; `mnist-predict merge` joins "
     "the outputs of --shard runs.",
@@ -95,7 +105,8 @@ class Resize(str, Enum):
 ModelOption = Annotated[
     Path,
     typer.Option(
-        "--model", "-m", help="Exported model.onnx, or its export folder; a manifest.json beside it is verified."
+        "--model", "-m", help="Exported model.onnx or model.tflite (LiteRT, with the litert extra), or its export "
+        "folder; a manifest.json beside it is verified."
     ),
 ]
 ImagesArgument = Annotated[
@@ -139,7 +150,7 @@ def predict(
         Optional[Path],
         typer.Option(help="predictions.csv or .jsonl, written atomically [default: predictions.csv]"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per onnxruntime call.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
     workers: Annotated[
         Optional[int],
         typer.Option(
@@ -153,12 +164,13 @@ def predict(
     resize: ResizeOption = Resize.mnist,
     min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     decode_timeout: Annotated[
-        float,
+        Optional[float],
         typer.Option(min=0.1, help="Seconds a file may take to decode; a slower one becomes an error row, and its "
-                     "worker is replaced. Not with --workers 0."),
-    ] = 5.0,
+                     "worker is replaced. Needs decode workers: refused with --workers 0. [default: 5]"),
+    ] = None,
     threads: Annotated[
-        Optional[int], typer.Option(min=1, help="onnxruntime threads. [default: CPUs this process may use]")
+        Optional[int],
+        typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT). [default: CPUs this process may use]"),
     ] = None,
     shard: Annotated[
         Optional[str],
@@ -176,21 +188,27 @@ def predict(
     from .predictor import UsageError
 
     try:
+        if decode_timeout is not None and workers == 0:
+            raise UsageError("--decode-timeout limits the decode workers, and --workers 0 decodes in this process: "
+                             "leave one of them out")
         shard_index = shards.parse_shard(shard) if shard else None
         out = out or Path(
             f"predictions.shard-{shard.replace('/', '-of-')}.csv" if shard else "predictions.csv"
         )
         batch.output_format(out)
-        paths = listed = batch.find_images(images, recursive)
-        if shard_index:
-            paths = shards.take_shard(listed, *shard_index)
+        listed, skipped = batch.list_images(images, recursive)
+        paths = shards.take_shard(listed, *shard_index) if shard_index else listed
     except UsageError as error:
         _fail(error)
     options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
-                   min_confidence=min_confidence, decode_timeout=decode_timeout)
-    with _session(model, threads, workers, paths, max_model_mb, manifest_sha256) as (predictor, pool):
+                   min_confidence=min_confidence,
+                   decode_timeout=batch.DEFAULT_DECODE_TIMEOUT if decode_timeout is None else decode_timeout)
+    # a time limit asked for is kept even on a few files, which otherwise decode in this process, unlimited
+    with _session(model, threads, workers, paths, max_model_mb, manifest_sha256,
+                  keep_pool=decode_timeout is not None) as (predictor, pool):
+        _check_top_k(top_k, predictor)
         try:
-            summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, **options)
+            summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, skipped=skipped, **options)
         except KeyboardInterrupt:
             _fail(f"interrupted; nothing was written to {out}", 130)
         except OSError as error:  # unreadable images are rows, so this is the output file
@@ -198,7 +216,7 @@ def predict(
         if shard_index:  # for `mnist-predict merge`
             options = {name: options[name] for name in shards.ROW_OPTIONS if name in options}
             try:
-                shards.write_record(out, shard_index, predictor.path, len(listed), summary.files,
+                shards.write_record(out, shard_index, predictor.path, listed, summary.files,
                                     {**options, "labels": list(predictor.labels)})
             except OSError as error:
                 _fail(f"cannot write {out}{shards.RECORD_SUFFIX}: {error.strerror or error}", 1)
@@ -209,8 +227,14 @@ def predict(
     raise typer.Exit(3 if summary.failed else 0)
 
 
+def _check_top_k(top_k, predictor):
+    classes = len(predictor.labels)
+    if top_k > classes:
+        _fail(f"--top-k {top_k}: the model has {classes} classes, so at most --top-k {classes}")
+
+
 @contextmanager
-def _session(model, threads, workers, paths, max_model_mb=200.0, manifest_sha256=None):
+def _session(model, threads, workers, paths, max_model_mb=200.0, manifest_sha256=None, keep_pool=False):
     """The decode pool and the onnxruntime session, with their failures as one-line errors."""
     from . import batch
     from .predictor import Predictor, UsageError, available_cpus
@@ -220,7 +244,8 @@ def _session(model, threads, workers, paths, max_model_mb=200.0, manifest_sha256
         # cores, 2 workers beat 1 by 40% on 28x28 PNGs and by 2x on phone photos (bench/README.md).
         workers = available_cpus()
     if len(paths) <= SMALL_RUN:
-        workers = 0  # starting worker processes would cost more than they save
+        # starting worker processes would cost more than they save, unless a per-file time limit needs them
+        workers = min(workers, len(paths)) if keep_pool else 0
     # The pool comes before the session: its workers are forked, which is safe only while
     # onnxruntime has not started its threads.
     with batch.decoder_pool(workers) as pool:
@@ -278,7 +303,7 @@ def preview(
         _fail(f"cannot write {out}: {error.strerror or error}", 1)
     review = sum(row["review"] == "yes" for row in rows)
     failed = sum(row["status"] == "error" for row in rows)
-    print(f"{len(rows)} images drawn to {out} ({review} flagged for review, {failed} errors)")
+    print(f"{count(len(rows), 'image')} drawn to {out} ({review} flagged for review, {count(failed, 'error')})")
 
 
 def _run_with_progress(run, predictor, paths, out, **options):
@@ -312,7 +337,7 @@ def check(
     min_agreement: Annotated[
         float, typer.Option(help="Smallest argmax agreement for an int8 (*.int8.onnx) model.")
     ] = 0.99,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="onnxruntime threads.")] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT).")] = None,
     max_model_mb: MaxModelOption = 200.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ):
@@ -411,6 +436,8 @@ def _print_error(message):
 
 
 def _print_summary(console, summary):
+    from . import batch
+
     _print_pairs(
         console,
         ("files", f"{summary.files:,}"),
@@ -419,6 +446,7 @@ def _print_summary(console, summary):
         ("failed", f"[red]{summary.failed:,}[/]" if summary.failed else "0"),
         ("images/s", f"{summary.images_per_second:,.0f}"),
         ("output", summary.output),
+        *([("not listed", escape(batch.describe_skipped(summary.skipped)))] if summary.skipped else []),
     )
     histogram = Table("label", "files", "", title="predicted labels", title_justify="left", box=None)
     most = max(summary.histogram.values(), default=0) or 1

@@ -47,6 +47,7 @@ class NoDigit(ImageError):
 
 def load(path, invert="auto", resize="mnist"):
     """Decode one file into a (28, 28) uint8 array; raises ImageError with a one-line reason."""
+    heic_support()
     try:
         return _load(path, invert, resize)
     except ImageError:
@@ -67,6 +68,22 @@ def _load(path, invert, resize):
             image.draft("L", (WORK, WORK))
         gray = to_grayscale(image)
     return prepare(gray, invert=invert, resize=resize)
+
+
+_HEIC = []  # [True] or [False] once looked up
+
+
+def heic_support():
+    """Whether HEIC/HEIF photos can be read: pillow-heif (the `heic` extra) adds them to Pillow's openers."""
+    if not _HEIC:
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            _HEIC.append(False)
+        else:
+            register_heif_opener()
+            _HEIC.append(True)
+    return _HEIC[0]
 
 
 def decode(path, invert="auto", resize="mnist"):
@@ -133,11 +150,18 @@ def _from_wide(image):
 
 def _composite(gray_alpha):
     gray, alpha = gray_alpha[..., 0], gray_alpha[..., 1] / 255
-    # The opaque pixels are the ink. Dark ink goes onto white and light ink onto black, so a digit drawn
-    # on a transparent canvas survives either way (--invert auto then sorts out the polarity).
-    ink = np.average(gray, weights=alpha) if alpha.any() else 0
-    background = 0 if ink > 127 else 255
+    background = ink_background(gray_alpha)
     return (gray * alpha + background * (1 - alpha)).round().astype(np.uint8)
+
+
+def ink_background(gray_alpha):
+    """The grey level a transparent image is composited onto (float32 (H, W, 2), gray and alpha 0-255).
+
+    The opaque pixels are the ink. Dark ink goes onto white and light ink onto black, so a digit drawn on a
+    transparent canvas survives either way (--invert auto then sorts out the polarity)."""
+    alpha = gray_alpha[..., 1] / 255
+    ink = np.average(gray_alpha[..., 0], weights=alpha) if alpha.any() else 0
+    return 0 if ink > 127 else 255
 
 
 def prepare(gray, invert="auto", resize="mnist"):

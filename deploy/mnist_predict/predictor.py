@@ -30,10 +30,20 @@ def available_cpus():
 
 @dataclass
 class Predictions:
-    labels: np.ndarray  # (N,) int64 class index
-    probabilities: np.ndarray  # (N, classes) float32
-    names: list  # class name of each predicted label
+    labels: np.ndarray  # (N,) int64 class index; -1 for a file that failed (on_error="row")
+    probabilities: np.ndarray  # (N, classes) float32; NaN for a file that failed
+    names: list  # class name of each predicted label; None for a file that failed
     review: np.ndarray  # (N,) bool: the top probability is below min_confidence
+    errors: list = None  # (N,) the one-line reason a file failed, or None; all None unless on_error="row"
+
+    def __post_init__(self):
+        if self.errors is None:
+            self.errors = [None] * len(self.labels)
+
+    @property
+    def ok(self):
+        """(N,) bool: the rows that were predicted (every row, unless on_error="row" let a file fail)."""
+        return np.array([error is None for error in self.errors], dtype=bool)
 
 
 class Predictor:
@@ -89,25 +99,40 @@ class Predictor:
         self._outputs_checked = True
 
     def predict(self, images, invert="auto", resize="mnist", batch_size=256,
-                min_confidence=DEFAULT_MIN_CONFIDENCE):
+                min_confidence=DEFAULT_MIN_CONFIDENCE, on_error="raise"):
         """Labels and probabilities for an array (N, 28, 28) or (28, 28), or a list of image paths.
 
         Arrays go to the model as they are (white digit on black, 0-255). Paths are decoded exactly
-        as the CLI decodes them, with the same `invert` and `resize` choices; a bad file raises
-        ImageError (a ValueError) naming the file and the reason.
-        """
-        batch = self._as_batch(images, invert, resize)
-        chunks = [self.run(batch[start : start + batch_size]) for start in range(0, len(batch), batch_size)]
-        probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
-        labels = probabilities.argmax(axis=1)
-        review = probabilities.max(axis=1, initial=0) < min_confidence
-        return Predictions(labels, probabilities, [self.labels[label] for label in labels], review)
+        as the CLI decodes them, with the same `invert` and `resize` choices. A bad file raises
+        ImageError (a ValueError) naming the file and the reason, or with on_error="row" becomes a row of
+        its own, as in the CLI: `errors[i]` holds the reason, `labels[i]` is -1, `probabilities[i]` NaN,
+        `names[i]` None, and `ok` marks the rows that were predicted.
 
-    def _as_batch(self, images, invert, resize):
+        >>> result = Predictor("export/model.onnx").predict(paths, on_error="row")
+        >>> [(path, error) for path, error in zip(paths, result.errors) if error]
+        """
+        if on_error not in ("raise", "row"):
+            raise ValueError(f"on_error must be 'raise' or 'row', got {on_error!r}")
+        batch, errors = self._as_batch(images, invert, resize, on_error)
+        chunks = [self.run(batch[start : start + batch_size]) for start in range(0, len(batch), batch_size)]
+        good = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
+        ok = np.array([error is None for error in errors], dtype=bool)
+        probabilities = np.full((len(errors), good.shape[1]), np.nan, np.float32)
+        probabilities[ok] = good
+        labels = np.where(ok, np.nan_to_num(probabilities, nan=-1).argmax(axis=1), -1)
+        review = ok & (np.nan_to_num(probabilities, nan=1).max(axis=1, initial=0) < min_confidence)
+        names = [self.labels[label] if label >= 0 else None for label in labels]
+        return Predictions(labels, probabilities, names, review, errors)
+
+    def _as_batch(self, images, invert, resize, on_error="raise"):
+        """(the (N', 28, 28) batch of the images that decoded, each image's error or None)."""
         if isinstance(images, (str, os.PathLike)):
             images = [images]
+        errors = None
         if not isinstance(images, np.ndarray):
-            decoded = [_load(image, invert, resize) for image in images]
+            decoded = [_load(image, invert, resize, on_error) for image in images]
+            errors = [error for _, error in decoded]
+            decoded = [pixels for pixels, error in decoded if error is None]
             images = np.stack(decoded) if decoded else np.zeros((0, *SHAPE), np.uint8)
         if images.ndim == 2:
             images = images[np.newaxis]
@@ -119,15 +144,18 @@ class Predictor:
                 f"images look scaled to 0-1 (largest value {images.max():.3g}); the model takes raw 0-255 "
                 "pixels (its scaling is inside it): pass images * 255"
             )
-        return images
+        return images, errors if errors is not None else [None] * len(images)
 
 
-def _load(image, invert, resize):
+def _load(image, invert, resize, on_error="raise"):
+    """(pixels, None), or (None, the reason) for a bad file when on_error="row"."""
     if not isinstance(image, (str, os.PathLike)):
-        return image
+        return image, None
     try:
-        return image_io.load(image, invert, resize)
+        return image_io.load(image, invert, resize), None
     except ImageError as error:
+        if on_error == "row":
+            return None, str(error)
         raise ImageError(f"{image}: {error}") from error
 
 
@@ -140,13 +168,20 @@ def manifest_labels(model_path):
     return labels if isinstance(labels, list) else None
 
 
+MODEL_FILES = ("model.onnx", "model.tflite")  # what an export folder is searched for, in this order
+
+
 def model_file(path):
-    """The model file: `path` itself, or the model.onnx in an export folder."""
+    """The model file: `path` itself, or the model.onnx (else model.tflite) of an export folder."""
     path = Path(path)
     if path.is_dir():
-        if not (path / "model.onnx").is_file():
-            raise UsageError(f"{path} is a folder without a model.onnx; pass the model file")
-        return path / "model.onnx"
+        for name in MODEL_FILES:
+            if (path / name).is_file():
+                return path / name
+        export = path / "export"
+        hint = (f"; it looks like a run directory: pass its export, {export}" if any(
+            (export / name).is_file() for name in MODEL_FILES) else "; pass the model file")
+        raise UsageError(f"{path} is a folder without a {' or '.join(MODEL_FILES)}{hint}")
     if not path.is_file():
         raise UsageError(f"model not found: {path}")
     return path

@@ -9,7 +9,7 @@ its probability; rows flagged for review have an orange frame, error rows a red 
 import os
 import tempfile
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from . import images as image_io
 
@@ -53,17 +53,33 @@ def contact_sheet(rows, out, columns=6, invert="auto", resize="mnist"):
 
 
 def thumbnail(path):
-    """The original fitted into THUMB x THUMB on grey, or a grey square when it cannot be read."""
+    """The original as a person sees it, fitted into THUMB x THUMB on grey: turned by its EXIF orientation,
+    transparency shown on the background the model's input composites it onto, 16-bit images scaled to 8
+    bits (not clipped); a grey square when it cannot be read."""
     square = Image.new("RGB", (THUMB, THUMB), (200, 200, 200))
     try:
         with Image.open(path) as image:
             image.draft("RGB", (THUMB, THUMB))  # JPEG: decode small
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            if image.mode in image_io.WIDE_MODES or image.mode.startswith("I;16"):
+                image = Image.fromarray(image_io.to_grayscale(image))
+            elif image.mode in ("LA", "PA", "RGBA") or "transparency" in image.info:
+                image = _on_background(image.convert("RGBA"))
             image = image.convert("RGB")
             image.thumbnail((THUMB, THUMB))
             square.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
     except Exception:  # the row already says why; the cell stays grey
         pass
     return square
+
+
+def _on_background(rgba):
+    """The image composited onto the background the model's input gets (images.ink_background)."""
+    import numpy as np
+
+    level = image_io.ink_background(np.asarray(rgba.convert("LA"), dtype=np.float32))
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (level, level, level, 255)), rgba)
 
 
 def _fit(text, font, width):

@@ -111,8 +111,11 @@ class LiteRt:
 
     def run(self, batch):
         if len(batch) != self.batch:  # a batch of another size: the interpreter's tensors are re-planned
-            self.interpreter.resize_tensor_input(self.input_index, [len(batch), *SHAPE])
-            self.interpreter.allocate_tensors()
+            # The first allocation creates the XNNPACK delegate, which announces itself on stderr: through
+            # a progress bar, in the middle of its line.
+            with quiet_stderr():
+                self.interpreter.resize_tensor_input(self.input_index, [len(batch), *SHAPE])
+                self.interpreter.allocate_tensors()
             self.batch = len(batch)
         self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(batch, np.float32))
         self.interpreter.invoke()

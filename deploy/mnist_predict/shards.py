@@ -4,13 +4,16 @@
     mnist-predict merge out/p-*.csv --out predictions.csv
 
 Each shard's output gets a record beside it, `<out>.shard.json`: the shard I/N, the model's sha256, the
-number of files listed before sharding, the rows written and the options that shape a row. `merge` refuses a
-set that is incomplete, mixes models, options or listings, or holds a path twice, and writes the rows in
-the order one unsharded run writes them (sorted by path): byte for byte the same file.
+number of files listed before sharding and a sha256 of that listing, the rows written and the options that
+shape a row. `merge` refuses a set that is incomplete, mixes models, options or listings, or holds a path
+twice, and checks every output against its record: as many rows as it says, each of a file that hashes to
+that shard. It writes the rows in the order one unsharded run writes them (sorted by path): byte for byte
+the same file.
 """
 
 import csv
 import glob
+import hashlib
 import heapq
 import json
 import os
@@ -41,14 +44,23 @@ def take_shard(paths, index, count):
     The hash depends on the file name alone, not on listing order or mount point, so pods that see
     the folder at different paths, or list it at different moments, still agree.
     """
-    return [path for path in paths if zlib.crc32(os.fsencode(os.path.basename(path))) % count == index]
+    return [path for path in paths if shard_of(path, count) == index]
+
+
+def shard_of(path, count):
+    return zlib.crc32(os.fsencode(os.path.basename(path))) % count
+
+
+def listing_sha256(paths):
+    """A fingerprint of the listing, by file name (as the shards are drawn), whatever the mount point."""
+    return hashlib.sha256("\n".join(sorted(os.path.basename(p) for p in paths)).encode()).hexdigest()
 
 
 def write_record(out, shard, model_path, listed, rows, options):
-    """Write `<out>.shard.json` (atomically, after `out` itself)."""
+    """Write `<out>.shard.json` (atomically, after `out` itself); `listed` is the listing before sharding."""
     index, count = shard
     record = {"shard": index, "of": count, "model_sha256": sha256(model_path), "model": str(model_path),
-              "listed": listed, "rows": rows, "options": options}
+              "listed": len(listed), "listing_sha256": listing_sha256(listed), "rows": rows, "options": options}
     path = f"{out}{RECORD_SUFFIX}"
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w", encoding="utf-8") as file:
@@ -84,10 +96,10 @@ def read_records(outputs):
     first = records[0]
     for record in records[1:]:
         for key, what in (("of", "shard counts"), ("model_sha256", "models"), ("listed", "file listings"),
-                          ("options", "options")):
-            if record[key] != first[key]:
-                raise UsageError(f"{record['output']} and {first['output']} differ in {what} ({_short(record[key])} vs "
-                                 f"{_short(first[key])}): they are not shards of one run")
+                          ("listing_sha256", "file listings"), ("options", "options")):
+            if record.get(key) != first.get(key):
+                raise UsageError(f"{record['output']} and {first['output']} differ in {what} "
+                                 f"({_difference(record.get(key), first.get(key))}): they are not shards of one run")
     seen = {}
     for record in records:
         if record["shard"] in seen:
@@ -102,6 +114,14 @@ def read_records(outputs):
         raise UsageError(f"the shards hold {sum(r['rows'] for r in records)} rows, but {first['listed']} files were "
                          "listed: an output was changed after it was written")
     return sorted(records, key=lambda r: r["shard"])
+
+
+def _difference(a, b):
+    """What differs, named: `top_k 5 vs 3` for two option sets, else the two values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return ", ".join(f"{key} {_short(a.get(key))} vs {_short(b.get(key))}"
+                         for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key))
+    return f"{_short(a)} vs {_short(b)}"
 
 
 def _short(value):
@@ -119,10 +139,11 @@ def merge(specs, out):
             raise UsageError(f"{record['output']}: a {batch.output_format(record['output'])} shard cannot be merged "
                              f"into {kind} {out}")
     read = _csv_rows if kind == "csv" else _jsonl_rows
-    streams = [read(record["output"]) for record in records]
+    counted = [0] * len(records)
+    streams = [_checked(read(record["output"]), record, counted, k) for k, record in enumerate(records)]
     header = [next(stream) for stream in streams][0]
     rows, previous = 0, None
-    with batch.atomic_file(out) as file:
+    with batch.atomic_file(out) as file:  # an error below leaves no output behind
         if header is not None:
             file.write(header)
         for path, line in heapq.merge(*streams, key=lambda item: item[0]):
@@ -131,7 +152,23 @@ def merge(specs, out):
             previous = path
             file.write(line)
             rows += 1
+        for record, n in zip(records, counted):
+            if n != record["rows"]:
+                raise UsageError(f"{record['output']} holds {n} rows, but its record says {record['rows']}: the "
+                                 "output was changed after it was written (rows lost or added); predict that "
+                                 "shard again")
     return rows, records
+
+
+def _checked(stream, record, counted, k):
+    """The stream's header, then its rows, each checked to belong to the record's shard, and counted."""
+    yield next(stream)
+    for path, line in stream:
+        if shard_of(path, record["of"]) != record["shard"]:
+            raise UsageError(f"{record['output']}: {path} is not a file of shard {record['shard']}/{record['of']}: "
+                             "the output was changed after it was written")
+        counted[k] += 1
+        yield path, line
 
 
 def _csv_rows(output):

@@ -24,6 +24,7 @@ const ready = (async () => {
   if (expected && digest !== expected) throw new Error(`model.onnx sha256 ${digest} differs from the manifest's ${expected}`);
   session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
   showModel(digest);
+  $("drawWhat").textContent = drawWhat();
   $("parity").disabled = false;
   $("status").textContent = `Ready: onnxruntime-web ${ort.env.versions?.web ?? ""}, WebAssembly, ${ort.env.wasm.numThreads} thread(s).`;
   return { ready_ms: performance.now() };
@@ -70,6 +71,12 @@ async function decode(blob) {
 const pad = $("pad");
 const pen = pad.getContext("2d", { willReadFrequently: true });
 let drawing = false, pending = false, last = null;
+
+/** What the pad asks for: "a digit" for a digit model, else the model's own classes. */
+function drawWhat() {
+  const digits = labels.length === 10 && labels.every((label, i) => label === String(i));
+  return digits ? "Draw a digit" : `Draw one of: ${labels.join(", ")}`;
+}
 
 function clearPad() {
   pen.fillStyle = "#fff";
@@ -121,7 +128,7 @@ async function predictPad() {
       digit = prepare(gray);
     } catch (error) {
       if (!(error instanceof NoDigit)) throw error;
-      $("answer").textContent = "No digit yet.";
+      $("answer").textContent = "Nothing to read yet.";
       return;
     }
     showSeen(digit);
@@ -163,9 +170,30 @@ drop.addEventListener("drop", async (event) => {
   event.preventDefault();
   drop.classList.remove("over");
   const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry()).filter(Boolean);
-  window.mnist.lastRun = predictFiles((await Promise.all(entries.map(filesOf))).flat());
+  const files = (await Promise.all(entries.map(filesOf))).flat();
+  // files dropped one by one are taken as they are, as mnist-predict takes files named on its command line
+  window.mnist.lastRun = entries.some((entry) => entry.isDirectory)
+    ? predictFiles(...listed(files)) : predictFiles(files);
 });
-$("files").addEventListener("change", (event) => (window.mnist.lastRun = predictFiles([...event.target.files])));
+$("files").addEventListener("change", (event) => (window.mnist.lastRun = predictFiles(chosen(event.target.files))));
+$("folder").addEventListener("change",
+  (event) => (window.mnist.lastRun = predictFiles(...listed(chosen(event.target.files)))));
+
+/** Chosen files with their paths: a chosen folder keeps them (webkitRelativePath), sorted as mnist-predict sorts. */
+function chosen(files) {
+  return [...files].map((file) => Object.assign(file, { path: file.webkitRelativePath || file.name }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+// What mnist-predict lists in a folder: image suffixes, no hidden files (mnist_predict.batch.IMAGE_SUFFIXES).
+const IMAGE_SUFFIXES = [".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"];
+
+/** [the image files of a folder's listing, how many others it held]. */
+function listed(files) {
+  const images = files.filter((file) => !file.path.split("/").some((part) => part.startsWith(".")) &&
+    IMAGE_SUFFIXES.some((suffix) => file.path.toLowerCase().endsWith(suffix)));
+  return [images, files.length - images.length];
+}
 $("download").addEventListener("click", () => {
   const link = Object.assign(document.createElement("a"), {
     href: URL.createObjectURL(new Blob([toCsv(rows)], { type: "text/csv" })),
@@ -188,10 +216,14 @@ async function filesOf(entry, prefix = "") {
   return nested.flat().sort((a, b) => (a.path < b.path ? -1 : 1));
 }
 
-/** Predicts files as `mnist-predict` does: one row each, in the predictor's columns; a bad file is an error row. */
-async function predictFiles(files) {
+let unlisted = 0;
+
+/** Predicts files as `mnist-predict` does: one row each, in the predictor's columns; a bad file is an error row.
+ * `skipped`: how many files of a folder were not images, for the summary. */
+async function predictFiles(files, skipped = 0) {
   await ready;
   rows = [];
+  unlisted = skipped;
   const body = $("results").tBodies[0];
   body.replaceChildren();
   const start = performance.now();
@@ -208,7 +240,7 @@ async function predictFiles(files) {
     const probabilities = digits.length ? await run(digits) : [];
     const byIndex = new Map(good.map((j, n) => [j, probabilities[n]]));
     batch.forEach((file, j) => {
-      const row = toRow(file.path || file.webkitRelativePath || file.name, byIndex.get(j), prepared[j].error);
+      const row = toRow(file.path || file.name, byIndex.get(j), prepared[j].error);
       rows.push(row);
       body.append(tableRow(row));
     });
@@ -224,7 +256,9 @@ function toRow(path, probabilities, error) {
   const top = probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]).slice(0, 3);
   return {
     path, label: String(label), class_name, probability: probabilities[label].toFixed(6),
-    top_k: top.map(([p, i]) => `${i}:${p.toFixed(6)}`).join(" "), status: "ok", review: review ? "yes" : "", error: "",
+    // class names, as mnist-predict's CSV has them
+    top_k: top.map(([p, i]) => `${labels[i]}:${p.toFixed(6)}`).join(" "),
+    status: "ok", review: review ? "yes" : "", error: "",
   };
 }
 
@@ -237,8 +271,18 @@ function tableRow(row) {
 
 function showFileStats(done, total, ms) {
   const errors = rows.filter((row) => row.status === "error").length, review = rows.filter((row) => row.review).length;
-  $("fileStats").textContent = `${done} of ${total} files, ${errors} errors, ${review} for review, ` +
-    `${(done / (ms / 1000)).toFixed(0)} images/s`;
+  const seen = new Map();
+  for (const row of rows) seen.set(row.path, (seen.get(row.path) ?? 0) + 1);
+  const twice = [...seen].filter(([, n]) => n > 1).map(([path]) => path);
+  $("fileStats").textContent = `${done} of ${total} files, ${count(errors, "error")}, ${review} for review, ` +
+    `${(done / (ms / 1000)).toFixed(0)} images/s` + (twice.length ? `; ${count(twice.length, "name")} given to ` +
+    `several files (${twice.slice(0, 3).join(", ")}): choose their folder instead, to keep the folders in ` +
+    "the paths" : "") +
+    (unlisted ? `; ${count(unlisted, "file")} not listed (not images)` : "");
+}
+
+function count(n, noun) {
+  return `${n} ${n === 1 ? noun : noun + "s"}`;
 }
 
 function toCsv(rows) {
@@ -286,9 +330,10 @@ function showModel(digest) {
   const m = manifest.metrics ?? {};
   const items = [
     ["model", `${manifest.model} (${manifest.dataset})`],
-    ["labels", labels.join(" ")],
+    ["labels", labels.join(", ")],
     ["test accuracy", m.test_accuracy === undefined ? "-" : `${(m.test_accuracy * 100).toFixed(2)}%`],
-    ["calibration", manifest.calibration ? `temperature ${manifest.calibration.temperature}` : "none"],
+    ["calibration", manifest.calibration ? `temperature ${manifest.calibration.temperature}`
+      : manifest.calibration_skipped ? `none: ${manifest.calibration_skipped.skipped}` : "none"],
     ["model.onnx sha256", `${digest} (matches the manifest)`],
   ];
   $("model").replaceChildren(...items.flatMap(([k, v]) => [text("dt", k), text("dd", v)]));

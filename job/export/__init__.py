@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from job import rundir
-from job.errors import GateError, JobError, WriteError
+from job import interrupts, rundir
+from job.errors import GateError, Interrupted, JobError, WriteError
 from job.export import gate, publish
 from job.export.formats import litert, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
@@ -79,27 +79,35 @@ def export(cfg, log=say):
     start = time.perf_counter()
     run_dir, config, metrics = check_args(cfg)
     out = Path(cfg.out) if cfg.out else run_dir / "export"
-    with publish.exclusive(run_dir):
+    # Ctrl-C takes effect between steps, never inside TensorFlow or a converter, which may swallow it
+    with interrupts.deferred("stopping after the current step (Ctrl-C again to stop at once)") as interrupt, \
+            publish.exclusive(run_dir):
         tmp = publish.make_temp_dir(out)
         try:
-            model, data, calibration = calibrated_model(cfg, run_dir, config, log)
+            model, data, calibration, not_calibrated = calibrated_model(cfg, run_dir, config, log)
+            interrupt.check()
             reference = gate.write_reference(model, data, tmp / "parity.npz")
             # the same set for the browser page (mnist-predict web), which cannot read .npz
             (tmp / "parity.json").write_text(json.dumps(web.parity_json(reference)))
             props = metadata(config, metrics, run_dir, calibration)
             parity, int8 = {}, {}
+            interrupt.check()
             if wants(cfg, "onnx"):
                 parity["onnx"] = timed(log, "onnx", lambda: gate.parity(
                     gate.edge_runner(write_onnx(model, tmp / onnx.FILE, cfg.opset, props)).run, reference, cfg.atol))
+                interrupt.check()
             saved = tmp / savedmodel.DIR if wants(cfg, "savedmodel") else tmp.with_name(tmp.name + "-savedmodel")
             if wants(cfg, "savedmodel") or wants(cfg, "litert"):
                 savedmodel.write(model, saved)
+                interrupt.check()
             if wants(cfg, "savedmodel"):
                 parity["savedmodel"] = timed(log, "savedmodel", lambda: gate.parity(
                     savedmodel.runner(saved), reference, cfg.atol))
+                interrupt.check()
             if wants(cfg, "litert"):
                 parity["litert"] = timed(log, "litert", lambda: gate.parity(
                     gate.edge_runner(write_litert(saved, tmp / litert.FILE)).run, reference, cfg.atol))
+                interrupt.check()
             refuse_failures(parity, reference, out, log)
             if cfg.quantize:
                 images, source = calibration_images(config, data)
@@ -108,10 +116,12 @@ def export(cfg, log=say):
                     settings = onnx.write_int8(tmp / onnx.FILE, tmp / onnx.INT8_FILE, images, props)
                     int8["onnx-int8"] = timed(log, "onnx int8", lambda: gate.quantized(
                         tmp / onnx.FILE, tmp / onnx.INT8_FILE, data, reference, {**extra, "quantization": settings}))
+                    interrupt.check()
                 if wants(cfg, "litert"):
                     settings = litert.write_int8(saved, tmp / litert.INT8_FILE, images)
                     int8["litert-int8"] = timed(log, "litert int8", lambda: gate.quantized(
                         tmp / litert.FILE, tmp / litert.INT8_FILE, data, reference, {**extra, "quantization": settings}))
+                    interrupt.check()
                 for name, report in int8.items():
                     if report["passed"] and not report["gate"]["size_ratio"]:
                         log(f"warning: {gate.int8_failure(name, report)}: published all the same; a model this "
@@ -120,10 +130,17 @@ def export(cfg, log=say):
                 if failed:
                     raise GateError("int8 gate failed: " + "; ".join(failed) + f"; nothing published, {out} left as it was")
             manifest = make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8, calibration)
+            if not_calibrated:
+                manifest["calibration_skipped"] = not_calibrated
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
             rundir.write_json(tmp / "manifest.json", manifest)
+            interrupt.check()  # the last moment to stop: the two renames of publish() are not interrupted
             publish.publish(tmp, out)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; nothing was published, {out} left as it was") from None
         except Exception as e:
+            if interrupt.pending:  # whatever a half-stopped library raised, the cause was the Ctrl-C
+                raise Interrupted(f"interrupted; nothing was published, {out} left as it was") from None
             if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow"):  # TF's own write errors
                 raise WriteError(f"cannot write the export ({rundir.first_sentence(getattr(e, 'strerror', None) or e)}); "
                                  f"nothing published, {out} left as it was") from None
@@ -131,11 +148,14 @@ def export(cfg, log=say):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(tmp.with_name(tmp.name + "-savedmodel"), ignore_errors=True)
+    if interrupt.pending:  # it came during the last step's renames, which run to the end
+        raise Interrupted(f"interrupted as the export was being published: {out} is complete, every gate passed")
     return out, manifest
 
 
 def calibrated_model(cfg, run_dir, config, log):
-    """The run's model (with its temperature folded in, unless --no-calibrate) and its data."""
+    """(the run's model, with its temperature folded in; its data; the calibration report; or in its place,
+    when calibration was tried and not applied, the report of why). --no-calibrate: neither report."""
     from job.rundir import load_keras_model
     from job.training import run_dataset
 
@@ -143,15 +163,18 @@ def calibrated_model(cfg, run_dir, config, log):
     data = run_dataset(config)
     quiet_converters()
     if not cfg.calibrate:
-        return model, data, None
+        return model, data, None, None
     from job.calibration import calibrate
 
     x_val, y_val = validation_split(config, data)
     model, calibration = calibrate(model, x_val, y_val, data.x_test, data.y_test)
     test = calibration["test"]
+    if "skipped" in calibration:
+        log(f"warning: calibration skipped, the raw softmax is exported: {calibration['skipped']}", err=True)
+        return model, data, None, calibration
     log(f"calibration: temperature {calibration['temperature']:.3f} (fitted on the validation split), "
         f"test ECE {test['ece_before']:.2%} -> {test['ece_after']:.2%}")
-    return model, data, calibration
+    return model, data, calibration, None
 
 
 def write_onnx(model, path, opset, props):

@@ -79,6 +79,8 @@ def print_report(out, manifest):
                       f"{int8['speedup']:.2f}x")
         console.print(table)
     calibration = manifest.get("calibration")
+    if manifest.get("calibration_skipped"):
+        console.print(f"not calibrated: {manifest['calibration_skipped']['skipped']}")
     if calibration:
         test = calibration["test"]
         console.print(f"calibrated: temperature {calibration['temperature']:.3f}, expected calibration error on the "

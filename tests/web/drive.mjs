@@ -1,8 +1,9 @@
 // Drives the page in headless Chromium (Debian's /usr/bin/chromium, through playwright-core) and prints one
 // JSON object of what it saw, for tests/test_web.py to assert on.
-//   node tests/web/drive.mjs URL OUT_DIR DROP_DIR IMAGE_DIR...
+//   node tests/web/drive.mjs URL OUT_DIR DROP_DIR FOLDER_DIR IMAGE_DIR...
 // Each IMAGE_DIR's PNGs go through window.mnist.predictImage one by one; DROP_DIR's through the file input, as
-// a person's dropped files do. OUT_DIR receives web-page.png, a screenshot with a drawn digit.
+// a person's dropped files do; FOLDER_DIR through the folder chooser, subfolders and all. OUT_DIR receives
+// web-page.png, a screenshot with a drawn digit.
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { createRequire } from "node:module";
@@ -10,7 +11,7 @@ import { createRequire } from "node:module";
 const require = createRequire(new URL("../../deploy/web/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
 
-const [url, outDir, dropDir, ...imageDirs] = process.argv.slice(2);
+const [url, outDir, dropDir, folderDir, ...imageDirs] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-dev-shm-usage"],
@@ -32,6 +33,7 @@ try {
   Object.assign(result, await page.evaluate(() => window.mnist.ready));
   result.cross_origin_isolated = await page.evaluate(() => self.crossOriginIsolated);
   result.status_line = await page.textContent("#status");
+  result.draw_heading = await page.textContent("#drawWhat");
   result.model_info = await page.textContent("#model");
 
   // Time to the first prediction after the page started loading (performance.now() counts from there).
@@ -80,6 +82,15 @@ try {
     });
     result.dropped = { ...run, files: files.length, images_per_second: files.length / run.seconds };
     result.file_stats = await page.textContent("#fileStats");
+  }
+  if (folderDir) {
+    await page.evaluate(() => (window.mnist.lastRun = null));
+    await page.setInputFiles("#folder", folderDir);
+    await page.waitForFunction(() => window.mnist.lastRun);
+    result.folder = await page.evaluate(async () => {
+      await window.mnist.lastRun;
+      return { csv: window.mnist.csv(), stats: document.querySelector("#fileStats").textContent };
+    });
   }
   await page.click("#clear");
   await draw(ellipse);
