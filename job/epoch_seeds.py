@@ -13,8 +13,11 @@ run that was never stopped.
     model.fit(ds, callbacks=[seeds.callback()], ...)
 """
 
+import logging
+
 import numpy as np
 
+log = logging.getLogger(__name__)
 STATE = "seed_generator_state"  # what keras.random.SeedGenerator names its state variable
 EPOCH_SHIFT = 20  # counter = epoch << 20: an epoch draws at most a million times from each generator
 
@@ -44,8 +47,13 @@ class EpochSeeds:
         """Reseed these layers' (and their sublayers') seed generators each epoch."""
         seen = {id(v) for v, _ in self.generators}
         for layer in layers:
-            for variable in layer.variables:
-                if variable.name == STATE and id(variable) not in seen:
+            found = [v for v in layer.variables if v.name == STATE]
+            # Keras names the state so in 3.15; a random layer without it means that name changed
+            if not found and getattr(layer, "seed", None) is not None:
+                log.warning("%s: no %s variable to reseed: a resumed run may not repeat the uninterrupted one "
+                            "(has Keras renamed it?)", layer.name, STATE)
+            for variable in found:
+                if id(variable) not in seen:
                     seen.add(id(variable))
                     self.generators.append((variable, int(np.asarray(variable.numpy())[0])))
 
