@@ -116,8 +116,11 @@ def calibrate(model, x_val, y_val, x_test, y_test):
     def predict(m, x):
         return np.asarray(m.predict(x.astype(np.float32), batch_size=1024, verbose=0))
 
-    raw = {"validation": predict(model, x_val), "test": predict(model, x_test)}
-    labels = {"validation": y_val, "test": y_test}
+    def ece(probabilities, y):
+        return round(expected_calibration_error(probabilities, y), 6)
+
+    splits = {"validation": (x_val, y_val), "test": (x_test, y_test)}
+    raw = {split: predict(model, x) for split, (x, _) in splits.items()}
     report = {"method": "temperature scaling", "bins": BINS, "fitted_on": f"validation split ({len(y_val)} images)"}
     skipped = unsupported(raw["validation"], y_val)
     if skipped is None:
@@ -128,21 +131,19 @@ def calibrate(model, x_val, y_val, x_test, y_test):
         if not GRID[0] * 1.01 < temperature < GRID[1] / 1.01:
             skipped = (f"the fitted temperature {temperature:.3g} is at the edge of its range {GRID[0]:g}-{GRID[1]:g}: "
                        "the validation split does not pin it down")
-    served = calibrated_model(model, report["temperature"]) if skipped is None else model
-    for split in ("validation", "test"):
-        tuned = predict(served, {"validation": x_val, "test": x_test}[split]) if skipped is None else raw[split]
-        report[split] = {"ece_before": round(expected_calibration_error(raw[split], labels[split]), 6),
-                         "ece_after": round(expected_calibration_error(tuned, labels[split]), 6),
+    served, tuned = model, raw
+    if skipped is None:
+        served = calibrated_model(model, report["temperature"])
+        tuned = {split: predict(served, x) for split, (x, _) in splits.items()}
+        before, after = ece(raw["test"], y_test), ece(tuned["test"], y_test)
+        if after > before:
+            skipped = (f"temperature {report['temperature']:.3f} would raise the test set's expected calibration "
+                       f"error from {before:.2%} to {after:.2%}")
+            served, tuned = model, raw
+    for split, (_, y) in splits.items():
+        report[split] = {"ece_before": ece(raw[split], y), "ece_after": ece(tuned[split], y),
                          "median_top_probability_before": round(float(np.median(raw[split].max(axis=1))), 6),
-                         "median_top_probability_after": round(float(np.median(tuned.max(axis=1))), 6)}
-    test = report["test"]
-    if skipped is None and test["ece_after"] > test["ece_before"]:
-        skipped = (f"temperature {report['temperature']:.3f} would raise the test set's expected calibration error "
-                   f"from {test['ece_before']:.2%} to {test['ece_after']:.2%}")
-        served = model
-        for split in ("validation", "test"):
-            report[split]["ece_after"] = report[split]["ece_before"]
-            report[split]["median_top_probability_after"] = report[split]["median_top_probability_before"]
+                         "median_top_probability_after": round(float(np.median(tuned[split].max(axis=1))), 6)}
     if skipped is not None:
         report["skipped"] = skipped
     return served, report

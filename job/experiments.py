@@ -193,10 +193,10 @@ def trained_on(config):
     dataset = config["dataset"]
     if dataset in NAMED:
         return dataset
-    labels = config.get("labels") or []
+    labels, name = config.get("labels") or [], Path(config.get("data") or "").name
     shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
-    content = (config.get("data_sha256") or "")[:12] or Path(config.get("data") or "").name
-    return f"{dataset} {Path(config.get('data') or '').name}: {len(labels)} classes ({shown}), data {content}"
+    content = (config.get("data_sha256") or "")[:12] or name
+    return f"{dataset} {name}: {len(labels)} classes ({shown}), data {content}"
 
 
 def plot_validation_curves(groups, bests, path):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from job.errors import JobError
+from mnist_predict.wording import count
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test")
@@ -114,7 +115,7 @@ def load_folder(path, test_split=0.2, seed=42, workers=None):
         test = parts == "test"
     arrays = {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test]}
     how = f"{test_split:.0%} held out by seed {seed}" if "all" in splits else "its own train/ and test/"
-    untested = [f"{name!r} ({int((y == k).sum())} image{'s' if (y == k).sum() != 1 else ''})"
+    untested = [f"{name!r} ({count(int((y == k).sum()), 'image')})"
                 for k, name in enumerate(classes) if not (test & (y == k)).any()]
     if untested:
         log.warning("%s: no test image of class %s: too few to hold one out, so its test accuracy will be n/a; "

@@ -128,13 +128,18 @@ def to_grayscale(image):
     """Any Pillow mode to a 2-D uint8 array; alpha is composited onto a background that keeps the ink."""
     image.load()
     ImageOps.exif_transpose(image, in_place=True)  # phone photos store their rotation in EXIF
-    if image.mode in WIDE_MODES or image.mode.startswith("I;16"):
+    if is_wide(image.mode):
         return _from_wide(image)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("LA", "PA", "RGBA"):
         return _composite(np.asarray(image.convert("LA"), dtype=np.float32))
     return np.asarray(image if image.mode == "L" else image.convert("L"))  # L, 1, RGB, CMYK, ...
+
+
+def is_wide(mode):
+    """A Pillow mode of more than 8 bits per pixel, which to_grayscale scales rather than clips."""
+    return mode in WIDE_MODES or mode.startswith("I;16")
 
 
 def _from_wide(image):

@@ -116,13 +116,14 @@ class Predictor:
         batch, errors = self._as_batch(images, invert, resize, on_error)
         chunks = [self.run(batch[start : start + batch_size]) for start in range(0, len(batch), batch_size)]
         good = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
-        ok = np.array([error is None for error in errors], dtype=bool)
-        probabilities = np.full((len(errors), good.shape[1]), np.nan, np.float32)
-        probabilities[ok] = good
-        labels = np.where(ok, np.nan_to_num(probabilities, nan=-1).argmax(axis=1), -1)
-        review = ok & (np.nan_to_num(probabilities, nan=1).max(axis=1, initial=0) < min_confidence)
-        names = [self.labels[label] if label >= 0 else None for label in labels]
-        return Predictions(labels, probabilities, names, review, errors)
+        result = Predictions(np.full(len(errors), -1), np.full((len(errors), good.shape[1]), np.nan, np.float32),
+                             [None] * len(errors), np.zeros(len(errors), bool), errors)
+        ok = result.ok
+        result.probabilities[ok] = good
+        result.labels[ok] = good.argmax(axis=1)
+        result.review[ok] = good.max(axis=1, initial=0) < min_confidence
+        result.names = [self.labels[label] if label >= 0 else None for label in result.labels]
+        return result
 
     def _as_batch(self, images, invert, resize, on_error="raise"):
         """(the (N', 28, 28) batch of the images that decoded, each image's error or None)."""

@@ -62,7 +62,7 @@ def thumbnail(path):
             image.draft("RGB", (THUMB, THUMB))  # JPEG: decode small
             image.load()
             image = ImageOps.exif_transpose(image)
-            if image.mode in image_io.WIDE_MODES or image.mode.startswith("I;16"):
+            if image_io.is_wide(image.mode):
                 image = Image.fromarray(image_io.to_grayscale(image))
             elif image.mode in ("LA", "PA", "RGBA") or "transparency" in image.info:
                 image = _on_background(image.convert("RGBA"))
