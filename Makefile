@@ -91,12 +91,17 @@ demo: $(VENV)/.installed $(WEB_DEPS) ## Train the best model on the bundled samp
 	$(VENV)/bin/mnist-predict $(DEMO)/photos --model $(DEMO)/export/model.tflite --out $(DEMO)/photos.csv \
 		|| [ $$? -eq 3 ]  # 3: some photo became an error row (say, no digit found); the rest are predicted
 	$(VENV)/bin/mnist-predict preview $(DEMO)/photos --model $(DEMO)/export/model.onnx --limit 24 --out $(DEMO)/photos-preview.png
+	$(VENV)/bin/mnist-job images --numbers --dataset mnist-sample --condition phone --limit 100 --out $(DEMO)/numbers
+	$(VENV)/bin/mnist-predict read $(DEMO)/numbers --model $(DEMO)/export/model.onnx --out $(DEMO)/numbers.csv \
+		|| [ $$? -eq 3 ]  # 3: some image became an error row; the rest are read
+	$(VENV)/bin/mnist-predict preview --read $(DEMO)/numbers --model $(DEMO)/export/model.onnx --limit 12 --out $(DEMO)/numbers-preview.png
 	for model in model.onnx model.int8.onnx model.tflite model.int8.tflite; do \
 		$(VENV)/bin/mnist-predict check --model $(DEMO)/export/$$model || exit 1; done
 	@echo "== demo summary: $(DEMO) =="
 	@echo "-- 2,000 test digits (ONNX):" && $(VENV)/bin/mnist-job score $(DEMO)/predictions.csv
 	@echo "-- 200 phone photos of test digits (LiteRT):" && $(VENV)/bin/mnist-job score $(DEMO)/photos.csv
-	@echo "plots: $(DEMO)/plots/  export: $(DEMO)/export/  benchmark: $(DEMO)/benchmark.md  preview: $(DEMO)/photos-preview.png"
+	@echo "-- 100 phone photos of numbers of 2-8 test digits (read):" && $(VENV)/bin/mnist-job score $(DEMO)/numbers.csv
+	@echo "plots: $(DEMO)/plots/  export: $(DEMO)/export/  benchmark: $(DEMO)/benchmark.md  previews: $(DEMO)/photos-preview.png $(DEMO)/numbers-preview.png"
 	@echo "in the browser: $(VENV)/bin/mnist-predict web $(DEMO)/export --port 8000   then open http://127.0.0.1:8000/"
 
 test: $(VENV)/.installed $(WEB_DEPS) chromium ## Run the test suite (pytest; PYTEST_FLAGS='-m "not slow"' skips the slowest)

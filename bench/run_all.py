@@ -19,7 +19,7 @@ from pathlib import Path
 from common import RESULTS, device_line, load_average, print_table, write_results
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["train_speed", "time_to_accuracy", "inference", "folder_predict", "predictor_start_memory"]
+SCRIPTS = ["train_speed", "time_to_accuracy", "inference", "folder_predict", "predictor_start_memory", "numbers"]
 
 
 def markdown(rows, quick, seconds):

@@ -257,12 +257,17 @@ def images(
                                             "blur, phone, ... (job/photos.py)."),
     seed: int = typer.Option(0, help="Seed of the --condition renders."),
     overwrite: bool = typer.Option(False, help="Replace what --out holds."),
+    numbers: bool = typer.Option(False, "--numbers", help="Write whole numbers instead, for `mnist-predict read`: "
+                                 "2-8 of the digits side by side, named <index>_<number>, --limit of them (100), "
+                                 "as scans (--condition off-white, the default) or photos (phone)."),
+    spacing: str = typer.Option("tight", help="With --numbers: loose, tight, touching or overlapping digits."),
 ):
     """Write a dataset's images as files, labels in the names or in class folders, to try the predictor on.
 
     Example: mnist-job images --dataset mnist-sample --out digits/ && mnist-predict digits/ --model model.onnx
+    Example: mnist-job images --numbers --condition phone --out numbers/ && mnist-predict read numbers/ --model model.onnx
     """
-    from job.data import load_dataset
+    from job.data import DIGITS, load_dataset
     from job.folders import write_images
     from job.photos import CONDITIONS
 
@@ -270,7 +275,23 @@ def images(
         raise JobError(f"--split must be test or train, got {split!r}")
     if condition is not None and condition not in CONDITIONS:
         raise JobError(f"unknown --condition {condition!r}: choose one of {', '.join(CONDITIONS)}")
+    if not numbers and spacing != "tight":
+        raise JobError("--spacing sets the spacing of --numbers: add --numbers")
     ds = load_dataset(dataset or ("mnist" if data else "mnist-sample"), data)
+    if numbers:
+        from job.number_images import write_numbers
+
+        if ds.labels != DIGITS:
+            raise JobError(f"--numbers needs a digit dataset, and {ds.name} has the classes {', '.join(ds.labels[:4])}, ...")
+        if layout != "flat":
+            raise JobError("--layout classes has no meaning for --numbers: a number is named by its digits")
+        try:
+            n = write_numbers(getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"), out, limit or 100, spacing,
+                              condition or "off-white", seed, overwrite)
+        except ValueError as error:
+            raise JobError(str(error)) from None
+        print(f"wrote {n} numbers to {out} ({spacing}, {condition or 'off-white'})")
+        return
     n = write_images(getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}"), ds.labels, out, layout, condition,
                      limit, seed, overwrite)
     print(f"wrote {n} images to {out} ({layout} layout{f', {condition}' if condition else ''})")
@@ -282,7 +303,8 @@ def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-p
                                               "or its run directory: the label set that tells class folders "
                                               "apart. Default: the one --shard recorded beside PREDICTIONS."),
           as_json: bool = JsonOption):
-    """Accuracy of a predictions file against the labels in its paths (`images` writes them).
+    """Accuracy of a predictions file against the labels in its paths (`images` writes them); of a `read` file,
+    against the numbers in its file names (`images --numbers` writes them).
 
     A file's label is its class folder (a folder named as one of the model's classes), else a name ending in
     _<label index> (00042_7.png); a class folder wins (3/IMG_0065.jpg is a 3). Error rows count as wrong in
@@ -300,6 +322,14 @@ def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-p
         print(json.dumps(s))
         return
     pct = lambda a: "-" if a is None else f"{a:.4f}"  # noqa: E731
+    if s.get("kind") == "numbers":
+        print(f"files {s['files']}: {s['labelled']} named with their number, {s['read']} read, "
+              f"{count(s['errors'], 'error')}, {s['review']} flagged for review")
+        print(f"whole numbers right, over all named files (errors count as wrong): {pct(s['accuracy_labelled'])} "
+              f"({s['correct']}/{s['labelled']}); digits right, in order: {pct(s['digit_accuracy'])}")
+        print(f"over the files not flagged for review: {pct(s['accuracy_unflagged'])} ({s['unflagged']} files); "
+              f"accepted wrong (ok, not flagged, wrong): {pct(s['accepted_wrong'])}")
+        return
     print(f"files {s['files']}: {s['labelled']} labelled ({s['unlabelled']} without a label), "
           f"{s['predicted']} predicted, {count(s['errors'], 'error')}, {s['review']} flagged for review")
     if s["unknown_class"]:

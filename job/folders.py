@@ -34,14 +34,9 @@ def write_images(images, labels, class_names, out, layout="flat", condition=None
 
     if layout not in LAYOUTS:
         raise JobError(f"unknown --layout {layout!r}: choose flat or classes")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise JobError(f"{out} is not empty: pass --overwrite to replace what it holds")
     n = len(images) if limit is None else min(limit, len(images))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+
+    def fill(tmp):
         for i in range(n):
             if condition:
                 from job.photos import render
@@ -54,7 +49,23 @@ def write_images(images, labels, class_names, out, layout="flat", condition=None
                     else tmp / folder_name(class_names[label]) / f"{i:05d}{suffix}")
             path.parent.mkdir(parents=True, exist_ok=True)
             image.save(path)
-        tmp.mkdir(exist_ok=True)  # an empty set is still a folder
+
+    publish_folder(out, fill, overwrite)
+    return n
+
+
+def publish_folder(out, fill, overwrite=False):
+    """Run fill(tmp) on a new folder beside `out`, then rename it into place: `out` is never half written.
+    Refuses an `out` that holds anything, unless `overwrite`."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise JobError(f"{out} is not empty: pass --overwrite to replace what it holds")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        fill(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.rename(out, old)
@@ -68,4 +79,3 @@ def write_images(images, labels, class_names, out, layout="flat", condition=None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return n

@@ -147,7 +147,12 @@ def render(digit, condition, seed=0, scale=None):
         return tight(digit), ".png"
     scale = scale or int(rng.integers(4, 9))
     thin = rng.uniform(0.1, 0.25) if condition == "pencil" else 0.0
-    ink = place(stroke(digit, scale, rng, thin), rng)
+    return render_ink(place(stroke(digit, scale, rng, thin), rng), condition, rng, scale)
+
+
+def render_ink(ink, condition, rng, scale):
+    """Ink coverage (0-1, on its page) under `condition`: (PIL image, file suffix). `scale` is the pen's
+    size in MNIST pixels (rules and blur follow it)."""
     quality, paper, color = None, white(rng), dark_ink(rng)
     if condition == "off-white":
         paper, quality = rng.uniform((232, 222, 195), (248, 240, 225)), rng.integers(80, 93)
@@ -203,11 +208,21 @@ def tight(digit):
 def phone_photo(digit, seed=0, megapixels=12):
     """A full-size phone JPEG (4000x3000 for 12 MP) of one digit: what a user's camera roll holds."""
     rng = np.random.default_rng(seed)
-    width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
-    height = int(round(width * 3 / 4))
     small, _ = render(digit, "phone", seed, scale=8)
-    # Upscale a phone render (the digit a third of the frame tall), then add full-resolution sensor noise.
-    side = height // 3 / small.height * 1.6
+    # the digit a third of the frame tall
+    return full_size(small, rng, megapixels, frame_size(megapixels)[1] // 3 / small.height * 1.6)
+
+
+def frame_size(megapixels):
+    """(width, height) of a 4:3 photo of this many megapixels."""
+    width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
+    return width, int(round(width * 3 / 4))
+
+
+def full_size(small, rng, megapixels, side):
+    """A small render scaled by `side` into the middle of a full-size phone JPEG (4:3, `megapixels`), with
+    full-resolution sensor noise: the bytes of the file."""
+    width, height = frame_size(megapixels)
     page = small.convert("RGB").resize((int(small.width * side), int(small.height * side)), Image.Resampling.BILINEAR)
     frame = Image.new("RGB", (width, height), page.getpixel((0, 0)))
     frame.paste(page, ((width - page.width) // 2, (height - page.height) // 2))

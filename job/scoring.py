@@ -16,10 +16,16 @@ manifest or model file, or a run directory), or from the `<predictions>.shard.js
 Without it, rows in folders that name no class predicted anywhere in the file are ambiguous (a class the
 model never predicts, or an ordinary folder?), and `score` refuses rather than guess.
 
+A file of `mnist-predict read` (a `text` column) is scored against the number its file name ends in,
+`_<digits>` (`00007_04127.jpg` is 04127, as `mnist-job images --numbers` names them): whole numbers, and
+digits matched in order.
+
     mnist-job score predictions.csv --model runs/demo/export
+    mnist-job score numbers.csv
 """
 
 import csv
+import difflib
 import json
 from pathlib import Path
 
@@ -129,6 +135,8 @@ def score_predictions(path, labels=None):
     correct, accuracy_predicted (over the predicted rows), accuracy_labelled (over every labelled file, an
     error counting as wrong) and accuracy_unflagged (over the predicted rows not flagged for review)."""
     rows = read_rows(path)
+    if rows and "text" in rows[0]:
+        return score_readings(path, rows)
     labels = labels or recorded_labels(path)
     counts = dict(files=len(rows), labelled=0, unknown_class=0, predicted=0, errors=0, review=0, correct=0,
                   unflagged=0, unflagged_correct=0)
@@ -162,3 +170,44 @@ def score_predictions(path, labels=None):
             "accuracy_predicted": ratio(counts["correct"], counts["predicted"]),
             "accuracy_labelled": ratio(counts["correct"], counts["labelled"]),
             "accuracy_unflagged": ratio(counts["unflagged_correct"], counts["unflagged"])}
+
+
+def score_readings(path, rows):
+    """Whole-number accuracy of `mnist-predict read` rows against the number in each file name
+    (`<anything>_<digits>.<suffix>`). Returns a dict: files, labelled, read (ok rows), errors, review,
+    correct, accuracy_labelled (an error counts as wrong), accuracy_read, accuracy_unflagged, accepted_wrong
+    (ok, not flagged and wrong, a share of the labelled rows) and digit_accuracy (digits right in order)."""
+    counts = dict(files=len(rows), labelled=0, read=0, errors=0, review=0, correct=0, unflagged=0,
+                  unflagged_correct=0, accepted_wrong=0, digits=0, digits_correct=0)
+    for row in rows:
+        truth = Path(row["path"]).stem.rpartition("_")[2]
+        if "_" not in Path(row["path"]).stem or not truth.isdigit():
+            continue
+        counts["labelled"] += 1
+        counts["digits"] += len(truth)
+        if row.get("status") != "ok":
+            counts["errors"] += 1
+            continue
+        text = row.get("text") or ""
+        counts["read"] += 1
+        hit = text == truth
+        counts["correct"] += hit
+        matcher = difflib.SequenceMatcher(None, truth, text, autojunk=False)
+        counts["digits_correct"] += sum(block.size for block in matcher.get_matching_blocks())
+        if row.get("review") == "yes":
+            counts["review"] += 1
+        else:
+            counts["unflagged"] += 1
+            counts["unflagged_correct"] += hit
+            counts["accepted_wrong"] += not hit
+    if not counts["labelled"]:
+        raise JobError(f"{path}: no row has a file name ending in _<number>, as `mnist-job images --numbers` names them")
+    ratio = lambda a, b: round(a / b, 6) if b else None  # noqa: E731
+    return {"kind": "numbers", **{k: counts[k] for k in ("files", "labelled", "read", "errors", "review", "correct",
+                                                         "unflagged")},
+            "unlabelled": counts["files"] - counts["labelled"],
+            "accuracy_labelled": ratio(counts["correct"], counts["labelled"]),
+            "accuracy_read": ratio(counts["correct"], counts["read"]),
+            "accuracy_unflagged": ratio(counts["unflagged_correct"], counts["unflagged"]),
+            "accepted_wrong": ratio(counts["accepted_wrong"], counts["labelled"]),
+            "digit_accuracy": ratio(counts["digits_correct"], counts["digits"])}

@@ -29,6 +29,9 @@ from job.models import OPTIMIZERS, build_model, default_epochs, get_spec, make_o
 
 log = logging.getLogger(__name__)
 OUTLIER_SHARE = 0.2  # outlier exposure: synthetic non-digits, as a share of the training digits
+LETTER_SHARE = 0.5  # ... and letters and symbols (job.letters), on digit datasets
+FRAGMENT_SHARE = 0.3  # ... and the fragments and merged pairs a wrong cut makes (job.segment_crops)
+SEGMENT_SHARE = 0.2  # digits as number reading crops them, slivers of neighbours and all (augmentation)
 STRETCHED_SHARE = 0.2  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
 DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "test_split": 0.2, "seed": 42,
             "mixed_precision": False, "jit": False, "strategy": "auto", "freeze_base": False, "restandardize": False}
@@ -300,16 +303,24 @@ def prepare(cfg, spec, data, batch_size, scope=None):
     digits = data.labels == DIGITS
     cfg.outliers = spec.outliers and digits if cfg.outliers is None else cfg.outliers
     x_fit, y_fit = x_train, y_train.astype(np.int32)
+    if digits and (cfg.augment or cfg.outliers):  # the crops reading a number makes: digits, and not
+        from job.segment_crops import segment_crops
+
+        (x_cut, y_cut), x_fragments = segment_crops(x_train, y_train, round(SEGMENT_SHARE * len(x_train)) * cfg.augment,
+                                                    round(FRAGMENT_SHARE * len(x_train)) * bool(cfg.outliers), cfg.seed)
     if cfg.augment and digits:
         from job.augment import stretched
 
         x_more, y_more = stretched(x_train, y_train, STRETCHED_SHARE, cfg.seed)
-        x_fit, y_fit = np.concatenate([x_fit, x_more]), np.concatenate([y_fit, y_more])
+        x_fit, y_fit = np.concatenate([x_fit, x_more, x_cut]), np.concatenate([y_fit, y_more, y_cut])
     if cfg.outliers:
+        from job.letters import make_letters
         from job.losses import OUTLIER
         from job.outliers import make_outliers
 
         extra = make_outliers(round(OUTLIER_SHARE * len(x_train)), cfg.seed)
+        if digits:
+            extra = np.concatenate([extra, make_letters(round(LETTER_SHARE * len(x_train)), cfg.seed), x_fragments])
         x_fit = np.concatenate([x_fit, extra])
         y_fit = np.concatenate([y_fit, np.full(len(extra), OUTLIER, np.int32)])
     seeds = EpochSeeds(cfg.seed)

@@ -7,13 +7,14 @@ name into a test module: `from predict_fixtures import export_dir, ...`.
 
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import pytest
-from mnist_predict import cli, images
+from mnist_predict import cli, images, numbers
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image, ImageDraw, ImageFont
 
@@ -73,7 +74,7 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_export(directory, glyphs, weights=None, bias=None, name="model.onnx"):
+def write_export(directory, glyphs, weights=None, bias=None, name="model.onnx", labels=LABELS):
     """model.onnx, parity.npz (this model's own outputs standing in for Keras) and manifest.json."""
     import onnxruntime as ort
 
@@ -83,6 +84,7 @@ def write_export(directory, glyphs, weights=None, bias=None, name="model.onnx"):
         directory / name,
         default_weights if weights is None else weights,
         default_bias if bias is None else bias,
+        labels=labels,
     )
     rng = np.random.default_rng(0)
     tests = np.clip(glyphs.astype(np.float32) + rng.normal(0, 20, glyphs.shape), 0, 255)
@@ -100,7 +102,7 @@ def write_export(directory, glyphs, weights=None, bias=None, name="model.onnx"):
         "files": {name: {"sha256": sha256(model), "size": model.stat().st_size}},
         "input": {"name": "image", "dtype": "float32", "shape": [None, 28, 28]},
         "output": {"name": "probabilities", "dtype": "float32", "shape": [None, 10]},
-        "labels": LABELS,
+        "labels": labels,
         "opset": 17,
         "model": "glyph-templates",
     }
@@ -199,4 +201,191 @@ def tflite_export(tmp_path_factory, glyphs):
                                            "size": (directory / "model.tflite").stat().st_size}},
                 "labels": LABELS, "model": "glyph-templates"}
     (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+# ---- numbers: a digit model of templates, and numbers drawn with their font (test_predict_read, test_web) ----
+
+DIGIT_LABELS = [str(d) for d in range(10)]
+FONT_SIZE = 90
+
+
+def draw_number(text, gap=20, size=FONT_SIZE, margin=60):
+    """Dark digits on white paper, left to right, `gap` px apart (negative: overlapping boxes). Returns the
+    image (L) and each character's ink box (x, y, w, h)."""
+    font = ImageFont.load_default(size)
+    inks = []
+    for char in text:
+        canvas = Image.new("L", (size * 2, size * 2), 0)
+        ImageDraw.Draw(canvas).text((size // 2, size // 2), char, fill=255, font=font)
+        ink = np.asarray(canvas)
+        rows, cols = np.flatnonzero(ink.max(axis=1) > 0), np.flatnonzero(ink.max(axis=0) > 0)
+        inks.append((ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], rows[0]))
+    top = min(offset for _, offset in inks)
+    height = max(ink.shape[0] + offset - top for ink, offset in inks)
+    width = sum(ink.shape[1] for ink, _ in inks) + gap * (len(inks) - 1)
+    page = np.zeros((height + 2 * margin, width + 2 * margin), np.uint8)
+    x, boxes = margin, []
+    for ink, offset in inks:
+        y = margin + offset - top
+        region = page[y:y + ink.shape[0], x:x + ink.shape[1]]
+        np.maximum(region, ink, out=region)
+        boxes.append((x, y, ink.shape[1], ink.shape[0]))
+        x += ink.shape[1] + gap
+    return Image.fromarray(255 - page), boxes
+
+
+def touching(text):
+    """The number with each glyph pushed into its neighbour until their ink meets (and a little more)."""
+    for gap in range(0, -40, -1):
+        image, boxes = draw_number(text, gap)
+        ink = np.asarray(image) < 128
+        pieces = numbers.image_io.components(ink, ink.astype(np.float32))[1]
+        if len(pieces) == 1:
+            return image, boxes
+    raise AssertionError(f"{text}: the glyphs never touched")
+
+
+def framed_digits(text, gap, margin=60):
+    """How `read` frames each digit of `text` drawn with this gap: the candidates of one atom each, in order."""
+    image, boxes = draw_number(text, gap, margin=margin)
+    layout = numbers.layout_of(np.asarray(image))
+    found = []
+    for x, y, w, h in boxes:
+        found.append(next(layout.inputs[c.index] for c in layout.candidates
+                          if abs(c.box[0] - x) <= 3 and abs(c.box[0] + c.box[2] - x - w) <= 3))
+    return found
+
+
+# Digits as a mouse draws them on the page's pad (560x280): polylines in a glyph box 80 wide, 160 tall,
+# centred on (0, 0). tests/web/read.mjs draws them with the mouse; draw_pen renders them the same way here.
+PEN_DIGITS = {
+    "0": [[(40 * math.sin(i / 20 * math.pi), -80 * math.cos(i / 20 * math.pi)) for i in range(41)]],
+    "1": [[(8, -80), (4, 0), (0, 80)]],
+    "4": [[(15, -80), (-40, 20), (40, 20)], [(20, -40), (20, 82)]],
+    "7": [[(-40, -78), (40, -78), (-10, 80)]],
+}
+PEN_WIDTH = 18  # deploy/web/app.js draws a mouse's strokes this wide, with round caps and joins
+
+
+def pen_number(text, width=560, height=280):
+    """The strokes of `text` in PEN_DIGITS, spread across a pad, as pad coordinates."""
+    xs = np.linspace(width / 7, width * 6 / 7, len(text)) if len(text) > 1 else [width / 2]
+    return [[(x + px, height / 2 + py) for px, py in line] for char, x in zip(text, xs) for line in PEN_DIGITS[char]]
+
+
+def draw_pen(strokes, width=560, height=280):
+    """The strokes as the pad shows them: black, PEN_WIDTH wide, round, on white."""
+    image = Image.new("L", (width, height), 255)
+    pen = ImageDraw.Draw(image)
+    for line in strokes:
+        pen.line(line, fill=0, width=PEN_WIDTH, joint="curve")
+        for x, y in (line[0], line[-1]):
+            pen.ellipse([x - PEN_WIDTH / 2, y - PEN_WIDTH / 2, x + PEN_WIDTH / 2, y + PEN_WIDTH / 2], fill=0)
+    return image
+
+
+@pytest.fixture(scope="session")
+def digit_templates():
+    """(10, K, 28, 28): each digit as read frames it alone (on a page smaller and larger than the working
+    copy), in numbers, and drawn with the pad's pen where PEN_DIGITS has it: the templates of a nearest-
+    template classifier, robust to how the page was cut."""
+    variants = [framed_digits(str(d), 25, margin) for margin in (40, 130) for d in range(10)]
+    alone = [[variants[m * 10 + d][0] for m in range(2)] for d in range(10)]
+    forwards, backwards = framed_digits("0123456789", 25), framed_digits("9876543210", 12)[::-1]
+    drawn = [numbers.layout_of(np.asarray(draw_pen(pen_number(str(d))))).inputs[0] if str(d) in PEN_DIGITS
+             else alone[d][0] for d in range(10)]
+    framed = [alone[d] + [forwards[d], backwards[d], drawn[d]] for d in range(10)]
+    # each a pixel up, down, left and right too: centring by the centre of mass moves a digit by one
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return np.stack([np.stack([np.roll(t, shift, axis=(0, 1)) for t in framed[d] for shift in shifts])
+                     for d in range(10)])
+
+
+SHARPNESS = 80.0  # softmax over correlations: how sure the best match is over the next
+SURE, STEEP = 0.82, 60.0  # a best correlation below SURE leaves the model unsure: its output tends to uniform
+
+
+def unit_templates(templates):
+    """(784, 10K): zero-mean, unit-norm templates, class by class."""
+    flat = templates.reshape(-1, 784).astype(np.float64)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    return (centred / np.linalg.norm(centred, axis=1, keepdims=True)).T.astype(np.float32)
+
+
+def template_onnx(path, templates):
+    """A nearest-template classifier as ONNX: the input's normalised correlation with every template, the
+    best per class; softmax over those, mixed towards uniform as the best match weakens, so that a
+    fragment or a mark no template matches comes out unsure, as a trained model's would."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    classes, k = templates.shape[:2]
+    constants = {"flat_shape": np.array([-1, 784], np.int64), "class_shape": np.array([-1, classes, k], np.int64),
+                 "axis1": np.array([1], np.int64), "axis2": np.array([2], np.int64),
+                 "weights": unit_templates(templates), "eps": np.float32(1e-6), "sharp": np.float32(SHARPNESS),
+                 "sure": np.float32(SURE), "steep": np.float32(STEEP), "one": np.float32(1.0),
+                 "uniform": np.float32(1.0 / classes)}
+    node = helper.make_node
+    nodes = [node("Reshape", ["image", "flat_shape"], ["flat"]),
+             node("ReduceMean", ["flat", "axis1"], ["mean"], keepdims=1),
+             node("Sub", ["flat", "mean"], ["centred"]),
+             node("ReduceL2", ["centred", "axis1"], ["norm"], keepdims=1),
+             node("Add", ["norm", "eps"], ["norm_eps"]),
+             node("Div", ["centred", "norm_eps"], ["unit"]),
+             node("MatMul", ["unit", "weights"], ["correlations"]),
+             node("Reshape", ["correlations", "class_shape"], ["per_class"]),
+             node("ReduceMax", ["per_class", "axis2"], ["best"], keepdims=0),
+             node("ReduceMax", ["best", "axis1"], ["top"], keepdims=1),
+             node("Sub", ["top", "sure"], ["margin"]),
+             node("Mul", ["margin", "steep"], ["gate_logit"]),
+             node("Sigmoid", ["gate_logit"], ["gate"]),
+             node("Mul", ["best", "sharp"], ["logits"]),
+             node("Softmax", ["logits"], ["soft"], axis=-1),
+             node("Mul", ["soft", "gate"], ["confident"]),
+             node("Sub", ["one", "gate"], ["doubt"]),
+             node("Mul", ["doubt", "uniform"], ["spread"]),
+             node("Add", ["confident", "spread"], ["probabilities"])]
+    graph = helper.make_graph(nodes, "digit-templates",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 28, 28])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", classes])],
+                              [numpy_helper.from_array(np.asarray(v), name) for name, v in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    helper.set_model_props(model, {"labels": json.dumps(DIGIT_LABELS), "model": "digit-templates"})
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def template_keras(templates):
+    """The same classifier in Keras, for the LiteRT file."""
+    import keras
+    from keras import ops
+
+    classes, k = templates.shape[:2]
+    image = keras.Input((28, 28), name="image")
+    flat = keras.layers.Reshape((784,))(image)
+    centred = flat - ops.mean(flat, axis=1, keepdims=True)
+    unit = centred / (ops.sqrt(ops.sum(centred * centred, axis=1, keepdims=True)) + 1e-6)
+    best = ops.max(ops.reshape(ops.matmul(unit, unit_templates(templates)), (-1, classes, k)), axis=-1)
+    gate = ops.sigmoid((ops.max(best, axis=1, keepdims=True) - SURE) * STEEP)
+    probabilities = ops.softmax(best * SHARPNESS, axis=-1) * gate + (1 - gate) / classes
+    return keras.Model(image, probabilities)
+
+
+@pytest.fixture(scope="session")
+def digit_export(tmp_path_factory, digit_templates):
+    """An export of the digit-template model: model.onnx, parity.npz (its own outputs standing in for Keras'),
+    and manifest.json with the classes 0-9."""
+    import onnxruntime as ort
+
+    directory = tmp_path_factory.mktemp("digits")
+    model = template_onnx(directory / "model.onnx", digit_templates)
+    inputs = digit_templates[:, 0].astype(np.float32)
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    np.savez(directory / "parity.npz", inputs=inputs, probabilities=session.run(None, {"image": inputs})[0],
+             kinds=np.array(["test"] * 10), labels=np.arange(10, dtype=np.int64))
+    (directory / "manifest.json").write_text(json.dumps({
+        "files": {"model.onnx": {"sha256": sha256(model), "size": model.stat().st_size}},
+        "labels": DIGIT_LABELS, "model": "digit-templates"}))
     return directory

@@ -184,6 +184,25 @@ def test_score_counts_errors_and_unlabelled_files(tmp_path):
         score_predictions(tmp_path / "c.csv")  # without the label set: refused, not guessed
 
 
+def test_images_writes_numbers_named_by_their_digits_and_score_reads_whole_numbers(tmp_path):
+    from job.scoring import score_predictions
+
+    result = run_cli("images", "--numbers", "--limit", "5", "--spacing", "touching", "--out", tmp_path / "n")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (tmp_path / "n").iterdir())
+    assert len(names) == 5 and all(2 <= len(n.split("_")[1].split(".")[0]) <= 8 for n in names)
+    assert error_line(run_cli("images", "--spacing", "loose", "--out", tmp_path / "x")).endswith("add --numbers")
+    rows = ["path,text,confidence,digits,boxes,review,status,error,review_reason",
+            "n/00000_0427.jpg,0427,0.99,,,,ok,,", "n/00001_315.jpg,316,0.95,,,,ok,,",  # accepted, wrong
+            "n/00002_88.jpg,8,0.4,,,yes,ok,,confidence below 0.8", "n/00003_7.jpg,,,,,,error,no digits found,",
+            "n/photo.jpg,12,0.9,,,,ok,,"]
+    (tmp_path / "r.csv").write_text("\n".join(rows) + "\n")
+    s = score_predictions(tmp_path / "r.csv")
+    assert (s["files"], s["labelled"], s["unlabelled"], s["read"], s["errors"], s["correct"]) == (5, 4, 1, 3, 1, 1)
+    assert s["accuracy_labelled"] == 0.25 and s["accepted_wrong"] == 0.25 and s["accuracy_unflagged"] == 0.5
+    assert s["digit_accuracy"] == pytest.approx((4 + 2 + 1) / 10)
+
+
 def letters_predictions(path):
     """150 files in A/ ... O/, 10 each, from a model that never predicts B, D, E or G (it says A for them)."""
     letters = [chr(ord("A") + k) for k in range(15)]

@@ -36,7 +36,12 @@ def test_cv_folds_are_train_runs_of_the_recipe_train_ships(tmp_path, npz_path):
     assert config["outliers"] is True and config["augment"] is True and config["cv_fold"] == 1
     n = len(np.array_split(np.arange(200), 2)[1])  # fold 1 trains on the other fold
     n_fit = n - round(n * 0.1)
-    assert config["train_samples"] == n_fit + round(0.2 * n_fit) * 2  # + stretched crops + outliers, as train has
+    from job import training
+
+    # + stretched crops, cut digits, outliers, letters and cut fragments, as train has
+    shares = (training.STRETCHED_SHARE, training.SEGMENT_SHARE, training.OUTLIER_SHARE, training.LETTER_SHARE,
+              training.FRAGMENT_SHARE)
+    assert config["train_samples"] == n_fit + sum(round(share * n_fit) for share in shares)
     data = load_dataset("mnist", str(npz_path))
     order = np.random.default_rng(42).permutation(len(data.x_train))[:200]
     held = np.array_split(order, 2)[0]

@@ -16,6 +16,7 @@ from job import rundir
 from job.errors import Interrupted, JobError
 from job.models import ZOO
 from job.rundir import read_history
+from job.data import load_dataset
 from job.training import TrainConfig, evaluate, train
 
 PLOTS = ("curves.png", "confusion.png", "predictions.png", "confident_errors.png")
@@ -399,3 +400,58 @@ def test_outliers_are_drawn_as_the_predictor_frames_ink():
     for a in framed:
         rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
         assert rows[-1] - rows[0] < 22 and cols[-1] - cols[0] < 22
+
+
+def test_letters_are_framed_ink_from_printed_fonts_only_and_leave_digit_shaped_letters_out_of_training():
+    from job import letters
+
+    x = letters.make_letters(40, seed=3)
+    assert x.shape == (40, 28, 28) and x.dtype == np.uint8
+    assert all(a.max() > 200 for a in x) and len({int(a.sum()) for a in x}) == 40
+    for a in x:
+        rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
+        assert rows[-1] - rows[0] < 22 and cols[-1] - cols[0] < 22
+    # the fonts: DejaVu teaches, Liberation measures, nothing handwriting-like
+    for role in ("train", "test"):
+        assert all(("DejaVu" if role == "train" else "Liberation") in path for path in letters.fonts(role))
+    assert not set(letters.TRAIN_CHARACTERS) & letters.DIGIT_SHAPED and not set("0123456789") & set(
+        letters.TRAIN_CHARACTERS)
+    assert set(letters.PEN_STROKES) <= set(letters.TEST_CHARACTERS)
+    pen = letters.make_letters(10, seed=1, role="train", characters="AHK")  # with or without fonts installed
+    assert (pen.reshape(10, -1).max(axis=1) > 200).all()
+
+
+def test_number_strips_touch_when_asked_and_keep_each_digits_box():
+    from job.number_images import render_number, strip
+    from mnist_predict import images
+
+    sample = load_dataset("mnist-sample")
+    digits = list(sample.x_test[:4])
+    for spacing in ("loose", "tight", "touching", "overlapping"):
+        ink, boxes = strip(digits, spacing, np.random.default_rng(0), 4)
+        mask = ink > 0.5
+        pieces = len(images.components(mask, ink)[1])
+        gaps = [b[0] - (a[0] + a[2]) for a, b in zip(boxes, boxes[1:])]
+        if spacing in ("loose", "tight"):
+            assert min(gaps) > 0 and pieces >= 4
+        else:
+            assert max(gaps) <= 0 and pieces < 4  # neighbours' ink meets
+        for x, y, w, h in boxes:
+            assert ink[y:y + h, x:x + w].max() > 0.9
+    image, suffix, boxes = render_number(digits, "tight", "phone", seed=2)
+    assert suffix == ".jpg" and len(boxes) == 4 and all(0 <= x and x + w <= image.width for x, _, w, _ in boxes)
+
+
+def test_segment_crops_are_digits_with_slivers_and_fragments_labelled_as_outliers():
+    from job.segment_crops import is_outlier, matches, segment_crops
+
+    sample = load_dataset("mnist-sample")
+    (x_cut, y_cut), x_fragments = segment_crops(sample.x_train[:300], sample.y_train[:300], 40, 40, seed=0)
+    assert x_cut.shape == (40, 28, 28) and y_cut.shape == (40,) and x_fragments.shape == (40, 28, 28)
+    assert set(y_cut.tolist()) <= set(range(10)) and len(set(y_cut.tolist())) > 3
+    box = (100, 10, 40, 60)
+    assert matches((98, 10, 50, 60), box)  # the digit and a sliver of its neighbour
+    assert not matches((100, 10, 30, 60), box) and not matches((80, 10, 80, 60), box)
+    assert is_outlier((100, 10, 15, 60), [box])  # a fragment
+    assert is_outlier((100, 10, 90, 60), [box, (145, 10, 40, 60)])  # two digits framed as one
+    assert not is_outlier((100, 10, 36, 60), [box])

@@ -4,7 +4,10 @@ One module-scoped run of tests/web/drive.mjs serves a real export with `mnist-pr
 the mouse, runs the parity set, predicts 200 MNIST test PNGs and 200 photo-like PNGs one by one through
 window.mnist.predictImage, and predicts the photos again as dropped files. The tests compare all of it with
 the Python predictor on the same files. Another test runs deploy/web/preprocess.js under node on images of
-every photo condition and compares it with mnist_predict.images pixel by pixel.
+every photo condition and compares it with mnist_predict.images pixel by pixel. For numbers, a second run
+(tests/web/read.mjs, a digit model) draws a number with the mouse and reads number images one by one and as
+dropped files, against `mnist-predict read`; and deploy/web/numbers.js runs under node on numbers of every
+spacing, as scans and photos, against mnist_predict.numbers, candidate for candidate and pixel for pixel.
 
 Needs node, /usr/bin/chromium (apt-get install chromium) and `make web` (npm ci in deploy/web); .ci/run
 installs them.
@@ -25,8 +28,9 @@ import pytest
 from conftest import ROOT, error_line, run_cli
 from job.data import read_idx
 from job.photos import CONDITIONS, render
-from mnist_predict import images
-from predict_fixtures import export_dir, glyphs, read_rows  # noqa: F401
+from mnist_predict import Predictor, images, numbers
+from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, glyphs,  # noqa: F401
+                              pen_number, read_rows, touching)
 from PIL import Image
 
 PAGE = ROOT / "deploy" / "web"
@@ -246,3 +250,127 @@ def test_web_refuses_a_folder_that_is_not_an_export(tmp_path):
     result = run_cli("web", tmp_path, "--port", "0", tool="mnist-predict")
     assert result.returncode == 2
     assert "is not an export directory: it needs model.onnx and manifest.json" in error_line(result)
+
+
+# ---- numbers ----------------------------------------------------------------------------------------------
+
+def number_grays():
+    """Numbers of MNIST digits at every spacing as scans and photos, numbers drawn in the templates' font with
+    gaps and touching, two lines, a true 28x28 digit and a blank page: 2-D uint8 arrays."""
+    from job.number_images import SPACINGS, render_number
+
+    sample = read_idx(SAMPLE)
+    rng = np.random.default_rng(7)
+    grays = []
+    for k, spacing in enumerate(SPACINGS):
+        for condition in ("off-white", "phone"):
+            idx = rng.integers(0, len(sample), int(rng.integers(2, 9)))
+            grays.append(images.to_grayscale(render_number(list(sample[idx]), spacing, condition, seed=k)[0]))
+    grays += [np.asarray(draw_number("90210", 25)[0]), np.asarray(touching("7777")[0])]
+    two = Image.new("L", (500, 330), 255)
+    two.paste(draw_number("12", 25, margin=20)[0], (0, 0))
+    two.paste(draw_number("345", 25, margin=20)[0], (0, 170))
+    grays += [np.asarray(two), sample[3], np.full((80, 240), 225, np.uint8)]
+    return grays
+
+
+def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export):
+    """Each image's candidates (atoms, runs, boxes, priors, framed pixels) and its reading, through node and
+    through Python, with the same model outputs."""
+    if not shutil.which("node"):
+        pytest.fail("needs node")
+    predictor = Predictor(digit_export / "model.onnx")
+    grays, expected, blob = number_grays(), [], b""
+    for k, gray in enumerate(grays):
+        length = (4, 4) if k == 0 else None
+        try:
+            layout = numbers.layout_of(gray)
+            probabilities = predictor.run(layout.inputs)
+            expected.append((layout, numbers.choose(layout, probabilities, length)))
+        except numbers.NoNumber:
+            probabilities = np.zeros((0, 10), np.float32)
+            expected.append(None)
+        blob += (struct.pack("<II", gray.shape[1], gray.shape[0]) + np.ascontiguousarray(gray).tobytes() +
+                 struct.pack("<I", len(probabilities)) + probabilities.astype("<f4").tobytes() +
+                 struct.pack("<ii", *(length or (0, 0))))
+    done = subprocess.run(["node", str(ROOT / "tests" / "web" / "numbers_cli.mjs")], input=blob,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
+    results = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert len(results) == len(grays)
+    for k, (result, want) in enumerate(zip(results, expected)):
+        if want is None:
+            assert result["status"] == "no number", k
+            continue
+        layout, reading = want
+        assert result["status"] == "ok" and result["atoms"] == layout.atoms, k
+        pixels = np.frombuffer(base64.b64decode(result["inputs"]), np.uint8).reshape(-1, 28, 28)
+        assert np.array_equal(pixels, layout.inputs), k
+        for candidate, js in zip(layout.candidates, result["candidates"]):
+            assert (js["line"], js["start"], js["stop"], js["box"]) == (
+                candidate.line, candidate.start, candidate.stop, [int(v) for v in candidate.box]), k
+            assert js["prior"] == pytest.approx(candidate.prior, abs=1e-12), k
+        js = result["reading"]
+        assert js["text"] == reading.text and js["review"] == reading.review, k
+        assert js["boxes"] == [[int(v) for v in box] for box in reading.boxes], k
+        assert js["confidence"] == pytest.approx(reading.confidence, rel=1e-9), k
+    assert results[-1]["status"] == "no number" and expected[-3][1].text == "12 345"
+
+
+@pytest.fixture(scope="module")
+def reading_run(tmp_path_factory, digit_export):
+    """The page with a digit model: a number drawn with the mouse, number images read one by one and dropped."""
+    require_browser()
+    tmp = tmp_path_factory.mktemp("read")
+    folder = tmp / "numbers"
+    folder.mkdir()
+    for k, gray in enumerate(number_grays()):
+        Image.fromarray(gray).save(folder / f"{k:02d}.png")  # PNG: the page and Pillow decode the same pixels
+    (tmp / "strokes.json").write_text(json.dumps(pen_number("4710")))
+    (tmp / "out").mkdir()
+    server = Server(digit_export)
+    try:
+        drive = subprocess.run(["node", str(ROOT / "tests" / "web" / "read.mjs"), server.url, str(tmp / "out"),
+                                str(tmp / "strokes.json"), str(folder)], capture_output=True, text=True, timeout=600)
+    finally:
+        server.stop()
+    assert drive.returncode == 0, drive.stderr[-3000:]
+    done = run_cli("read", folder, "--model", digit_export, "--out", tmp / "numbers.csv", tool="mnist-predict")
+    assert done.returncode in (0, 3), done.stderr
+    cli = {Path(row["path"]).name: row for row in read_rows(tmp / "numbers.csv")}
+    return {**json.loads(drive.stdout), "cli": cli, "folder": folder}
+
+
+def test_a_number_drawn_with_the_mouse_is_read(reading_run):
+    assert reading_run["console_errors"] == []
+    assert reading_run["draw_heading"] == "Draw a digit or a number"
+    assert reading_run["drawn"] == "4710", reading_run["reading_shown"]
+    assert "Number: 4710" in reading_run["reading_shown"]
+
+
+def test_the_page_reads_number_images_as_mnist_predict_read_does(reading_run):
+    page, cli = reading_run["images"], reading_run["cli"]
+    assert set(page) == set(cli) and len(page) == 13
+    for name, row in cli.items():
+        result = page[name]
+        if row["status"] == "error":
+            assert result["text"] is None and result["error"] == row["error"], name
+            continue
+        assert result["text"] == row["text"], name
+        assert " ".join(",".join(map(str, box)) for box in result["boxes"]) == row["boxes"], name
+        assert result["confidence"] == pytest.approx(float(row["confidence"]), abs=2e-6), name
+        layout = numbers.layout_of(images.to_grayscale(Image.open(reading_run["folder"] / name)))
+        assert np.array_equal(np.array(result["inputs"], np.uint8).reshape(-1, 28, 28), layout.inputs), name
+    assert cli["10.png"]["text"] == "12 345"  # two lines
+
+
+def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
+    lines = reading_run["dropped"]["csv"].split("\r\n")
+    assert lines[0] == "path,text,confidence,digits,boxes,review,status,error,review_reason"
+    assert reading_run["dropped"]["rows"] == 13
+    import csv
+
+    rows = {row["path"]: row for row in csv.DictReader(lines[1:-1], fieldnames=lines[0].split(","))}
+    for name, row in reading_run["cli"].items():
+        assert (rows[name]["text"], rows[name]["status"], rows[name]["review"]) == (row["text"], row["status"],
+                                                                                   row["review"]), name

@@ -4,7 +4,7 @@ Attributes load lazily, so `import mnist_predict.cli` (and `mnist-job --help`) d
 onnxruntime until a command actually runs.
 """
 
-__all__ = ["Predictor", "Predictions", "UsageError", "ImageError"]
+__all__ = ["Predictor", "Predictions", "Readings", "UsageError", "ImageError"]
 
 
 def __getattr__(name):

@@ -25,6 +25,7 @@ import pebble
 from pebble import ProcessExpired
 
 from . import images as image_io
+from . import numbers
 from .predictor import UsageError
 from .review import DEFAULT_MIN_CONFIDENCE
 from .wording import count
@@ -32,6 +33,7 @@ from .wording import count
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 HEIC_SUFFIXES = (".heic", ".heif")  # iPhone photos: read when pillow-heif is installed (the `heic` extra)
 COLUMNS = ("path", "label", "class_name", "probability", "top_k", "status", "review", "error")
+READ_COLUMNS = ("path", "text", "confidence", "digits", "boxes", "review", "status", "error", "review_reason")
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Batches decoded ahead of the one onnxruntime is running: enough to keep it busy, few enough that
 # memory does not grow when decoding outpaces inference.
@@ -168,28 +170,47 @@ def _decode_files(paths, invert, resize):
     return [image_io.decode(path, invert=invert, resize=resize) for path in paths]
 
 
+def _layout_files(paths, invert):
+    return [numbers.decode(path, invert=invert) for path in paths]
+
+
 def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize="mnist", top_k=3,
                   min_confidence=DEFAULT_MIN_CONFIDENCE, decode_timeout=DEFAULT_DECODE_TIMEOUT):
     """Yield one row per path, in the order of `paths`, however many processes decode them."""
-    decode = partial(_decode_batch, pool, invert=invert, resize=resize, timeout=decode_timeout,
+    decode = partial(_decode_files, invert=invert, resize=resize)
+    infer = partial(_infer, top_k=top_k, min_confidence=min_confidence)
+    yield from _pipeline(predictor, paths, pool, batch_size, decode, infer, decode_timeout)
+
+
+def read_files(predictor, paths, pool=None, batch_size=256, invert="auto", min_confidence=DEFAULT_MIN_CONFIDENCE,
+               length=None, decode_timeout=DEFAULT_DECODE_TIMEOUT):
+    """Yield one reading row per path (mnist_predict.numbers), in the order of `paths`: the decode processes
+    clean and cut each image into candidate digits, this one runs the model on them and picks the cuts."""
+    decode = partial(_layout_files, invert=invert)
+    infer = partial(_read, min_confidence=min_confidence, length=length)
+    yield from _pipeline(predictor, paths, pool, batch_size, decode, infer, decode_timeout)
+
+
+def _pipeline(predictor, paths, pool, batch_size, decode_files, infer, decode_timeout):
+    decode = partial(_decode_batch, pool, decode_files=decode_files, timeout=decode_timeout,
                      chunk=max(1, batch_size // 8))
     pending = deque()
     for start in range(0, len(paths), batch_size):
         batch = paths[start : start + batch_size]
         pending.append((batch, decode(batch)))
         if len(pending) > PREFETCH:
-            yield from _infer(predictor, *pending.popleft(), top_k, min_confidence)
+            yield from infer(predictor, *pending.popleft())
     while pending:
-        yield from _infer(predictor, *pending.popleft(), top_k, min_confidence)
+        yield from infer(predictor, *pending.popleft())
 
 
-def _decode_batch(pool, batch, invert, resize, timeout, chunk):
-    """A function returning the batch's (pixels, error) pairs; in a pool, the decoding starts at once."""
+def _decode_batch(pool, batch, decode_files, timeout, chunk):
+    """A function returning the batch's (decoded, error) pairs; in a pool, the decoding starts at once."""
     if pool is None:
-        return lambda: _decode_files(batch, invert, resize)
+        return lambda: decode_files(batch)
     chunks = [batch[i : i + chunk] for i in range(0, len(batch), chunk)]
     # One task per chunk, each held to the per-file limit: a chunk of ordinary files ends far sooner.
-    futures = [pool.schedule(_decode_files, args=(part, invert, resize), timeout=timeout) for part in chunks]
+    futures = [pool.schedule(decode_files, args=(part,), timeout=timeout) for part in chunks]
 
     def results():
         decoded = []
@@ -198,14 +219,14 @@ def _decode_batch(pool, batch, invert, resize, timeout, chunk):
                 decoded += future.result()
             except (TimeoutError, ProcessExpired, Exception):
                 # A file in the chunk hung or killed its worker: each file again, alone, so only it fails.
-                decoded += [_decode_alone(pool, path, invert, resize, timeout) for path in part]
+                decoded += [_decode_alone(pool, path, decode_files, timeout) for path in part]
         return decoded
 
     return results
 
 
-def _decode_alone(pool, path, invert, resize, timeout):
-    future = pool.schedule(_decode_files, args=([path], invert, resize), timeout=timeout)
+def _decode_alone(pool, path, decode_files, timeout):
+    future = pool.schedule(decode_files, args=([path],), timeout=timeout)
     try:
         return future.result()[0]
     except TimeoutError:
@@ -247,6 +268,30 @@ def _infer(predictor, batch, decoded, top_k, min_confidence):
         }
 
 
+def _read(predictor, batch, decoded, min_confidence, length):
+    decoded = list(decoded())
+    layouts = [layout for layout, _ in decoded if layout is not None]
+    probabilities = predictor.run(np.concatenate([layout.inputs for layout in layouts])) if layouts else None
+    offset = 0
+    for path, (layout, error) in zip(batch, decoded):
+        if layout is None:
+            yield {"path": path, "digits": [], "boxes": [], "status": "error", "review": "", "error": error}
+            continue
+        reading = numbers.choose(layout, probabilities[offset:offset + len(layout.inputs)], length)
+        offset += len(layout.inputs)
+        yield reading_row(path, reading, min_confidence)
+
+
+def reading_row(path, reading, min_confidence=DEFAULT_MIN_CONFIDENCE):
+    """A row of `read`'s output for one numbers.Reading."""
+    reasons = list(reading.review)
+    if reading.confidence < min_confidence:
+        reasons.insert(0, f"confidence below {min_confidence:g}")
+    return {"path": path, "text": reading.text, "confidence": reading.confidence, "digits": reading.digits,
+            "boxes": reading.boxes, "review": "yes" if reasons else "", "review_reason": "; ".join(reasons),
+            "status": "ok", "error": ""}
+
+
 def output_format(path):
     suffix = os.path.splitext(str(path))[1].lower()
     if suffix not in FORMATS:
@@ -255,9 +300,12 @@ def output_format(path):
 
 
 @contextmanager
-def atomic_writer(path):
-    """Yield a write(row) function; `path` appears only once complete, so it is never half written."""
-    encode = _csv_writer if output_format(path) == "csv" else _jsonl_writer
+def atomic_writer(path, task="predict"):
+    """Yield a write(row) function for `predict` or `read` rows; `path` appears only once complete, so it is
+    never half written."""
+    csv_file = output_format(path) == "csv"
+    encode = {("predict", True): _csv_writer, ("predict", False): _jsonl_writer,
+              ("read", True): _csv_reading_writer, ("read", False): _jsonl_reading_writer}[task, csv_file]
     with atomic_file(path) as file:
         yield encode(file)
 
@@ -309,6 +357,34 @@ def _jsonl_writer(file):
     return write
 
 
+def _csv_reading_writer(file):
+    writer = csv.DictWriter(file, READ_COLUMNS)
+    writer.writeheader()
+
+    def write(row):
+        confidence = row.get("confidence")
+        writer.writerow({
+            **dict.fromkeys(READ_COLUMNS, ""), **row,
+            "confidence": "" if confidence is None else f"{confidence:.6f}",
+            "digits": " ".join(f"{label}:{p:.6f}" for label, p in row["digits"]),
+            "boxes": " ".join(",".join(str(int(v)) for v in box) for box in row["boxes"]),
+        })
+
+    return write
+
+
+def _jsonl_reading_writer(file):
+    def write(row):
+        confidence = row.get("confidence")
+        record = {**dict.fromkeys(READ_COLUMNS), **row,
+                  "confidence": None if confidence is None else round(confidence, 6),
+                  "digits": [{"label": label, "probability": round(p, 6)} for label, p in row["digits"]],
+                  "boxes": [[int(v) for v in box] for box in row["boxes"]]}
+        file.write(json.dumps(record) + "\n")
+
+    return write
+
+
 @dataclass
 class Summary:
     files: int
@@ -338,19 +414,21 @@ class Summary:
         }
 
 
-def run(predictor, paths, out, on_row=None, skipped=None, **options):
-    """Predict `paths` into the file `out` and return the summary; options go to predict_files, and
-    `skipped` (from list_images) goes into the summary."""
-    summary = Summary(len(paths), os.path.abspath(out), histogram=Counter(dict.fromkeys(predictor.labels, 0)),
-                      skipped=Counter(skipped or {}))
+def run(predictor, paths, out, on_row=None, skipped=None, task="predict", **options):
+    """Predict (task="read": read numbers in) `paths` into the file `out` and return the summary; options
+    go to predict_files (read_files), and `skipped` (from list_images) goes into the summary. A reading's
+    histogram counts its digits."""
+    histogram = Counter(dict.fromkeys(predictor.labels, 0)) if task == "predict" else Counter()
+    summary = Summary(len(paths), os.path.abspath(out), histogram=histogram, skipped=Counter(skipped or {}))
     start = time.perf_counter()
-    with atomic_writer(out) as write:
-        for row in predict_files(predictor, paths, **options):
+    rows = (predict_files if task == "predict" else read_files)(predictor, paths, **options)
+    with atomic_writer(out, task) as write:
+        for row in rows:
             write(row)
             if row["status"] == "ok":
                 summary.succeeded += 1
                 summary.review += row["review"] == "yes"
-                summary.histogram[row["class_name"]] += 1
+                summary.histogram[row["class_name"] if task == "predict" else count(len(row["digits"]), "digit")] += 1
             else:
                 summary.failed += 1
             if on_row:

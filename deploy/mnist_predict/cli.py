@@ -77,13 +77,14 @@ app = typer.Typer(
     help="Predict digits (or any 28x28 classes) in image files with an exported ONNX or LiteRT model, "
     "without TensorFlow: onnxruntime runs model.onnx, ai-edge-litert (pip install './deploy[litert]') runs "
     "model.tflite. `mnist-predict IMAGES --model model.onnx` predicts (photos and scans are cleaned "
-    "and framed the MNIST way first); `mnist-predict preview IMAGES --model model.onnx` draws what the model "
-    "saw; `mnist-predict check --model model.onnx` verifies parity with the export; `mnist-predict merge` joins "
+    "and framed the MNIST way first); `mnist-predict read IMAGES --model model.onnx` reads whole numbers (a "
+    "digit model); `mnist-predict preview IMAGES --model model.onnx` draws what the model saw; "
+    "`mnist-predict check --model model.onnx` verifies parity with the export; `mnist-predict merge` joins "
     "the outputs of --shard runs.",
     epilog=EXIT_CODES,
     no_args_is_help=True,
-    subcommand_metavar="IMAGES... --model MODEL | preview IMAGES... --model MODEL | check --model MODEL | "
-    "merge SHARD_OUTPUTS... --out FILE",
+    subcommand_metavar="IMAGES... --model MODEL | read IMAGES... --model MODEL | preview IMAGES... --model MODEL | "
+    "check --model MODEL | merge SHARD_OUTPUTS... --out FILE",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -184,46 +185,127 @@ def predict(
 
     Example: mnist-predict scans/ --model export/model.onnx --out predictions.csv
     """
+    options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
+                   min_confidence=min_confidence)
+    _batch("predict", images, model, out, options, workers, recursive, decode_timeout, threads, shard, max_model_mb,
+           manifest_sha256, as_json)
+
+
+READ_BAD_FILES = BAD_FILES.replace("no digit found", "no digits found").replace(
+    "Rows whose top probability is below --min-confidence get review=yes.",
+    "Readings whose confidence is below --min-confidence, that hold a '?' or whose count is outside --length get "
+    "review=yes.")
+
+
+@app.command(epilog=f"{READ_BAD_FILES} {EXIT_CODES}")
+def read(
+    images: ImagesArgument,
+    model: ModelOption,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="numbers.csv or .jsonl, written atomically [default: numbers.csv]"),
+    ] = None,
+    length: Annotated[
+        Optional[str],
+        typer.Option(help="N or MIN-MAX digits (a meter: 6): readings of that length are preferred, others "
+                     "flagged for review. Counts the digits of all lines together."),
+    ] = None,
+    min_confidence: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Flag readings whose confidence (the probability that the whole "
+                     "number is right) is below this."),
+    ] = DEFAULT_MIN_CONFIDENCE,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(min=0, help=f"Decode processes; 0 (or {SMALL_RUN} files or fewer) decodes in this process. "
+                     "[default: CPUs]"),
+    ] = None,
+    recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
+    invert: InvertOption = Invert.auto,
+    decode_timeout: Annotated[
+        Optional[float],
+        typer.Option(min=0.1, help="Seconds a file may take to decode and cut; needs decode workers. [default: 5]"),
+    ] = None,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT).")] = None,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(help="I/N: only this process's share of the files, 0 <= I < N; join with `merge`."),
+    ] = None,
+    max_model_mb: MaxModelOption = 200.0,
+    manifest_sha256: PinOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+):
+    """Read the whole number in every image of IMAGES: one row per file, in sorted path order.
+
+    Columns: path; text, the digits left to right, leading zeros kept, "?" for ink that is not a digit; confidence,
+    the probability that the whole reading is right (the product of the digits' calibrated probabilities);
+    digits, label:probability per digit; boxes, x,y,w,h per digit in the original image's pixels after its EXIF
+    rotation; review (yes when the confidence is below --min-confidence, a piece is not a digit, or the count is
+    outside --length) and review_reason; status and error. Ink on several lines is read line by line, top to
+    bottom, the lines joined by a space. A blank page is an error row.
+
+    Example: mnist-predict read meters/ --model export/model.onnx --length 6 --out numbers.csv
+    """
+    from . import numbers
+    from .predictor import UsageError
+
+    try:
+        parsed = numbers.parse_length(length) if length is not None else None
+    except ValueError as error:
+        _fail(UsageError(str(error)))
+    options = dict(batch_size=batch_size, invert=invert.value, min_confidence=min_confidence, length=parsed)
+    _batch("read", images, model, out, options, workers, recursive, decode_timeout, threads, shard, max_model_mb,
+           manifest_sha256, as_json)
+
+
+def _batch(task, images, model, out, options, workers, recursive, decode_timeout, threads, shard, max_model_mb,
+           manifest_sha256, as_json):
+    """What predict and read share: listing, sharding, the session, progress, the summary and exit codes."""
     from . import batch, shards
     from .predictor import UsageError
 
+    stem = "predictions" if task == "predict" else "numbers"
     try:
         if decode_timeout is not None and workers == 0:
             raise UsageError("--decode-timeout limits the decode workers, and --workers 0 decodes in this process: "
                              "leave one of them out")
         shard_index = shards.parse_shard(shard) if shard else None
-        out = out or Path(
-            f"predictions.shard-{shard.replace('/', '-of-')}.csv" if shard else "predictions.csv"
-        )
+        out = out or Path(f"{stem}.shard-{shard.replace('/', '-of-')}.csv" if shard else f"{stem}.csv")
         batch.output_format(out)
         listed, skipped = batch.list_images(images, recursive)
         paths = shards.take_shard(listed, *shard_index) if shard_index else listed
     except UsageError as error:
         _fail(error)
-    options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
-                   min_confidence=min_confidence,
-                   decode_timeout=batch.DEFAULT_DECODE_TIMEOUT if decode_timeout is None else decode_timeout)
+    options["decode_timeout"] = batch.DEFAULT_DECODE_TIMEOUT if decode_timeout is None else decode_timeout
     # a time limit asked for is kept even on a few files, which otherwise decode in this process, unlimited
     with _session(model, threads, workers, paths, max_model_mb, manifest_sha256,
                   keep_pool=decode_timeout is not None) as (predictor, pool):
-        _check_top_k(top_k, predictor)
         try:
-            summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, skipped=skipped, **options)
+            if task == "predict":
+                _check_top_k(options["top_k"], predictor)
+            else:
+                predictor.check_digits()
+        except UsageError as error:
+            _fail(error)
+        try:
+            summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, skipped=skipped, task=task,
+                                         **options)
         except KeyboardInterrupt:
             _fail(f"interrupted; nothing was written to {out}", 130)
         except OSError as error:  # unreadable images are rows, so this is the output file
             _fail(f"cannot write {out}: {error.strerror or error}", 1)
         if shard_index:  # for `mnist-predict merge`
-            options = {name: options[name] for name in shards.ROW_OPTIONS if name in options}
+            kept = {name: options[name] for name in shards.ROW_OPTIONS if name in options}
             try:
                 shards.write_record(out, shard_index, predictor.path, listed, summary.files,
-                                    {**options, "labels": list(predictor.labels)})
+                                    {**kept, "task": task, "labels": list(predictor.labels)})
             except OSError as error:
                 _fail(f"cannot write {out}{shards.RECORD_SUFFIX}: {error.strerror or error}", 1)
     if as_json:
         print(json.dumps({**summary.as_dict(), "model": str(model), "shard": shard}))
     else:
-        _print_summary(Console(), summary)
+        _print_summary(Console(), summary, task)
     raise typer.Exit(3 if summary.failed else 0)
 
 
@@ -270,35 +352,58 @@ def preview(
     resize: ResizeOption = Resize.mnist,
     min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes. [default: CPUs]")] = None,
+    reading: Annotated[bool, typer.Option("--read", help="Draw readings of whole numbers, as `read` makes "
+                                          "them: digit boxes, digits and their probabilities.")] = False,
+    length: Annotated[Optional[str], typer.Option(help="With --read: N or MIN-MAX digits, as in `read`.")] = None,
 ):
-    """Draw what the model saw: each original, the 28x28 input it got, the label and its probability.
+    """Draw what the model saw: each original, the 28x28 input it got, the label and its probability; with
+    --read, each original with its digit boxes, the digits as read and their probabilities.
 
     Review rows get an orange frame, error rows a red one and their reason.
 
     Example: mnist-predict preview photos/ --model export/model.onnx --out sheet.png --problems
+    Example: mnist-predict preview --read meters/ --model export/model.onnx --length 6 --out readings.png
     """
     from . import batch, preview as sheet
     from .predictor import UsageError
 
+    from . import numbers
+
     try:
         if Path(out).suffix.lower() != ".png":
             raise UsageError(f"--out must end in .png, got {out}")
+        if length is not None and not reading:
+            raise UsageError("--length applies to readings: add --read")
+        if reading and resize != Resize.mnist:
+            raise UsageError("--resize applies to single digits; --read cleans and cuts every image itself")
+        parsed = numbers.parse_length(length) if length is not None else None
         paths = batch.find_images(images, recursive)
-    except UsageError as error:
+    except (UsageError, ValueError) as error:
         _fail(error)
     if not problems:
         paths = paths[:limit]
-    options = dict(invert=invert.value, resize=resize.value, min_confidence=min_confidence)
     with _session(model, None, workers, paths) as (predictor, pool):
         try:
-            rows = sheet.pick(batch.predict_files(predictor, paths, pool=pool, **options), limit, problems)
+            if reading:
+                predictor.check_digits()
+                found = batch.read_files(predictor, paths, pool=pool, invert=invert.value,
+                                         min_confidence=min_confidence, length=parsed)
+            else:
+                found = batch.predict_files(predictor, paths, pool=pool, invert=invert.value, resize=resize.value,
+                                            min_confidence=min_confidence)
+            rows = sheet.pick(found, limit, problems)
+        except UsageError as error:
+            _fail(error)
         except KeyboardInterrupt:
             _fail(f"interrupted; nothing was written to {out}", 130)
     if not rows:
         print(f"nothing to draw: none of the {len(paths):,} files was flagged for review or failed")
         raise typer.Exit(0)
     try:
-        sheet.contact_sheet(rows, out, columns, invert.value, resize.value)
+        if reading:
+            sheet.reading_sheet(rows, out, min(columns, 3) if columns == 6 else columns)
+        else:
+            sheet.contact_sheet(rows, out, columns, invert.value, resize.value)
     except OSError as error:
         _fail(f"cannot write {out}: {error.strerror or error}", 1)
     review = sum(row["review"] == "yes" for row in rows)
@@ -309,7 +414,7 @@ def preview(
 def _run_with_progress(run, predictor, paths, out, **options):
     stderr = Console(stderr=True)
     columns = (
-        TextColumn("predicting"),
+        TextColumn("reading" if options.get("task") == "read" else "predicting"),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
@@ -435,22 +540,29 @@ def _print_error(message):
     Console(stderr=True).print(f"[red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
-def _print_summary(console, summary):
+REVIEW_WHY = {"predict": "top probability below the threshold",
+              "read": "low confidence, ink that is not a digit, or a count outside --length"}
+
+
+def _print_summary(console, summary, task="predict"):
     from . import batch
 
     _print_pairs(
         console,
         ("files", f"{summary.files:,}"),
         ("succeeded", f"[green]{summary.succeeded:,}[/]"),
-        ("review", f"[yellow]{summary.review:,}[/] (top probability below the threshold)" if summary.review else "0"),
+        ("review", f"[yellow]{summary.review:,}[/] ({REVIEW_WHY[task]})" if summary.review else "0"),
         ("failed", f"[red]{summary.failed:,}[/]" if summary.failed else "0"),
         ("images/s", f"{summary.images_per_second:,.0f}"),
         ("output", summary.output),
         *([("not listed", escape(batch.describe_skipped(summary.skipped)))] if summary.skipped else []),
     )
-    histogram = Table("label", "files", "", title="predicted labels", title_justify="left", box=None)
+    title = "predicted labels" if task == "predict" else "digits per reading"
+    histogram = Table("label" if task == "predict" else "read", "files", "", title=title, title_justify="left", box=None)
     most = max(summary.histogram.values(), default=0) or 1
-    for name, count in summary.histogram.items():
+    items = summary.histogram.items() if task == "predict" else sorted(summary.histogram.items(),
+                                                                        key=lambda item: int(item[0].split()[0]))
+    for name, count in items:
         histogram.add_row(name, f"{count:,}", "[cyan]" + "█" * round(30 * count / most) + "[/]")
     console.print(histogram)
 

@@ -57,17 +57,23 @@ def load(path, invert="auto", resize="mnist"):
 
 
 def _load(path, invert, resize):
+    gray, _ = open_gray(path, WORK if resize == "mnist" else None)
+    return prepare(gray, invert=invert, resize=resize)
+
+
+def open_gray(path, draft=WORK):
+    """The file as a 2-D uint8 array, EXIF-turned; a JPEG decoded at a reduced scale no smaller than
+    `draft` px (None: full size). Raises ImageError for an empty file or one over MAX_PIXELS."""
     if os.path.getsize(path) == 0:
         raise ImageError("empty file")
     with Image.open(path) as image:  # reads the header only; GIF and TIFF open on their first frame
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise ImageError(f"{width}x{height} exceeds the {MAX_PIXELS:,}-pixel cap (a decompression bomb?)")
-        if resize == "mnist":
+        if draft:
             # JPEG only: decode at 1/2, 1/4 or 1/8 scale, still no smaller than the size the cleaning uses.
-            image.draft("L", (WORK, WORK))
-        gray = to_grayscale(image)
-    return prepare(gray, invert=invert, resize=resize)
+            image.draft("L", (draft, draft))
+        return to_grayscale(image), (width, height)
 
 
 _HEIC = []  # [True] or [False] once looked up
@@ -224,13 +230,20 @@ def mnist_normalize(gray, invert="auto"):
 
 
 def _working_copy(gray):
-    """float32 0-1, the longest side at most WORK and the shortest at least MIN_SIDE (or as close as the
-    aspect ratio allows), so that every later step works in pixels of a known scale.
+    work, crop, _ = working_copy(gray)
+    return work, crop
+
+
+def working_copy(gray, longest=WORK):
+    """(float32 0-1 image, whether it is a crop, (x scale, y scale, margin)): the longest side at most
+    `longest` and the shortest at least MIN_SIDE (or as close as the aspect ratio allows), so that every
+    later step works in pixels of a known scale. A working pixel (x, y) is original pixel
+    ((x - margin) / x scale, (y - margin) / y scale).
 
     A small image is a crop, often cut tight to the ink: it gets a margin of its median (its paper), so
     that strokes touching its edge are still told from the paper beyond them."""
     height, width = gray.shape
-    scale = min(WORK / max(height, width), max(1.0, MIN_SIDE / min(height, width)))
+    scale = min(longest / max(height, width), max(1.0, MIN_SIDE / min(height, width)))
     image = Image.fromarray(gray)
     if scale < 1:
         image = resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
@@ -239,10 +252,12 @@ def _working_copy(gray):
         image = resize(image, (round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
     work = np.asarray(image, np.float32) / 255
     crop = scale > 1
+    margin = 0
     if crop:
         border = np.concatenate([work[0], work[-1], work[:, 0], work[:, -1]])
-        work = np.pad(work, max(work.shape) // 4, constant_values=float(np.median(border)))
-    return work, crop
+        margin = max(work.shape) // 4
+        work = np.pad(work, margin, constant_values=float(np.median(border)))
+    return work, crop, (image.width / width, image.height / height, margin)
 
 
 def ink_map(work, invert="auto", crop=False):
@@ -314,6 +329,20 @@ def rank_filter(a, k, op, axes=(0, 1)):
 def digit_mask(ink):
     """The pixels of the digit: Otsu on the denoised ink map, minus thin rules, specks and page edges.
     None when nothing stands out of the paper's noise."""
+    found = ink_mask(ink)
+    if found is None:
+        return None
+    mask, denoised = found
+    labels, stats = components(mask, denoised)
+    keep = choose_components(stats, mask.shape)
+    if not keep:
+        return None
+    return np.isin(labels, keep)
+
+
+def ink_mask(ink):
+    """(mask, denoised ink): Otsu on the denoised ink map without thin rules, or None when nothing stands
+    out of the paper's noise (blank paper, a flat colour)."""
     denoised = _remove_rules(smooth(ink))
     mask = denoised > otsu(denoised)
     if not mask.any():
@@ -323,11 +352,7 @@ def digit_mask(ink):
     noise = float(paper.std()) if paper.size else 0.0
     if strong < MIN_CONTRAST or strong - float(paper.mean()) < MIN_SEPARATION * noise:
         return None
-    labels, stats = components(mask, denoised)
-    keep = choose_components(stats, mask.shape)
-    if not keep:
-        return None
-    return np.isin(labels, keep)
+    return mask, denoised
 
 
 def _remove_rules(ink, k=5):
@@ -410,15 +435,7 @@ def _union(parent, a, b):
 def choose_components(stats, shape):
     """The digit: the heaviest component that is not a line, plus the ink near it (a 5's flag, a broken
     pencil stroke); specks and far-away marks are dropped."""
-    height, width = shape
-
-    def line(s):
-        # a shadow's or a page's edge, a fold, a rule: long across the image and a few pixels thick
-        tall, wide = s["bottom"] - s["top"], s["right"] - s["left"]
-        long = max(tall / height, wide / width) > 0.6
-        return long and s["area"] / max(tall, wide) < 0.03 * max(tall, wide)
-
-    candidates = {label: s for label, s in stats.items() if not line(s)}
+    candidates = {label: s for label, s in stats.items() if not is_line(s, shape)}
     if not candidates:
         return []
     main = max(candidates.values(), key=lambda s: s["mass"])
@@ -427,6 +444,14 @@ def choose_components(stats, shape):
     return [label for label, s in candidates.items()
             if s["mass"] >= 0.08 * main["mass"] and s["bottom"] > near[0] and s["top"] < near[1]
             and s["right"] > near[2] and s["left"] < near[3]]
+
+
+def is_line(s, shape):
+    """A shadow's or a page's edge, a fold, a rule: long across the image and a few pixels thick."""
+    height, width = shape
+    tall, wide = s["bottom"] - s["top"], s["right"] - s["left"]
+    long = max(tall / height, wide / width) > 0.6
+    return long and s["area"] / max(tall, wide) < 0.03 * max(tall, wide)
 
 
 def stretch(ink, mask):

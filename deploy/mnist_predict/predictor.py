@@ -46,6 +46,32 @@ class Predictions:
         return np.array([error is None for error in self.errors], dtype=bool)
 
 
+@dataclass
+class Readings:
+    texts: list  # the number read in each image ("?" for ink that is not a digit); None for a file that failed
+    confidences: np.ndarray  # (N,) probability that the whole reading is right; NaN for a file that failed
+    digits: list  # per image, (label, probability) per digit
+    boxes: list  # per image, (x, y, w, h) per digit, in the original image's pixels after EXIF rotation
+    review: np.ndarray  # (N,) bool: flagged for a person to look at
+    reasons: list  # per image, why it is flagged ("" when not)
+    errors: list  # per image, the one-line reason it failed, or None
+
+    @property
+    def ok(self):
+        return np.array([error is None for error in self.errors], dtype=bool)
+
+
+def _gray(image):
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"an image to read must be a 2-D grayscale array, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        if image.dtype.kind == "f" and 0 < image.max(initial=0) <= 1:
+            raise ValueError("the image looks scaled to 0-1; pass raw 0-255 pixels (images * 255)")
+        image = np.clip(image, 0, 255).round().astype(np.uint8)
+    return image
+
+
 class Predictor:
     """An exported model (.onnx, or .tflite with the `litert` extra), checked against its manifest and the
     model contract in docs/artifacts.md.
@@ -124,6 +150,55 @@ class Predictor:
         result.review[ok] = good.max(axis=1, initial=0) < min_confidence
         result.names = [self.labels[label] if label >= 0 else None for label in result.labels]
         return result
+
+    def read(self, images, invert="auto", min_confidence=DEFAULT_MIN_CONFIDENCE, length=None, on_error="raise"):
+        """Read the whole number in each image (mnist_predict.numbers): a list of image paths, or of 2-D
+        uint8 arrays (grayscale, any size, either polarity), or one of either.
+
+        `length` (N, or (MIN, MAX)) makes the search prefer readings of that many digits and flags the others.
+        A bad file raises ImageError naming it, or with on_error="row" becomes a row whose `errors[i]` holds
+        the reason, as in predict. A digit model only: the labels must be 0-9.
+
+        >>> readings = Predictor("export/model.onnx").read(["meter.jpg"], length=6)
+        >>> readings.texts[0], readings.confidences[0], readings.boxes[0]
+        """
+        from . import numbers
+        from .batch import reading_row
+
+        if on_error not in ("raise", "row"):
+            raise ValueError(f"on_error must be 'raise' or 'row', got {on_error!r}")
+        self.check_digits()
+        if isinstance(length, int):
+            length = (length, length)
+        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 2):
+            images = [images]
+        rows = []
+        for image in images:
+            try:
+                if isinstance(image, (str, os.PathLike)):
+                    layout = numbers.load(image, invert)
+                else:
+                    layout = numbers.layout_of(_gray(image), invert)
+            except ImageError as error:
+                if on_error == "raise":
+                    raise ImageError(f"{image}: {error}" if isinstance(image, (str, os.PathLike)) else str(error)) from error
+                rows.append({"text": None, "confidence": float("nan"), "digits": [], "boxes": [], "review": "",
+                             "review_reason": "", "error": str(error)})
+                continue
+            reading = numbers.choose(layout, self.run(layout.inputs), length)
+            rows.append(reading_row(str(image) if isinstance(image, (str, os.PathLike)) else None, reading,
+                                    min_confidence) | {"error": None})
+        return Readings([row["text"] for row in rows], np.array([row["confidence"] for row in rows], np.float64),
+                        [row["digits"] for row in rows], [row["boxes"] for row in rows],
+                        np.array([row["review"] == "yes" for row in rows], bool),
+                        [row["review_reason"] for row in rows], [row["error"] for row in rows])
+
+    def check_digits(self):
+        """Refuse a model whose classes are not the digits 0-9: a number cannot be read with it."""
+        if self.labels != [str(d) for d in range(10)]:
+            shown = ", ".join(self.labels[:6]) + (", ..." if len(self.labels) > 6 else "")
+            raise UsageError(f"{self.path.name} is not a digit model (its classes are {shown}): reading numbers needs "
+                             "the classes 0-9")
 
     def _as_batch(self, images, invert, resize, on_error="raise"):
         """(the (N', 28, 28) batch of the images that decoded, each image's error or None)."""

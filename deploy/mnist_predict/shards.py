@@ -24,7 +24,7 @@ from .predictor import UsageError, sha256
 
 RECORD_SUFFIX = ".shard.json"
 # What shapes a row: shards that differ in these cannot be one file.
-ROW_OPTIONS = ("invert", "resize", "top_k", "min_confidence", "labels")
+ROW_OPTIONS = ("invert", "resize", "top_k", "min_confidence", "length", "labels")
 
 
 def parse_shard(text):
@@ -176,8 +176,9 @@ def _csv_rows(output):
     with _open(output) as file:
         reader = csv.reader(file)
         text = _csv_line(next(reader, None) or [])
-        if text != _csv_line(batch.COLUMNS):
-            raise UsageError(f"{output}: not a predictions CSV (its header is not {','.join(batch.COLUMNS)})")
+        if text not in (_csv_line(batch.COLUMNS), _csv_line(batch.READ_COLUMNS)):
+            raise UsageError(f"{output}: not a predictions or numbers CSV (its header is neither "
+                             f"{','.join(batch.COLUMNS)} nor {','.join(batch.READ_COLUMNS)})")
         yield text
         yield from _sorted_rows(output, ((row[0], _csv_line(row)) for row in reader))
 

@@ -22,7 +22,7 @@ from .predictor import UsageError
 
 # deploy/web beside this package in a checkout; MNIST_PREDICT_WEB names another copy of it.
 PAGE = Path(os.environ.get("MNIST_PREDICT_WEB", Path(__file__).resolve().parent.parent / "web"))
-PAGE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+PAGE_FILES = ("index.html", "app.js", "preprocess.js", "numbers.js", "style.css")
 ORT = Path("node_modules", "onnxruntime-web", "dist")
 EXPORT_FILES = ("model.onnx", "manifest.json", "parity.json")
 TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",

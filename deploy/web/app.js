@@ -2,9 +2,12 @@
 // Served with the export by `mnist-predict web EXPORT_DIR`; tests/test_web.py drives it through window.mnist.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { NoDigit, SIZE, prepare, toGrayscale } from "./preprocess.js";
+import { choose, layoutOf } from "./numbers.js";
 
 const EXPORT = "./export/";
 const COLUMNS = ["path", "label", "class_name", "probability", "top_k", "status", "review", "error"];
+// mnist-predict read's columns (mnist_predict.batch.READ_COLUMNS)
+const READ_COLUMNS = ["path", "text", "confidence", "digits", "boxes", "review", "status", "error", "review_reason"];
 const BATCH = 64;
 const $ = (id) => document.getElementById(id);
 
@@ -13,7 +16,7 @@ ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
 ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
 
 let session, manifest, labels;
-let rows = [];
+let rows = [], columns = COLUMNS;
 
 const ready = (async () => {
   manifest = await (await fetch(EXPORT + "manifest.json")).json();
@@ -25,6 +28,7 @@ const ready = (async () => {
   session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
   showModel(digest);
   $("drawWhat").textContent = drawWhat();
+  $("readNumbers").disabled = !digitModel();
   $("parity").disabled = false;
   $("status").textContent = `Ready: onnxruntime-web ${ort.env.versions?.web ?? ""}, WebAssembly, ${ort.env.wasm.numThreads} thread(s).`;
   return { ready_ms: performance.now() };
@@ -72,10 +76,14 @@ const pad = $("pad");
 const pen = pad.getContext("2d", { willReadFrequently: true });
 let drawing = false, pending = false, last = null;
 
-/** What the pad asks for: "a digit" for a digit model, else the model's own classes. */
+/** A model of the digits 0-9, which can read whole numbers. */
+function digitModel() {
+  return labels.length === 10 && labels.every((label, i) => label === String(i));
+}
+
+/** What the pad asks for: a digit or a number for a digit model, else the model's own classes. */
 function drawWhat() {
-  const digits = labels.length === 10 && labels.every((label, i) => label === String(i));
-  return digits ? "Draw a digit" : `Draw one of: ${labels.join(", ")}`;
+  return digitModel() ? "Draw a digit or a number" : `Draw one of: ${labels.join(", ")}`;
 }
 
 function clearPad() {
@@ -83,6 +91,7 @@ function clearPad() {
   pen.fillRect(0, 0, pad.width, pad.height);
   $("seen").getContext("2d").clearRect(0, 0, 112, 112);
   $("answer").textContent = "Draw with a mouse, a finger or a pen.";
+  $("reading").textContent = "";
   $("bars").replaceChildren();
 }
 
@@ -131,21 +140,52 @@ async function predictPad() {
       $("answer").textContent = "Nothing to read yet.";
       return;
     }
-    showSeen(digit);
-    showAnswer(answer((await run([digit]))[0]));
+    const reading = digitModel() ? await read(gray) : null;
+    if (reading && reading.digits.length > 1) {  // a number: what the model saw of each digit, and the reading
+      showSeen(...reading.indices.map((i) => reading.inputs[i]));
+      $("answer").textContent = "";
+      $("bars").replaceChildren();
+    } else {
+      showSeen(digit);
+      showAnswer(answer((await run([digit]))[0]));
+    }
+    $("reading").textContent = "";
+    if (reading) showReading(reading);
   } finally {
     pending = false;
   }
 }
 
-function showSeen(digit) {
-  const image = new ImageData(SIZE, SIZE);
-  digit.forEach((v, i) => image.data.set([v, v, v, 255], i * 4));
-  const small = new OffscreenCanvas(SIZE, SIZE);
-  small.getContext("2d").putImageData(image, 0, 0);
+/** The whole number in a grayscale image, as `mnist-predict read` reads it: numbers.js cuts it into
+ * candidate digits, the model reads them all, the search picks the reading. */
+async function read(gray, length = null) {
+  const layout = layoutOf(gray);
+  const reading = choose(layout, await run(layout.inputs), length);
+  const reasons = [...reading.review];
+  if (reading.confidence < threshold()) reasons.unshift(`confidence below ${threshold()}`);
+  return { ...reading, reasons, inputs: layout.inputs };
+}
+
+function showReading(reading) {
+  const flag = reading.reasons.length ? ` <span class="flag">review: ${escapeHtml(reading.reasons.join("; "))}</span>` : "";
+  const digits = reading.digits.map(([label, p]) => `${escapeHtml(label)} ${(p * 100).toFixed(1)}%`).join(", ");
+  $("reading").innerHTML = `Number: <b id="number">${escapeHtml(reading.text)}</b> ${(reading.confidence * 100).toFixed(1)}%` +
+    ` <span class="muted">(${digits})</span>${flag}`;
+}
+
+/** The model's 28x28 inputs, side by side: one digit fills the 112x112 square, a number's share it. */
+function showSeen(...digits) {
+  const per = Math.ceil(Math.sqrt(digits.length)), cell = 112 / per;
   const seen = $("seen").getContext("2d");
+  seen.clearRect(0, 0, 112, 112);
   seen.imageSmoothingEnabled = false;
-  seen.drawImage(small, 0, 0, 112, 112);
+  digits.forEach((digit, k) => {
+    const image = new ImageData(SIZE, SIZE);
+    digit.forEach((v, i) => image.data.set([v, v, v, 255], i * 4));
+    const small = new OffscreenCanvas(SIZE, SIZE);
+    small.getContext("2d").putImageData(image, 0, 0);
+    seen.drawImage(small, (k % per) * cell, Math.floor(k / per) * cell, cell, cell);
+  });
 }
 
 function showAnswer({ label, class_name, probabilities, review }) {
@@ -197,7 +237,7 @@ function listed(files) {
 $("download").addEventListener("click", () => {
   const link = Object.assign(document.createElement("a"), {
     href: URL.createObjectURL(new Blob([toCsv(rows)], { type: "text/csv" })),
-    download: "predictions.csv",
+    download: columns === READ_COLUMNS ? "numbers.csv" : "predictions.csv",
   });
   link.click();
   URL.revokeObjectURL(link.href);
@@ -222,10 +262,8 @@ let unlisted = 0;
  * `skipped`: how many files of a folder were not images, for the summary. */
 async function predictFiles(files, skipped = 0) {
   await ready;
-  rows = [];
-  unlisted = skipped;
-  const body = $("results").tBodies[0];
-  body.replaceChildren();
+  if ($("readNumbers").checked) return readFiles(files, skipped);
+  const body = startTable(COLUMNS, ["file", "label", "probability", "top 3", "status", "review"], skipped);
   const start = performance.now();
   for (let i = 0; i < files.length; i += BATCH) {
     const batch = files.slice(i, i + BATCH), digits = [], good = [];
@@ -248,6 +286,47 @@ async function predictFiles(files, skipped = 0) {
   }
   $("download").disabled = !rows.length;
   return { rows, seconds: (performance.now() - start) / 1000 };
+}
+
+/** Reads files as `mnist-predict read` does: one row each, in its columns; a bad file is an error row. */
+async function readFiles(files, skipped = 0) {
+  const body = startTable(READ_COLUMNS, ["file", "number", "confidence", "digits", "status", "review"], skipped);
+  const start = performance.now();
+  for (const file of files) {
+    const path = file.path || file.name;
+    let row;
+    try {
+      const r = await read(await decode(file));
+      row = {
+        path, text: r.text, confidence: r.confidence.toFixed(6),
+        digits: r.digits.map(([label, p]) => `${label}:${p.toFixed(6)}`).join(" "),
+        boxes: r.boxes.map((box) => box.join(",")).join(" "),
+        review: r.reasons.length ? "yes" : "", status: "ok", error: "", review_reason: r.reasons.join("; "),
+      };
+    } catch (error) {
+      const reason = error instanceof NoDigit ? error.message : `not an image the browser can read: ${error.message}`;
+      row = { path, text: "", confidence: "", digits: "", boxes: "", review: "", status: "error", error: reason, review_reason: "" };
+    }
+    rows.push(row);
+    const tr = document.createElement("tr");
+    if (row.status === "error") tr.className = "error";
+    tr.append(...[row.path, row.text, row.confidence, row.digits, row.error || row.status, row.review].map((v) => text("td", v)));
+    body.append(tr);
+    showFileStats(rows.length, files.length, performance.now() - start);
+  }
+  $("download").disabled = !rows.length;
+  return { rows, seconds: (performance.now() - start) / 1000 };
+}
+
+/** A fresh results table for rows in these CSV columns, under these headings; returns its body. */
+function startTable(csvColumns, headings, skipped) {
+  rows = [];
+  columns = csvColumns;
+  unlisted = skipped;
+  $("results").tHead.rows[0].replaceChildren(...headings.map((name) => text("th", name)));
+  const body = $("results").tBodies[0];
+  body.replaceChildren();
+  return body;
 }
 
 function toRow(path, probabilities, error) {
@@ -287,7 +366,7 @@ function count(n, noun) {
 
 function toCsv(rows) {
   const quote = (v) => (/[",\r\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
-  return [COLUMNS.join(","), ...rows.map((row) => COLUMNS.map((c) => quote(String(row[c]))).join(","))].join("\r\n") + "\r\n";
+  return [columns.join(","), ...rows.map((row) => columns.map((c) => quote(String(row[c]))).join(","))].join("\r\n") + "\r\n";
 }
 
 // ---- parity ----------------------------------------------------------------------------------------------
@@ -374,5 +453,17 @@ async function predictImage(dataUrl) {
   }
 }
 
+/** For automation and tests: the reading of one image, and the candidates it was chosen from. */
+async function readImage(dataUrl, length = null) {
+  await ready;
+  try {
+    const r = await read(await decode(await (await fetch(dataUrl)).blob()), length);
+    return { text: r.text, confidence: r.confidence, digits: r.digits, boxes: r.boxes, reasons: r.reasons,
+      inputs: r.inputs.map((input) => Array.from(input)) };
+  } catch (error) {
+    return { text: null, error: error instanceof NoDigit ? error.message : error.message };
+  }
+}
+
 clearPad();
-window.mnist = { ready, predictImage, checkParity, predictFiles, rows: () => rows, csv: () => toCsv(rows) };
+window.mnist = { ready, predictImage, readImage, checkParity, predictFiles, rows: () => rows, csv: () => toCsv(rows) };

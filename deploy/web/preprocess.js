@@ -16,7 +16,7 @@ export const SIZE = 28;
 const FIT = 20;
 const CENTRE = 14.0;
 export const MAX_PIXELS = 4096 * 4096;
-const WORK = 256;
+export const WORK = 256;
 const POLARITY = 32;
 const MIN_SIDE = 96;
 const MIN_CONTRAST = 0.2;
@@ -68,7 +68,7 @@ export function prepare(gray) {
   return mnistNormalize(gray);
 }
 
-function framedDigit(gray) {
+export function framedDigit(gray) {
   const inverted = gray.map((v) => 255 - v);
   for (const digit of [gray, inverted]) {
     const rowSums = new Float64Array(SIZE), colSums = new Float64Array(SIZE);
@@ -97,9 +97,11 @@ export function mnistNormalize(gray) {
   return frame(stretch(ink, mask));
 }
 
-function workingCopy(gray) {
+/** The working copy, whether it is a crop, and its geometry {sx, sy, margin}: a working pixel (x, y) is
+ * original pixel ((x - margin) / sx, (y - margin) / sy). */
+export function workingCopy(gray, longest = WORK) {
   const { width, height } = gray;
-  const scale = Math.min(WORK / Math.max(height, width), Math.max(1.0, MIN_SIDE / Math.min(height, width)));
+  const scale = Math.min(longest / Math.max(height, width), Math.max(1.0, MIN_SIDE / Math.min(height, width)));
   let image = gray;
   if (scale < 1) {
     image = resize(gray, Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale)),
@@ -109,14 +111,15 @@ function workingCopy(gray) {
   }
   let work = { width: image.width, height: image.height, data: Float32Array.from(image.data, (v) => f32(v / 255)) };
   const crop = scale > 1;
+  let margin = 0;
   if (crop) {
-    const pad = Math.floor(Math.max(work.width, work.height) / 4);
-    work = padConstant(work, pad, median(border(work)));
+    margin = Math.floor(Math.max(work.width, work.height) / 4);
+    work = padConstant(work, margin, median(border(work)));
   }
-  return { work, crop };
+  return { work, crop, geometry: { sx: image.width / width, sy: image.height / height, margin } };
 }
 
-function inkMap(work, crop) {
+export function inkMap(work, crop) {
   const paper = crop ? median(border(work)) : null;
   const dark = crop ? paper > 0.5 : darkInk(work);
   const image = dark ? work : map(work, (v) => f32(1 - v));
@@ -172,6 +175,17 @@ function smooth(a) {
 }
 
 function digitMask(ink) {
+  const found = inkMask(ink);
+  if (!found) return null;
+  const { labels, stats } = components(found.mask, found.denoised);
+  const keep = new Set(chooseComponents(stats, ink.width, ink.height));
+  if (!keep.size) return null;
+  return { width: ink.width, height: ink.height, data: labels.map((label) => (keep.has(label) ? 1 : 0)) };
+}
+
+/** {mask, denoised}: Otsu on the denoised ink map without thin rules, or null when nothing stands out of
+ * the paper's noise. */
+export function inkMask(ink) {
   const denoised = removeRules(smooth(ink));
   const threshold = otsu(denoised.data);
   const mask = denoised.data.map((v) => (v > threshold ? 1 : 0));
@@ -182,11 +196,7 @@ function digitMask(ink) {
   const paperMean = outside.length ? mean(outside) : NaN;
   const noise = outside.length ? Math.sqrt(mean(outside.map((v) => (v - paperMean) ** 2))) : 0;
   if (strong < MIN_CONTRAST || strong - paperMean < MIN_SEPARATION * noise) return null;
-  const maskImage = { width: ink.width, height: ink.height, data: mask };
-  const { labels, stats } = components(maskImage, denoised);
-  const keep = new Set(chooseComponents(stats, ink.width, ink.height));
-  if (!keep.size) return null;
-  return { width: ink.width, height: ink.height, data: labels.map((label) => (keep.has(label) ? 1 : 0)) };
+  return { mask: { width: ink.width, height: ink.height, data: mask }, denoised };
 }
 
 function removeRules(ink, k = 5) {
@@ -241,7 +251,7 @@ function otsu(values) {
   return (bestAt + 1) / 256;
 }
 
-function components(mask, weight) {
+export function components(mask, weight) {
   const { width, height } = mask;
   const runs = []; // [y, start, stop] in row-major order
   for (let y = 0; y < height; y++) {
@@ -303,13 +313,15 @@ function union(parent, a, b) {
   if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
 }
 
+/** A shadow's or a page's edge, a fold, a rule: long across the image and a few pixels thick. */
+export function isLine(s, width, height) {
+  const tall = s.bottom - s.top, wide = s.right - s.left;
+  const long = Math.max(tall / height, wide / width) > 0.6;
+  return long && s.area / Math.max(tall, wide) < 0.03 * Math.max(tall, wide);
+}
+
 function chooseComponents(stats, width, height) {
-  const line = (s) => {
-    const tall = s.bottom - s.top, wide = s.right - s.left;
-    const long = Math.max(tall / height, wide / width) > 0.6;
-    return long && s.area / Math.max(tall, wide) < 0.03 * Math.max(tall, wide);
-  };
-  const candidates = stats.filter((s) => !line(s));
+  const candidates = stats.filter((s) => !isLine(s, width, height));
   if (!candidates.length) return [];
   const main = candidates.reduce((best, s) => (s.mass > best.mass ? s : best));
   const size = Math.max(main.bottom - main.top, main.right - main.left);
@@ -319,7 +331,7 @@ function chooseComponents(stats, width, height) {
     .map((s) => s.label);
 }
 
-function stretch(ink, mask) {
+export function stretch(ink, mask) {
   const grown = rankFilter(mask, 5, Math.max);
   const values = [], rest = [];
   ink.data.forEach((v, i) => {
@@ -333,7 +345,7 @@ function stretch(ink, mask) {
   return { width: ink.width, height: ink.height, data };
 }
 
-function frame(digit) {
+export function frame(digit) {
   const { width, height } = digit;
   const rowAny = new Float64Array(height), colAny = new Float64Array(width);
   digit.data.forEach((v, i) => {
@@ -503,7 +515,7 @@ function reduceMultiplier(count) {
 
 /** A k-wide max or min filter (op = Math.max or Math.min) along the given axes, edges repeated.
  * van Herk/Gil-Werman: a running op within blocks of k from both ends, so each pixel costs three ops. */
-function rankFilter(a, k, op, axes = [0, 1]) {
+export function rankFilter(a, k, op, axes = [0, 1]) {
   const half = k >> 1;
   for (const axis of axes) {
     const out = new a.data.constructor(a.data.length);
@@ -558,7 +570,7 @@ function median(values) {
 }
 
 /** np.percentile's default (linear) on sorted values, with numpy's two-sided interpolation. */
-function percentileSorted(sorted, q) {
+export function percentileSorted(sorted, q) {
   const position = (q / 100) * (sorted.length - 1);
   const lo = Math.floor(position), hi = Math.min(lo + 1, sorted.length - 1), t = position - lo;
   const a = sorted[lo], b = sorted[hi], diff = b - a;

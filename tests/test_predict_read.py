@@ -1,0 +1,180 @@
+"""Reading whole numbers (`mnist-predict read`, `Predictor.read`): segmentation, boxes, options, formats.
+
+The model is predict_fixtures' digit-template classifier (digit_export); the numbers are drawn with the font its
+templates come from, digit by digit, so the spacing (a gap, or glyphs pushed into each other until they touch)
+and every digit's box are known. A template model reads only what it was made from, so these tests check the
+cutting, the search and the boxes, not the recognition of handwriting (bench/numbers.py measures that with a
+trained model).
+"""
+
+import json
+
+import numpy as np
+import pytest
+from mnist_predict import Predictor, numbers
+from PIL import Image
+from predict_fixtures import (DIGIT_LABELS, digit_export, digit_templates, draw_number, glyphs,  # noqa: F401
+                              read_rows, run_cli, template_keras, touching, write_export)
+
+@pytest.fixture(scope="session")
+def predictor(digit_export):
+    return Predictor(digit_export / "model.onnx")
+
+
+@pytest.mark.parametrize("text", ["7", "42", "314", "2026", "90210", "123456", "8675309", "00127834"])
+def test_numbers_with_gaps_are_read_exactly(predictor, text):
+    image, _ = draw_number(text, gap=25)
+    readings = predictor.read(np.asarray(image))
+    assert readings.texts == [text]  # leading zeros kept
+    assert readings.ok.all() and not readings.review.any(), readings.reasons
+    assert [label for label, _ in readings.digits[0]] == list(text)
+
+
+@pytest.mark.parametrize("text", ["42", "38", "360", "7777"])
+def test_touching_digits_are_split(predictor, text):
+    image, _ = touching(text)
+    assert predictor.read(np.asarray(image)).texts == [text]
+
+
+def test_boxes_land_on_the_digits_in_original_pixels_after_exif_rotation(tmp_path, predictor):
+    image, boxes = draw_number("3907", gap=30)
+    image.save(tmp_path / "upright.png")
+    # The phone's way: pixels stored turned a quarter, and EXIF orientation 8 saying to turn them back.
+    stored = image.transpose(Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    stored.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    readings = predictor.read([tmp_path / "upright.png", tmp_path / "turned.jpg"])
+    assert readings.texts == ["3907", "3907"]
+    for found in readings.boxes:
+        for (x, y, w, h), (bx, by, bw, bh) in zip(found, boxes):
+            assert abs(x - bx) <= 4 and abs(y - by) <= 4 and abs(x + w - bx - bw) <= 4 and abs(y + h - by - bh) <= 4
+
+
+def test_length_prefers_that_many_digits_and_flags_a_wrong_count(predictor):
+    image, _ = draw_number("2718", gap=25)
+    pixels = np.asarray(image)
+    assert not predictor.read(pixels, length=4).review[0]
+    assert not predictor.read(pixels, length=(3, 5)).review[0]
+    wrong = predictor.read(pixels, length=6)
+    assert wrong.review[0] and "4 digits, not 6" in wrong.reasons[0]
+
+
+def test_a_mark_that_is_no_digit_reads_as_a_question_mark_and_is_flagged(predictor):
+    image, boxes = draw_number("18", gap=140)
+    (x, y, w, h), (x2, _, _, _) = boxes
+    pixels = np.asarray(image).copy()
+    middle = (x + w + x2) // 2
+    pixels[y:y + h, middle - h // 2:middle + h // 2] = 0  # a solid square: no digit template matches it
+    readings = predictor.read(pixels)
+    assert readings.texts == ["1?8"]
+    assert readings.review[0] and "not a digit" in readings.reasons[0]
+
+
+def test_lines_are_read_top_to_bottom_joined_by_a_space(predictor):
+    top, _ = draw_number("12", gap=25, margin=20)
+    bottom, _ = draw_number("345", gap=25, margin=20)
+    page = Image.new("L", (max(top.width, bottom.width), top.height + bottom.height + 40), 255)
+    page.paste(top, (0, 0))
+    page.paste(bottom, (0, top.height + 40))
+    assert predictor.read(np.asarray(page)).texts == ["12 345"]
+
+
+def test_a_blank_page_is_an_error_row_and_the_batch_goes_on(tmp_path, digit_export, run_cli):
+    folder = tmp_path / "forms"
+    folder.mkdir()
+    Image.new("L", (400, 200), 235).save(folder / "a-blank.png")
+    draw_number("604")[0].save(folder / "b-number.png")
+    (folder / "c-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    result = run_cli("read", folder, "--model", digit_export, "--out", tmp_path / "numbers.csv")
+    assert result.code == 3, result.err
+    rows = read_rows(tmp_path / "numbers.csv")
+    assert [row["status"] for row in rows] == ["error", "ok", "error"]
+    assert "no digits found" in rows[0]["error"] and rows[1]["text"] == "604"
+    assert rows[2]["error"]
+    assert list(rows[0]) == ["path", "text", "confidence", "digits", "boxes", "review", "status", "error",
+                             "review_reason"]
+    digits = rows[1]["digits"].split()
+    assert [d.split(":")[0] for d in digits] == ["6", "0", "4"] and all(0 < float(d.split(":")[1]) <= 1 for d in digits)
+    assert len(rows[1]["boxes"].split()) == 3
+    with pytest.raises(numbers.image_io.ImageError, match="a-blank.png: no digits found"):
+        Predictor(digit_export / "model.onnx").read(folder / "a-blank.png")
+
+
+def test_read_jsonl_json_summary_and_shards_merge_like_predict(tmp_path, digit_export, run_cli):
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    for k, text in enumerate(["12", "345", "6789", "90", "5"]):
+        draw_number(text, gap=25)[0].save(folder / f"n{k}.png")
+    result = run_cli("read", folder, "--model", digit_export, "--out", tmp_path / "all.jsonl", "--json")
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["files"] == 5 and summary["succeeded"] == 5 and summary["histogram"]["4 digits"] == 1
+    records = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == ["12", "345", "6789", "90", "5"]
+    assert records[2]["digits"][0]["label"] == "6" and len(records[2]["boxes"][0]) == 4
+    for shard in ("0/2", "1/2"):
+        result = run_cli("read", folder, "--model", digit_export, "--shard", shard,
+                         "--out", tmp_path / f"part-{shard[0]}.csv")
+        assert result.code == 0, result.err
+    assert run_cli("merge", tmp_path / "part-*.csv", "--out", tmp_path / "merged.csv").code == 0
+    assert run_cli("read", folder, "--model", digit_export, "--out", tmp_path / "one.csv").code == 0
+    assert (tmp_path / "merged.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+    # a predict shard and a read shard are not one run
+    run_cli(folder, "--model", digit_export, "--shard", "1/2", "--out", tmp_path / "p-1.csv")
+    mixed = run_cli("merge", tmp_path / "part-0.csv", tmp_path / "p-1.csv", "--out", tmp_path / "x.csv")
+    assert mixed.code == 2 and "differ" in mixed.err
+
+
+def test_read_refuses_a_model_that_is_not_a_digit_model(tmp_path, glyphs, run_cli):  # noqa: F811
+    write_export(tmp_path / "named", glyphs)  # classes zero, one, ...: a model of ten named classes
+    draw_number("12")[0].save(tmp_path / "n.png")
+    result = run_cli("read", tmp_path / "n.png", "--model", tmp_path / "named")
+    assert result.code == 2 and "not a digit model" in result.err
+    bad = run_cli("read", tmp_path / "n.png", "--model", tmp_path / "named", "--length", "6-4")
+    assert bad.code == 2 and "--length" in bad.err
+
+
+def test_preview_draws_readings(tmp_path, digit_export, run_cli):
+    folder = tmp_path / "numbers"
+    folder.mkdir()
+    draw_number("4711")[0].save(folder / "a.png")
+    Image.new("L", (300, 120), 240).save(folder / "b.png")
+    result = run_cli("preview", "--read", folder, "--model", digit_export, "--out", tmp_path / "sheet.png")
+    assert result.code == 0, result.err
+    assert "2 images drawn" in result.out and "1 error" in result.out
+    sheet = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(int)
+    box_blue = (np.abs(sheet - (0, 110, 220)).sum(axis=2) < 30).sum()
+    assert box_blue > 100  # the digit boxes are drawn
+    assert run_cli("preview", folder, "--model", digit_export, "--length", "4", "--out", tmp_path / "x.png").code == 2
+
+
+@pytest.fixture(scope="session")
+def three_runtimes(tmp_path_factory, digit_templates, digit_export):
+    """The digit-template model as fp32 ONNX, int8 ONNX and LiteRT (built with TensorFlow, run without)."""
+    from job.export.formats import litert, onnx as onnx_format, savedmodel
+
+    directory = tmp_path_factory.mktemp("runtimes")
+    int8 = directory / "model.int8.onnx"
+    # calibrated on what reading feeds it (digits, slivers, fragments), as export calibrates on test images;
+    # the matrix product in int8, the normalisation and the gate in float
+    calibration = np.concatenate([numbers.layout_of(np.asarray(touching(text)[0])).inputs
+                                  for text in ("4096", "1357", "2468")]).astype(np.float32)
+    onnx_format.write_int8(digit_export / "model.onnx", int8, calibration, {"labels": json.dumps(DIGIT_LABELS)},
+                           op_types_to_quantize=["MatMul"])
+    model = template_keras(digit_templates)
+    savedmodel.write(model, directory / "saved")
+    litert.write(directory / "saved", directory / "model.tflite")
+    (directory / "manifest.json").write_text(json.dumps({"files": {}, "labels": DIGIT_LABELS}))
+    return [digit_export / "model.onnx", int8, directory / "model.tflite"]
+
+
+def test_read_through_onnx_int8_and_litert_gives_the_same_text(tmp_path, three_runtimes):
+    paths = []
+    for k, (text, gap) in enumerate([("8142", 25), ("507", 25), ("36", None)]):
+        image = draw_number(text, gap)[0] if gap is not None else touching(text)[0]
+        image.save(tmp_path / f"{k}.png")
+        paths.append(tmp_path / f"{k}.png")
+    texts = [Predictor(model).read(paths).texts for model in three_runtimes]
+    assert texts[0] == ["8142", "507", "36"]
+    assert texts[1] == texts[0] and texts[2] == texts[0]
