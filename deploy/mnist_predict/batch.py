@@ -187,7 +187,7 @@ def read_files(predictor, paths, pool=None, batch_size=256, invert="auto", min_c
     """Yield one reading row per path (mnist_predict.numbers), in the order of `paths`: the decode processes
     clean and cut each image into candidate digits, this one runs the model on them and picks the cuts."""
     decode = partial(_layout_files, invert=invert)
-    infer = partial(_read, min_confidence=min_confidence, length=length)
+    infer = partial(read_batch, min_confidence=min_confidence, length=length)
     yield from _pipeline(predictor, paths, pool, batch_size, decode, infer, decode_timeout)
 
 
@@ -268,7 +268,9 @@ def _infer(predictor, batch, decoded, top_k, min_confidence):
         }
 
 
-def _read(predictor, batch, decoded, min_confidence, length):
+def read_batch(predictor, batch, decoded, min_confidence, length):
+    """Rows of the readings of a batch: `decoded()` gives its (layout, error) pairs; every layout's candidates
+    go to the model in one call. Predictor.read calls it too."""
     decoded = list(decoded())
     layouts = [layout for layout, _ in decoded if layout is not None]
     probabilities = predictor.run(np.concatenate([layout.inputs for layout in layouts])) if layouts else None

@@ -141,6 +141,29 @@ MinConfidenceOption = Annotated[
     float,
     typer.Option(min=0.0, max=1.0, help="Flag rows whose top probability is below this for review."),
 ]
+# The options `predict` and `read` share (their batch runs are one code path, _batch).
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per model call.")]
+WorkersOption = Annotated[
+    Optional[int],
+    typer.Option(min=0, help=f"Decode processes; 0 (or {SMALL_RUN} files or fewer) decodes in this process. "
+                 "[default: CPUs]"),
+]
+RecursiveOption = Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")]
+DecodeTimeoutOption = Annotated[
+    Optional[float],
+    typer.Option(min=0.1, help="Seconds a file may take to decode; a slower one becomes an error row, and its "
+                 "worker is replaced. Needs decode workers: refused with --workers 0. [default: 5]"),
+]
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT). [default: CPUs this process may use]"),
+]
+ShardOption = Annotated[
+    Optional[str],
+    typer.Option(help="I/N: only this process's share of the files, 0 <= I < N (e.g. a pod index); join the "
+                 "outputs with `merge`."),
+]
+SummaryJsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")]
 
 
 @app.command(epilog=f"{BAD_FILES} {EXIT_CODES}")
@@ -151,35 +174,19 @@ def predict(
         Optional[Path],
         typer.Option(help="predictions.csv or .jsonl, written atomically [default: predictions.csv]"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
-    workers: Annotated[
-        Optional[int],
-        typer.Option(
-            min=0,
-            help=f"Decode processes; 0 (or {SMALL_RUN} files or fewer) decodes in this process. [default: CPUs]",
-        ),
-    ] = None,
-    recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
+    batch_size: BatchSizeOption = 256,
+    workers: WorkersOption = None,
+    recursive: RecursiveOption = False,
     top_k: Annotated[int, typer.Option(min=1, help="Labels with probabilities per row.")] = 3,
     invert: InvertOption = Invert.auto,
     resize: ResizeOption = Resize.mnist,
     min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
-    decode_timeout: Annotated[
-        Optional[float],
-        typer.Option(min=0.1, help="Seconds a file may take to decode; a slower one becomes an error row, and its "
-                     "worker is replaced. Needs decode workers: refused with --workers 0. [default: 5]"),
-    ] = None,
-    threads: Annotated[
-        Optional[int],
-        typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT). [default: CPUs this process may use]"),
-    ] = None,
-    shard: Annotated[
-        Optional[str],
-        typer.Option(help="I/N: only this process's share of the files, 0 <= I < N (e.g. a pod index)."),
-    ] = None,
+    decode_timeout: DecodeTimeoutOption = None,
+    threads: ThreadsOption = None,
+    shard: ShardOption = None,
     max_model_mb: MaxModelOption = 200.0,
     manifest_sha256: PinOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    as_json: SummaryJsonOption = False,
 ):
     """Predict every image in IMAGES; one row per file, in sorted path order.
 
@@ -215,31 +222,22 @@ def read(
         typer.Option(min=0.0, max=1.0, help="Flag readings whose confidence (the probability that the whole "
                      "number is right) is below this."),
     ] = DEFAULT_MIN_CONFIDENCE,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per model call.")] = 256,
-    workers: Annotated[
-        Optional[int],
-        typer.Option(min=0, help=f"Decode processes; 0 (or {SMALL_RUN} files or fewer) decodes in this process. "
-                     "[default: CPUs]"),
-    ] = None,
-    recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
+    batch_size: BatchSizeOption = 256,
+    workers: WorkersOption = None,
+    recursive: RecursiveOption = False,
     invert: InvertOption = Invert.auto,
-    decode_timeout: Annotated[
-        Optional[float],
-        typer.Option(min=0.1, help="Seconds a file may take to decode and cut; needs decode workers. [default: 5]"),
-    ] = None,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT).")] = None,
-    shard: Annotated[
-        Optional[str],
-        typer.Option(help="I/N: only this process's share of the files, 0 <= I < N; join with `merge`."),
-    ] = None,
+    decode_timeout: DecodeTimeoutOption = None,
+    threads: ThreadsOption = None,
+    shard: ShardOption = None,
     max_model_mb: MaxModelOption = 200.0,
     manifest_sha256: PinOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    as_json: SummaryJsonOption = False,
 ):
     """Read the whole number in every image of IMAGES: one row per file, in sorted path order.
 
     Columns: path; text, the digits left to right, leading zeros kept, "?" for ink that is not a digit; confidence,
-    the probability that the whole reading is right (the product of the digits' calibrated probabilities);
+    the probability that the whole reading is right (the digits' calibrated probabilities, times how sure the
+    search is of the cuts);
     digits, label:probability per digit; boxes, x,y,w,h per digit in the original image's pixels after its EXIF
     rotation; review (yes when the confidence is below --min-confidence, a piece is not a digit, or the count is
     outside --length) and review_reason; status and error. Ink on several lines is read line by line, top to
@@ -364,10 +362,8 @@ def preview(
     Example: mnist-predict preview photos/ --model export/model.onnx --out sheet.png --problems
     Example: mnist-predict preview --read meters/ --model export/model.onnx --length 6 --out readings.png
     """
-    from . import batch, preview as sheet
+    from . import batch, numbers, preview as sheet
     from .predictor import UsageError
-
-    from . import numbers
 
     try:
         if Path(out).suffix.lower() != ".png":

@@ -47,18 +47,21 @@ class NoDigit(ImageError):
 
 def load(path, invert="auto", resize="mnist"):
     """Decode one file into a (28, 28) uint8 array; raises ImageError with a one-line reason."""
+    return load_file(path, lambda gray: prepare(gray, invert=invert, resize=resize),
+                     WORK if resize == "mnist" else None)
+
+
+def load_file(path, process, draft=WORK):
+    """process(the file as a grayscale array, see open_gray); any failure raises ImageError with a one-line
+    reason. What `load` and mnist_predict.numbers.load share."""
     heic_support()
     try:
-        return _load(path, invert, resize)
+        gray, _ = open_gray(path, draft)
+        return process(gray)
     except ImageError:
         raise
     except Exception as error:  # Pillow and the OS raise a dozen types for bad files
         raise ImageError(describe(error)) from error
-
-
-def _load(path, invert, resize):
-    gray, _ = open_gray(path, WORK if resize == "mnist" else None)
-    return prepare(gray, invert=invert, resize=resize)
 
 
 def open_gray(path, draft=WORK):
@@ -93,14 +96,19 @@ def heic_support():
 
 
 def decode(path, invert="auto", resize="mnist"):
-    """`load` for the batch pipeline: returns (array, None) or (None, reason) and never raises.
+    """`load` for the batch pipeline: returns (array, None) or (None, reason) and never raises."""
+    return quietly(load, path, invert=invert, resize=resize)
+
+
+def quietly(load_function, *args, **kwargs):
+    """(load_function(*args, **kwargs), None), or (None, the one-line reason); never raises.
 
     Pillow's warnings about a damaged file ("Corrupt EXIF data", "Tag data larger than file") do not reach
     stderr: a file that still decodes is fine, and one that does not gets its reason in the row."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return load(path, invert=invert, resize=resize), None
+            return load_function(*args, **kwargs), None
         except Exception as error:  # every failure becomes an error row; the batch goes on
             return None, describe(error)
 
@@ -221,17 +229,12 @@ def _framed_digit(gray, invert):
 
 def mnist_normalize(gray, invert="auto"):
     """Clean a photo or scan of one digit and frame it the MNIST way; raises NoDigit when there is none."""
-    work, crop = _working_copy(gray)
+    work, crop, _ = working_copy(gray)
     ink = ink_map(work, invert, crop)
     mask = digit_mask(ink)
     if mask is None:
         raise NoDigit("no digit found")
     return frame(stretch(ink, mask))
-
-
-def _working_copy(gray):
-    work, crop, _ = working_copy(gray)
-    return work, crop
 
 
 def working_copy(gray, longest=WORK):

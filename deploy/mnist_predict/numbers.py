@@ -29,7 +29,6 @@ a digit (top probability below REJECT) reads as "?", and the row is flagged.
 """
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,7 +87,6 @@ class Layout:
     inputs: np.ndarray  # (M, 28, 28) uint8
     atoms: list  # atoms per line
     candidates: list = field(default_factory=list)
-    size: tuple = (0, 0)  # the original (width, height)
 
 
 @dataclass
@@ -101,25 +99,14 @@ class Reading:
 
 
 def load(path, invert="auto"):
-    """A file's layout; raises ImageError (NoNumber for a blank page) with a one-line reason."""
-    image_io.heic_support()
-    try:
-        gray, _ = image_io.open_gray(path, WORK)  # draft: JPEG decodes at no less than this
-        return layout_of(gray, invert)
-    except image_io.ImageError:
-        raise
-    except Exception as error:  # Pillow and the OS raise a dozen types for bad files
-        raise image_io.ImageError(image_io.describe(error)) from error
+    """A file's layout; raises ImageError (NoNumber for a blank page) with a one-line reason. A JPEG decodes
+    at a reduced scale no smaller than WORK px."""
+    return image_io.load_file(path, lambda gray: layout_of(gray, invert), WORK)
 
 
 def decode(path, invert="auto"):
     """`load` for the batch pipeline: (layout, None) or (None, reason); never raises."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return load(path, invert), None
-        except Exception as error:
-            return None, image_io.describe(error)
+    return image_io.quietly(load, path, invert)
 
 
 def layout_of(gray, invert="auto"):
@@ -128,8 +115,7 @@ def layout_of(gray, invert="auto"):
     if gray.shape == (image_io.SIZE, image_io.SIZE):  # a true MNIST digit reads as itself, as in predict
         framed = image_io._framed_digit(gray, invert)
         if framed is not None:
-            return Layout(framed[None], [1], [Candidate(0, 0, 1, (0, 0, width, height), 0.0, 1.0, 0.0, 0.0)],
-                          (width, height))
+            return Layout(framed[None], [1], [Candidate(0, 0, 1, (0, 0, width, height), 0.0, 1.0, 0.0, 0.0)])
     work, crop, geometry = image_io.working_copy(gray, work_size(width, height))
     ink = image_io.ink_map(work, invert, crop)
     found = image_io.ink_mask(ink)
@@ -144,7 +130,7 @@ def layout_of(gray, invert="auto"):
         raise NoNumber("no digits found (a blank page?)")
     keep = np.isin(labels, [p["label"] for p in pieces])
     stretched = image_io.stretch(ink, keep)
-    layout = Layout(None, [], [], (width, height))
+    layout = Layout(None, [], [])
     framed = []
     for number, line in enumerate(group_lines(pieces)):
         atoms = cut_atoms(line, labels)

@@ -163,7 +163,7 @@ class Predictor:
         >>> readings.texts[0], readings.confidences[0], readings.boxes[0]
         """
         from . import numbers
-        from .batch import reading_row
+        from .batch import read_batch
 
         if on_error not in ("raise", "row"):
             raise ValueError(f"on_error must be 'raise' or 'row', got {on_error!r}")
@@ -172,26 +172,24 @@ class Predictor:
             length = (length, length)
         if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 2):
             images = [images]
-        rows = []
+        decoded = []  # (layout, None) or (None, reason), as the batch pipeline's decode workers give them
         for image in images:
             try:
-                if isinstance(image, (str, os.PathLike)):
-                    layout = numbers.load(image, invert)
-                else:
-                    layout = numbers.layout_of(_gray(image), invert)
+                decoded.append((numbers.load(image, invert) if isinstance(image, (str, os.PathLike)) else
+                                numbers.layout_of(_gray(image), invert), None))
             except ImageError as error:
                 if on_error == "raise":
                     raise ImageError(f"{image}: {error}" if isinstance(image, (str, os.PathLike)) else str(error)) from error
-                rows.append({"text": None, "confidence": float("nan"), "digits": [], "boxes": [], "review": "",
-                             "review_reason": "", "error": str(error)})
-                continue
-            reading = numbers.choose(layout, self.run(layout.inputs), length)
-            rows.append(reading_row(str(image) if isinstance(image, (str, os.PathLike)) else None, reading,
-                                    min_confidence) | {"error": None})
-        return Readings([row["text"] for row in rows], np.array([row["confidence"] for row in rows], np.float64),
+                decoded.append((None, str(error)))
+        names = [str(image) if isinstance(image, (str, os.PathLike)) else None for image in images]
+        rows = list(read_batch(self, names, lambda: decoded, min_confidence, length))  # one model call for all
+        ok = [row["status"] == "ok" for row in rows]
+        return Readings([row["text"] if good else None for row, good in zip(rows, ok)],
+                        np.array([row["confidence"] if good else np.nan for row, good in zip(rows, ok)], np.float64),
                         [row["digits"] for row in rows], [row["boxes"] for row in rows],
                         np.array([row["review"] == "yes" for row in rows], bool),
-                        [row["review_reason"] for row in rows], [row["error"] for row in rows])
+                        [row.get("review_reason", "") for row in rows],
+                        [None if good else row["error"] for row, good in zip(rows, ok)])
 
     def check_digits(self):
         """Refuse a model whose classes are not the digits 0-9: a number cannot be read with it."""

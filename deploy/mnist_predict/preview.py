@@ -56,7 +56,7 @@ def reading_sheet(rows, out, columns=3):
     cell_w = READ_W + 2 * PAD
     sheet, draw, cells = _framed_cells(rows, (cell_w, READ_H + CAPTION + 14 + 2 * PAD), columns)
     for row, x, y, kind in cells:
-        image, scale, (dx, dy) = thumbnail(row["path"], (READ_W, READ_H), with_scale=True)
+        image, scale, (dx, dy) = placed_thumbnail(row["path"], (READ_W, READ_H))
         sheet.paste(image, (x + PAD, y + PAD))
         for (label, probability), (bx, by, bw, bh) in zip(row["digits"], row["boxes"]):
             left, top = x + PAD + dx + bx * scale, y + PAD + dy + by * scale
@@ -96,10 +96,16 @@ def _framed_cells(rows, cell, columns):
     return sheet, draw, cells()
 
 
-def thumbnail(path, box=(THUMB, THUMB), with_scale=False):
+def thumbnail(path, box=(THUMB, THUMB)):
     """The original as a person sees it, fitted into THUMB x THUMB on grey: turned by its EXIF orientation,
     transparency shown on the background the model's input composites it onto, 16-bit images scaled to 8
     bits (not clipped); a grey square when it cannot be read."""
+    return placed_thumbnail(path, box)[0]
+
+
+def placed_thumbnail(path, box):
+    """(thumbnail, scale, (x, y) offset): a pixel (px, py) of the EXIF-turned original lands at
+    (x + px * scale, y + py * scale) of the thumbnail."""
     square = Image.new("RGB", box, (200, 200, 200))
     scale, offset = 1.0, (0, 0)
     try:
@@ -121,7 +127,7 @@ def thumbnail(path, box=(THUMB, THUMB), with_scale=False):
             scale = image.width / full  # from the original's pixels to the thumbnail's
     except Exception:  # the row already says why; the cell stays grey
         pass
-    return (square, scale, offset) if with_scale else square
+    return square, scale, offset
 
 
 def _on_background(rgba):

@@ -49,7 +49,7 @@ export function layoutOf(gray) {
     if (framed) {
       const c = { line: 0, start: 0, stop: 1, box: [0, 0, width, height], width: 0.0, height: 1.0, cut: 0.0, gaps: 0.0, index: 0 };
       c.prior = prior(c);
-      return { inputs: [framed], atoms: [1], candidates: [c], size: [width, height] };
+      return { inputs: [framed], atoms: [1], candidates: [c] };
     }
   }
   const { work, crop, geometry } = workingCopy(gray, workSize(width, height));
@@ -64,7 +64,7 @@ export function layoutOf(gray) {
   const kept = new Set(pieces.map((p) => p.label));
   const stretched = stretch(ink, { width: ink.width, height: ink.height, data: labels.map((l) => (kept.has(l) ? 1 : 0)) });
   const lab = { width: ink.width, height: ink.height, data: labels };
-  const layout = { inputs: [], atoms: [], candidates: [], size: [width, height] };
+  const layout = { inputs: [], atoms: [], candidates: [] };
   groupLines(pieces).forEach((line, number) => {
     const atoms = cutAtoms(line, lab);
     layout.atoms.push(atoms.length);
