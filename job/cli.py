@@ -17,7 +17,7 @@ from typing import Optional
 
 import typer
 
-from job.errors import ClusterError, GateError, Interrupted, JobError, WriteError
+from job.errors import ExitError, Interrupted, JobError
 
 # TensorFlow's C++ log lines drown the job's own output (even a harmless tf.data "E0000 ... NodeDef mentions
 # attribute" line on every run); its real failures still arrive as Python exceptions. Set it to 0 to debug.
@@ -468,9 +468,9 @@ def benchmark(
     with json_stdout(as_json):
         result = bench.benchmark(run_dir, rounds=rounds)
     if out:
-        from pathlib import Path
+        from mnist_predict.files import write_text
 
-        Path(out).write_text(bench.markdown(result))
+        write_text(out, bench.markdown(result))
     if as_json:
         print(json.dumps(result))
     else:
@@ -497,7 +497,7 @@ def main(argv=None):
     command = next((a for a in args if not a.startswith("-")), "")
     try:
         code = typer.main.get_command(app).main(args or ["--help"], "mnist-job", standalone_mode=False)
-    except (JobError, GateError, Interrupted, WriteError, ClusterError) as e:
+    except ExitError as e:
         print(f"mnist-job: {'error: ' if not isinstance(e, Interrupted) else ''}{e}", file=sys.stderr)
         code = e.exit_code
     except ClickException as e:

@@ -20,6 +20,7 @@ import os
 import platform
 
 from job.errors import JobError
+from mnist_predict.files import usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def detect_devices():
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = usable_cpus()
         intra = tf.config.threading.get_intra_op_parallelism_threads() or threads
         name = _cpu_name()
         description = f"CPU ({name}), {threads} threads, intra-op {intra}"

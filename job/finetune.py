@@ -10,7 +10,6 @@ least 5), and --freeze-base trains the head alone.
     mnist-job train --init-from runs/demo --data letters/ --freeze-base --epochs 20
 """
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from job import rundir
 from job.errors import JobError
 from job.models import build_model
+from mnist_predict.files import sha256
 
 log = logging.getLogger(__name__)
 LEARNING_RATE_FACTOR = 0.1
@@ -92,6 +92,3 @@ def lineage(run_dir):
     return {"base_run": str(run_dir), "base_model_sha256": sha256(run_dir / rundir.MODEL),
             "base_manifest_sha256": sha256(manifest) if manifest.is_file() else None}
 
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

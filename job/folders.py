@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from job.errors import Interrupted, JobError
+from job.export.publish import make_temp_dir, publish
 
 LAYOUTS = ("flat", "classes")
 
@@ -60,19 +61,10 @@ def publish_folder(out, fill, overwrite=False):
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise JobError(f"{out} is not empty: pass --overwrite to replace what it holds")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = make_temp_dir(out)
     try:
-        tmp.mkdir()
         fill(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, out)
+        publish(tmp, out)
     except KeyboardInterrupt:
         shutil.rmtree(tmp, ignore_errors=True)
         raise Interrupted(f"interrupted; nothing was written to {out}") from None

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from job.errors import JobError
+from mnist_predict.files import atomic_path, usable_cpus
 from mnist_predict.wording import count
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def decode_cached(root, files, workers=None):
     from mnist_predict import images
 
     start = time.perf_counter()
-    workers = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = workers or usable_cpus()
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         decoded = list(pool.map(images.decode, files, chunksize=64))
@@ -182,10 +183,8 @@ def cache_key(root, files):
 
 def save_cache(path, pixels, keep):
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, pixels=pixels, keep=keep)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, pixels=pixels, keep=keep)
     except OSError as e:  # a read-only home is no reason to fail the run; the next one decodes again
         log.warning("cannot write the decode cache %s (%s)", path, e.strerror or e)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from job.errors import ClusterError, JobError
+from mnist_predict.files import first_sentence
 
 log = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT = 600.0  # seconds: long enough for pods to pull a GPU image and start
@@ -210,8 +211,9 @@ def lost_peer(worker, error):
 
 
 def first_line(error):
+    """The first line of a TensorFlow error (the rest is its C++ trace), as one sentence-cut line."""
     message = str(getattr(error, "message", None) or error)
-    return next((line.strip() for line in message.splitlines() if line.strip()), type(error).__name__)[:300]
+    return first_sentence(next((line for line in message.splitlines() if line.strip()), type(error).__name__))
 
 
 def work_dir(worker, run_dir, resume):

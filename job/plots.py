@@ -96,11 +96,9 @@ def plot_grid(images, y_true, y_pred, probabilities, labels, title, path):
 
 def save(fig, path):
     """Save by renaming a complete file into place, so a killed run never leaves half a PNG."""
-    import os
+    from mnist_predict.files import atomic_path
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     pyplot().close(fig)
-    os.replace(tmp, path)

@@ -11,10 +11,9 @@ and the plots, so a run killed at any earlier moment is unfinished, and `--resum
 
 import csv
 import json
-import os
 from pathlib import Path
 
-from mnist_predict.runtimes import first_sentence  # noqa: F401  (one way to cut a message, for job/ too)
+from mnist_predict.files import MAX_MODEL_MB, atomic_file, atomic_path, first_sentence
 
 from job.errors import JobError
 
@@ -33,10 +32,8 @@ def is_finished(run_dir):
 
 def write_json(path, obj):
     """Write JSON by renaming a complete temporary file into place: never half written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as file:
+        file.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def read_json(path):
@@ -63,24 +60,17 @@ def dedupe_history(path):
     if len(by_epoch) == len(rows):
         return rows
     rows = sorted(by_epoch.values(), key=lambda r: int(r["epoch"]))
-    tmp = Path(path).with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return rows
 
 
 def save_model(model, path):
     """model.save to a temporary name, then rename: a kill leaves the old file or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-MAX_MODEL_MB = 200  # a .keras file larger than this is refused before it is read
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def load_keras_model(path):

@@ -126,7 +126,7 @@ def test_manifest_lists_every_file_with_checksums(exported):
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == files
     assert "savedmodel/1/saved_model.pb" in files
-    from mnist_predict.predictor import sha256
+    from mnist_predict.files import sha256
 
     for name, entry in manifest["files"].items():
         assert entry == {"sha256": sha256(out / name), "size": (out / name).stat().st_size}, name
@@ -234,14 +234,13 @@ def test_failed_gate_exits_1_and_publishes_nothing(exported, run_dir, tmp_path, 
     previous = tmp_path / "export"
     shutil.copytree(exported[0], previous)
     before = snapshot(previous)
-    write_onnx = ex.write_onnx
+    write_onnx = ex.WRITERS["onnx"]
 
-    def write_perturbed_onnx(model, path, *args):
-        write_onnx(model, path, *args)
+    def write_perturbed_onnx(build, path):
+        write_onnx(build, path)
         perturb(path)
-        return path
 
-    monkeypatch.setattr(ex, "write_onnx", write_perturbed_onnx)
+    monkeypatch.setitem(ex.WRITERS, "onnx", write_perturbed_onnx)
     monkeypatch.setattr(sys, "argv", ["mnist-job", "export", str(run_dir), "--out", str(previous)])
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -524,10 +523,11 @@ def test_int8_gate_fails_on_a_model_that_lost_its_accuracy(exported, run_dir, tm
     data = load_dataset(config["dataset"], config["data"])
     with np.load(out / "parity.npz") as ref:
         reference = {key: ref[key] for key in ref.files}
-    report = gate.quantized(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", data, reference)
-    assert not report["passed"] and not report["gate"]["accuracy_drop"] and not report["gate"]["argmax_agreement"]
+    result = gate.quantized(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", data, reference)
+    report = result.details
+    assert not result.passed and not report["gate"]["accuracy_drop"] and not report["gate"]["argmax_agreement"]
     assert not report["gate"]["size_ratio"]  # the same size, too: not quantized at all
-    line = gate.int8_failure("onnx-int8", report)
+    line = gate.int8_failure("onnx-int8", result)
     assert "argmax agreement" in line and "accuracy drop" in line and "size 1.00x > 0.3x" in line
 
 
@@ -537,3 +537,34 @@ def test_a_second_export_of_the_same_run_refuses(exported, run_dir, tmp_path):
     assert result.returncode == 2 and "another export of this run is running" in error_line(result)
     assert not (tmp_path / "export").exists()
     assert run_cli("export", run_dir, "--format", "onnx", "--out", tmp_path / "export").returncode == 0
+
+
+def test_every_format_in_the_table_is_written_gated_and_listed(exported):
+    """mnist_predict.formats is the one table: each row has its writer, its file in the export, its gate in
+    the manifest and its sha256 there; nothing is exported that the table does not name."""
+    from job.export.formats import WRITERS
+    from mnist_predict import formats
+
+    out, manifest = exported
+    keys = [f.key for f in formats.FORMATS]
+    assert list(WRITERS) == keys and list(manifest["parity"]) == keys
+    assert set(manifest["int8"]) == {f.key for f in formats.FORMATS if f.quantized}
+    for fmt in formats.FORMATS:
+        assert (out / fmt.file).exists(), fmt.file
+        assert manifest["parity"][fmt.key].get("gated") == ("int8" if fmt.quantized else None)
+    listed = {name.split("/")[0] for name in manifest["files"]} - {"parity.npz", "parity.json"}
+    assert listed == {f.file.split("/")[0] for f in formats.FORMATS}
+
+
+def test_benchmark_runs_every_format_through_its_own_runtime(exported, run_dir, tmp_path):
+    result = run_cli("benchmark", run_dir, "--rounds", "1", "--json", "--out", tmp_path / "bench.md")
+    assert result.returncode == 0, result.stderr
+    rows = {row["format"]: row for row in json.loads(result.stdout)["rows"]}
+    assert list(rows) == ["Keras", "SavedModel", "ONNX fp32", "ONNX int8", "LiteRT fp32", "LiteRT int8"]
+    assert all(row["status"] == "passed" and row["images_per_second"] > 0 for row in rows.values()), rows
+    for name in ("SavedModel", "ONNX fp32", "LiteRT fp32"):  # fp32: the Keras outputs, to rounding
+        assert rows[name]["max_abs_diff"] < 1e-4 and rows[name]["agreement"] == 1.0, rows[name]
+    for name in ("ONNX int8", "LiteRT int8"):
+        assert rows[name]["agreement"] >= 0.99 and rows[name]["size_mb"] < 0.5 * rows[name.replace("int8", "fp32")]["size_mb"]
+    assert rows["ONNX fp32"]["runtime"].startswith("onnxruntime") and rows["LiteRT int8"]["runtime"].startswith("ai-edge-litert")
+    assert "| LiteRT int8 | passed |" in (tmp_path / "bench.md").read_text()

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 from mnist_predict import Predictor, UsageError
-from mnist_predict.predictor import available_cpus
+from mnist_predict.files import usable_cpus
 from PIL import Image
 from predict_fixtures import LABELS, export_dir, glyphs, model_path  # noqa: F401
 
@@ -53,9 +53,9 @@ def test_bad_inputs_raise(tmp_path, model_path):
 
 
 def test_threads_follow_the_cpu_affinity(model_path):
-    assert available_cpus() == len(os.sched_getaffinity(0))
+    assert usable_cpus() == len(os.sched_getaffinity(0))
     options = Predictor(model_path).session.get_session_options()
-    assert options.intra_op_num_threads == available_cpus()
+    assert options.intra_op_num_threads == usable_cpus()
     assert Predictor(model_path, threads=1).session.get_session_options().intra_op_num_threads == 1
 
 

@@ -421,4 +421,4 @@ def test_ctrl_c_says_nothing_was_written(tmp_path, glyphs, model_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"error: interrupted; nothing was written to {out}"
-    assert not out.exists() and not list(tmp_path.glob(".predictions-*"))
+    assert not out.exists() and not list(tmp_path.glob(".*tmp-*"))

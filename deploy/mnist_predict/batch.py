@@ -12,7 +12,6 @@ import os
 import resource
 import signal
 import sys
-import tempfile
 import time
 from collections import Counter, deque
 from concurrent.futures import TimeoutError
@@ -24,6 +23,7 @@ import numpy as np
 import pebble
 from pebble import ProcessExpired
 
+from . import files
 from . import images as image_io
 from . import numbers
 from .predictor import UsageError
@@ -308,26 +308,8 @@ def atomic_writer(path, task="predict"):
     csv_file = output_format(path) == "csv"
     encode = {("predict", True): _csv_writer, ("predict", False): _jsonl_writer,
               ("read", True): _csv_reading_writer, ("read", False): _jsonl_reading_writer}[task, csv_file]
-    with atomic_file(path) as file:
+    with files.atomic_file(path) as file:
         yield encode(file)
-
-
-@contextmanager
-def atomic_file(path):
-    """Yield a text file open for writing that appears at `path` only once complete."""
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".predictions-")
-    try:
-        with os.fdopen(descriptor, "w", newline="", encoding="utf-8") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; predictions are meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _csv_writer(file):

@@ -317,12 +317,13 @@ def _check_top_k(top_k, predictor):
 def _session(model, threads, workers, paths, max_model_mb=200.0, manifest_sha256=None, keep_pool=False):
     """The decode pool and the onnxruntime session, with their failures as one-line errors."""
     from . import batch
-    from .predictor import Predictor, UsageError, available_cpus
+    from .files import usable_cpus
+    from .predictor import Predictor, UsageError
 
     if workers is None:
         # Every CPU decodes: onnxruntime's share is small, and its idle threads do not spin. Measured on 2
         # cores, 2 workers beat 1 by 40% on 28x28 PNGs and by 2x on phone photos (bench/README.md).
-        workers = available_cpus()
+        workers = usable_cpus()
     if len(paths) <= SMALL_RUN:
         # starting worker processes would cost more than they save, unless a per-file time limit needs them
         workers = min(workers, len(paths)) if keep_pool else 0

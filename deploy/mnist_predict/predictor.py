@@ -1,6 +1,5 @@
 """The Predictor behind both the CLI and the Python API: a model file, its runtime, its labels."""
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -8,24 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from . import images as image_io
 from .review import DEFAULT_MIN_CONFIDENCE
-from .runtimes import ModelError, first_sentence, open_runtime
+from .files import MAX_MODEL_MB, first_sentence, sha256, usable_cpus
+from .runtimes import ModelError, open_runtime
 
 SHAPE = (image_io.SIZE, image_io.SIZE)
 ImageError = image_io.ImageError
-MAX_MODEL_MB = 200
 
 
 class UsageError(ValueError):
     """A problem with the model, the options or the inputs as a whole (exit code 2), not with one file."""
-
-
-def available_cpus():
-    # In a container os.cpu_count() is the host's count; the affinity mask is what this process may use.
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 @dataclass
@@ -88,7 +81,7 @@ class Predictor:
                              "(--max-model-mb); an MNIST-sized model is a few MB")
         verify_manifest(self.path, manifest_sha256)
         try:
-            self.runtime = open_runtime(self.path, threads or available_cpus())
+            self.runtime = open_runtime(self.path, threads or usable_cpus())
         except ModelError as error:
             raise UsageError(str(error)) from None
         self.session = getattr(self.runtime, "session", None)  # onnxruntime's, for callers that tune it
@@ -242,7 +235,7 @@ def manifest_labels(model_path):
     return labels if isinstance(labels, list) else None
 
 
-MODEL_FILES = ("model.onnx", "model.tflite")  # what an export folder is searched for, in this order
+MODEL_FILES = formats.edge_files()  # what an export folder is searched for, in this order
 
 
 def model_file(path):
@@ -289,10 +282,3 @@ def verify_manifest(model_path, manifest_sha256=None):
             f"expected {expected[:16]}...; copy the whole export directory again"
         )
 
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

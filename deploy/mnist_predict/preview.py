@@ -7,11 +7,11 @@ its probability; rows flagged for review have an orange frame, error rows a red 
 """
 
 import os
-import tempfile
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from . import images as image_io
+from .files import atomic_path
 
 SIZE = image_io.SIZE
 THUMB = 112  # the original, fitted into a square of this many pixels
@@ -145,17 +145,8 @@ def _fit(text, font, width):
 
 
 def _save_atomically(image, out):
-    out = os.path.abspath(out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(out), prefix=".preview-", suffix=".png")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            image.save(file, "PNG")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, out)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_path(out) as temporary:
+        image.save(temporary, "PNG")
 
 
 def pick(rows, limit, problems=False):

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .files import first_sentence
+
 SHAPE = (28, 28)
 LITERT_EXTRA = "pip install './deploy[litert]'   (or: pip install ai-edge-litert)"
 
@@ -25,17 +27,6 @@ def open_runtime(path, threads):
     if path.suffix == ".tflite":
         return LiteRt(path, threads)
     return Onnx(path, threads)
-
-
-def first_sentence(error, limit=300):
-    """An error message on one line, cut after the last whole sentence that fits in `limit` characters (at
-    least the first): never in the middle of one."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    ends = [i + 1 for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1] == " ")]
-    fitting = [end for end in ends if end <= limit]
-    if fitting:
-        return text[: fitting[-1]]
-    return text[: ends[0]] if ends else text
 
 
 class Onnx:

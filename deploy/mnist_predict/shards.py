@@ -20,7 +20,8 @@ import os
 import zlib
 
 from . import batch
-from .predictor import UsageError, sha256
+from .files import atomic_file, sha256
+from .predictor import UsageError
 
 RECORD_SUFFIX = ".shard.json"
 # What shapes a row: shards that differ in these cannot be one file.
@@ -62,10 +63,8 @@ def write_record(out, shard, model_path, listed, rows, options):
     record = {"shard": index, "of": count, "model_sha256": sha256(model_path), "model": str(model_path),
               "listed": len(listed), "listing_sha256": listing_sha256(listed), "rows": rows, "options": options}
     path = f"{out}{RECORD_SUFFIX}"
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as file:
+    with atomic_file(path) as file:
         json.dump(record, file, indent=2)
-    os.replace(temporary, path)
     return path
 
 
@@ -143,7 +142,7 @@ def merge(specs, out):
     streams = [_checked(read(record["output"]), record, counted, k) for k, record in enumerate(records)]
     header = [next(stream) for stream in streams][0]
     rows, previous = 0, None
-    with batch.atomic_file(out) as file:  # an error below leaves no output behind
+    with atomic_file(out) as file:  # an error below leaves no output behind
         if header is not None:
             file.write(header)
         for path, line in heapq.merge(*streams, key=lambda item: item[0]):

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from .predictor import UsageError
 
 # deploy/web beside this package in a checkout; MNIST_PREDICT_WEB names another copy of it.
 PAGE = Path(os.environ.get("MNIST_PREDICT_WEB", Path(__file__).resolve().parent.parent / "web"))
 PAGE_FILES = ("index.html", "app.js", "preprocess.js", "numbers.js", "style.css")
 ORT = Path("node_modules", "onnxruntime-web", "dist")
-EXPORT_FILES = ("model.onnx", "manifest.json", "parity.json")
+MODEL = formats.by_key(formats.ONNX).file  # the page runs it in onnxruntime-web
+EXPORT_FILES = (MODEL, "manifest.json", "parity.json")
 TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
          ".json": "application/json", ".onnx": "application/octet-stream", ".css": "text/css",
          ".html": "text/html; charset=utf-8"}
@@ -52,8 +54,8 @@ def _parity_from_npz(path, mtime_ns):
 def check(export_dir, page=PAGE):
     """One-line UsageErrors for what the page cannot do without; returns the resolved export directory."""
     export_dir = Path(export_dir)
-    if not (export_dir / "model.onnx").is_file() or not (export_dir / "manifest.json").is_file():
-        raise UsageError(f"{export_dir} is not an export directory: it needs model.onnx and manifest.json "
+    if not (export_dir / MODEL).is_file() or not (export_dir / "manifest.json").is_file():
+        raise UsageError(f"{export_dir} is not an export directory: it needs {MODEL} and manifest.json "
                          "(mnist-job export RUN --format onnx writes them)")
     if not all((page / name).is_file() for name in PAGE_FILES):
         raise UsageError(f"the page is not at {page}: run from a checkout, or set MNIST_PREDICT_WEB to deploy/web")

@@ -24,11 +24,11 @@ import numpy as np
 from job import interrupts, rundir
 from job.errors import GateError, Interrupted, JobError, WriteError
 from job.export import gate, publish
-from job.export.formats import litert, onnx, savedmodel
+from job.export.formats import WRITERS, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
-from mnist_predict import web
+from mnist_predict import formats, web
 
-FORMATS = ("onnx", "savedmodel", "litert", "all")
+CHOICES = (*formats.FAMILIES, "all")  # --format
 CALIBRATION_IMAGES = 300
 
 
@@ -46,8 +46,8 @@ class ExportConfig:
 
 def check_args(cfg):
     """Every argument checked before TensorFlow is imported, so mistakes cost nothing."""
-    if cfg.format not in FORMATS:
-        raise JobError(f"unknown --format {cfg.format!r}: choose {', '.join(FORMATS[:-1])} or all")
+    if cfg.format not in CHOICES:
+        raise JobError(f"unknown --format {cfg.format!r}: choose {', '.join(formats.FAMILIES)} or all")
     if cfg.opset not in onnx.OPSETS:
         raise JobError(f"unsupported --opset {cfg.opset}: tf2onnx {onnx.OPSETS.start}-{onnx.OPSETS.stop - 1} works "
                        f"here (int8 per-channel needs 13 or later)")
@@ -70,8 +70,22 @@ def say(message, err=False):
     print(message, file=sys.stderr if err else sys.stdout, flush=True)
 
 
-def wants(cfg, name):
-    return cfg.format in (name, "all")
+@dataclass
+class Build:
+    """An export under way, as the writers of job/export/formats see it."""
+    model: object
+    tmp: Path
+    opset: int
+    props: dict
+    images: np.ndarray | None = None  # int8 calibration images
+    saved: Path | None = None  # the SavedModel, once written
+
+    def savedmodel(self):
+        """The SavedModel LiteRT converts from: the export's own, or, when it is not exported, one beside it."""
+        if self.saved is None:
+            self.saved = self.tmp.with_name(self.tmp.name + "-savedmodel")
+            savedmodel.write(self.model, self.saved)
+        return self.saved
 
 
 def export(cfg, log=say):
@@ -89,47 +103,32 @@ def export(cfg, log=say):
             reference = gate.write_reference(model, data, tmp / "parity.npz")
             # the same set for the browser page (mnist-predict web), which cannot read .npz
             (tmp / "parity.json").write_text(json.dumps(web.parity_json(reference)))
-            props = metadata(config, metrics, run_dir, calibration)
-            parity, int8 = {}, {}
+            build = Build(model, tmp, cfg.opset, metadata(config, metrics, run_dir, calibration))
+            results = {}
             interrupt.check()
-            if wants(cfg, "onnx"):
-                parity["onnx"] = timed(log, "onnx", lambda: gate.parity(
-                    gate.edge_runner(write_onnx(model, tmp / onnx.FILE, cfg.opset, props)).run, reference, cfg.atol))
+            for fmt in formats.chosen(cfg.format):  # fp32: each written, then gated against Keras
+                results[fmt.key] = timed(log, fmt, lambda: gate.parity(
+                    gate.runner(fmt, write(fmt, build)), reference, cfg.atol))
                 interrupt.check()
-            saved = tmp / savedmodel.DIR if wants(cfg, "savedmodel") else tmp.with_name(tmp.name + "-savedmodel")
-            if wants(cfg, "savedmodel") or wants(cfg, "litert"):
-                savedmodel.write(model, saved)
-                interrupt.check()
-            if wants(cfg, "savedmodel"):
-                parity["savedmodel"] = timed(log, "savedmodel", lambda: gate.parity(
-                    savedmodel.runner(saved), reference, cfg.atol))
-                interrupt.check()
-            if wants(cfg, "litert"):
-                parity["litert"] = timed(log, "litert", lambda: gate.parity(
-                    gate.edge_runner(write_litert(saved, tmp / litert.FILE)).run, reference, cfg.atol))
-                interrupt.check()
-            refuse_failures(parity, reference, out, log)
+            refuse_failures(results, reference, out, log)
             if cfg.quantize:
-                images, source = calibration_images(config, data)
-                extra = {"calibration": {"source": source, "split": "train", "images": len(images)}}
-                if wants(cfg, "onnx"):
-                    settings = onnx.write_int8(tmp / onnx.FILE, tmp / onnx.INT8_FILE, images, props)
-                    int8["onnx-int8"] = timed(log, "onnx int8", lambda: gate.quantized(
-                        tmp / onnx.FILE, tmp / onnx.INT8_FILE, data, reference, {**extra, "quantization": settings}))
-                    interrupt.check()
-                if wants(cfg, "litert"):
-                    settings = litert.write_int8(saved, tmp / litert.INT8_FILE, images)
-                    int8["litert-int8"] = timed(log, "litert int8", lambda: gate.quantized(
-                        tmp / litert.FILE, tmp / litert.INT8_FILE, data, reference, {**extra, "quantization": settings}))
-                    interrupt.check()
-                for name, report in int8.items():
-                    if report["passed"] and not report["gate"]["size_ratio"]:
-                        log(f"warning: {gate.int8_failure(name, report)}: published all the same; a model this "
-                            "small keeps fixed overhead", err=True)
-                failed = [gate.int8_failure(name, report) for name, report in int8.items() if not report["passed"]]
+                build.images, source = calibration_images(config, data)
+                extra = {"calibration": {"source": source, "split": "train", "images": len(build.images)}}
+                for fmt in formats.chosen(cfg.format, quantize=True):
+                    if fmt.quantized:  # made from its family's fp32 file, gated against it and Keras
+                        settings = WRITERS[fmt.key](build, tmp / fmt.file)
+                        results[fmt.key] = timed(log, fmt, lambda: gate.quantized(
+                            tmp / formats.fp32_of(fmt).file, tmp / fmt.file, data, reference, {**extra, "quantization": settings}))
+                        interrupt.check()
+                int8 = {key: result for key, result in results.items() if result.kind == "int8"}
+                for key, result in int8.items():
+                    if result.passed and not result.details["gate"]["size_ratio"]:
+                        log(f"warning: {result.failure(key)}: published all the same; a model this small keeps "
+                            "fixed overhead", err=True)
+                failed = [result.failure(key) for key, result in int8.items() if not result.passed]
                 if failed:
                     raise GateError("int8 gate failed: " + "; ".join(failed) + f"; nothing published, {out} left as it was")
-            manifest = make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8, calibration)
+            manifest = make_manifest(cfg, tmp, config, metrics, run_dir, results, calibration)
             if not_calibrated:
                 manifest["calibration_skipped"] = not_calibrated
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
@@ -177,35 +176,25 @@ def calibrated_model(cfg, run_dir, config, log):
     return model, data, calibration, None
 
 
-def write_onnx(model, path, opset, props):
-    onnx.write(model, path, opset, props)
+def write(fmt, build):
+    path = build.tmp / fmt.file
+    WRITERS[fmt.key](build, path)
     return path
 
 
-def write_litert(saved, path):
-    litert.write(saved, path)
-    return path
-
-
-def timed(log, name, step):
+def timed(log, fmt, step):
     start = time.perf_counter()
     result = step()
-    if isinstance(result, gate.Parity):
-        log(f"{name}: max abs diff {result.max_abs_diff:.2e} ({time.perf_counter() - start:.1f} s)")
-    else:
-        log(f"{name}: accuracy {result['accuracy_fp32']:.4f} -> {result['accuracy_int8']:.4f}, size "
-            f"{result['size_ratio']:.2f}x, {'passed' if result['passed'] else 'FAILED'} "
-            f"({time.perf_counter() - start:.1f} s)")
+    log(f"{fmt.key.replace('-', ' ')}: {result.line()} ({time.perf_counter() - start:.1f} s)")
     return result
 
 
-def refuse_failures(parity, reference, out, log):
-    failed = {name: p for name, p in parity.items() if not p.passed}
+def refuse_failures(results, reference, out, log):
+    failed = {name: result for name, result in results.items() if not result.passed}
     if failed:
         log(gate.worst_cases_table(failed, reference), err=True)
-        raise GateError("parity failed: " + "; ".join(
-            f"{name} max abs diff {p.max_abs_diff:.3g} (atol {p.atol:g}), {p.argmax_flips} argmax "
-            f"differ" for name, p in failed.items()) + f"; nothing published, {out} left as it was")
+        raise GateError("parity failed: " + "; ".join(result.failure(name) for name, result in failed.items())
+                        + f"; nothing published, {out} left as it was")
 
 
 def quiet_converters():

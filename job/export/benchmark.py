@@ -18,18 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from job.errors import JobError
+from mnist_predict import formats
 
 BATCH = 256
-FORMATS = [  # name, file under export/, runtime
-    ("Keras", None, "keras"),
-    ("SavedModel", "savedmodel/1", "tensorflow"),
-    ("ONNX fp32", "model.onnx", "edge"),
-    ("ONNX int8", "model.int8.onnx", "edge"),
-    ("LiteRT fp32", "model.tflite", "edge"),
-    ("LiteRT int8", "model.int8.tflite", "edge"),
-]
-GATES = {"SavedModel": "savedmodel", "ONNX fp32": "onnx", "ONNX int8": "onnx-int8", "LiteRT fp32": "litert",
-         "LiteRT int8": "litert-int8"}
+# Keras, the TensorFlow-served format beside it, then each edge format with its int8 file
+ROWS = [None, *sorted(formats.FORMATS, key=lambda f: (f.edge, formats.FAMILIES.index(f.family), f.quantized))]
 
 
 def benchmark(run_dir, rounds=5, latency_calls=50):
@@ -48,16 +41,17 @@ def benchmark(run_dir, rounds=5, latency_calls=50):
     data = run_dataset(rundir.read_json(run_dir / rundir.CONFIG))
     x, y = data.x_test.astype(np.float32), data.y_test
     runners, rows = {}, []
-    for name, file, kind in FORMATS:
-        path = run_dir / "model.keras" if file is None else export / file
+    for fmt in ROWS:
+        name = fmt.display if fmt else "Keras"
+        path = run_dir / "model.keras" if fmt is None else export / fmt.file
         row = {"format": name, "file": str(path.relative_to(run_dir))}
         if not path.exists():
             rows.append({**row, "status": "not exported"})
             continue
-        run, runtime = load(kind, path, manifest)
+        run, runtime = load(fmt, path, manifest)
         runners[name] = run
-        gate = manifest["parity"].get(GATES.get(name), {})
-        rows.append({**row, "status": "passed" if file is None or gate.get("passed") else "gate failed",
+        gate = manifest["parity"].get(fmt.key, {}) if fmt else {}
+        rows.append({**row, "status": "passed" if fmt is None or gate.get("passed") else "gate failed",
                      "size_mb": round(size(path) / 1e6, 3), "runtime": runtime})
     keras = batched(runners["Keras"], x)
     for row in rows:
@@ -76,9 +70,9 @@ def benchmark(run_dir, rounds=5, latency_calls=50):
             "rounds": rounds, "rows": rows}
 
 
-def load(kind, path, manifest):
-    """(a batch -> probabilities function, 'runtime version') for one format."""
-    if kind == "keras":
+def load(fmt, path, manifest):
+    """(a batch -> probabilities function, 'runtime version') for one format (None: Keras itself)."""
+    if fmt is None:
         import keras
 
         from job.calibration import calibrated_model
@@ -88,12 +82,12 @@ def load(kind, path, manifest):
         if manifest.get("calibration"):  # the exported formats serve calibrated probabilities; so must Keras
             model = calibrated_model(model, manifest["calibration"]["temperature"])
         return (lambda batch: np.asarray(model(batch, training=False))), f"keras {keras.__version__} (eager call)"
-    if kind == "tensorflow":
+    if not fmt.edge:
         import tensorflow as tf
 
-        from job.export.formats import savedmodel
+        from job.export.gate import runner
 
-        return savedmodel.runner(path), f"tensorflow {tf.__version__} (serving signature)"
+        return runner(fmt, path), f"tensorflow {tf.__version__} (serving signature)"
     from mnist_predict.predictor import Predictor
 
     predictor = Predictor(path)

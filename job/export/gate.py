@@ -24,19 +24,42 @@ BENCH_BATCH, BENCH_REPEATS = 256, 20
 
 
 @dataclass
-class Parity:
-    """A runtime against the Keras outputs recorded in parity.npz."""
+class GateResult:
+    """One format's gate, whichever kind: "parity" (fp32: max abs diff <= atol and no argmax flip against the
+    Keras outputs of parity.npz) or "int8" (argmax agreement with Keras and the accuracy drop against the fp32
+    file, INT8_GATE; `details` holds the whole report, which the manifest keeps under "int8")."""
+    kind: str
+    passed: bool
     max_abs_diff: float
     argmax_agreement: float  # on the test rows, as the edge checker counts it
-    argmax_flips: int  # rows whose argmax differs where Keras's own top-2 margin exceeds 2*atol
-    atol: float
-    passed: bool
-    row_diff: np.ndarray  # per-row max abs diff, batch run and batch-of-one run together
-    predicted: np.ndarray
+    argmax_flips: int = 0  # rows whose argmax differs where Keras's own top-2 margin exceeds 2*atol
+    atol: float | None = None
+    details: dict | None = None
+    row_diff: np.ndarray | None = None  # per-row max abs diff, batch run and batch-of-one run together
+    predicted: np.ndarray | None = None
 
     def summary(self):
+        """What manifest.json's "parity" holds for the format."""
+        if self.kind == "int8":
+            return {"argmax_agreement": self.argmax_agreement, "max_abs_diff": self.max_abs_diff, "gated": "int8",
+                    "passed": self.passed}
         return {"max_abs_diff": self.max_abs_diff, "argmax_agreement": self.argmax_agreement,
                 "argmax_flips": self.argmax_flips, "atol": self.atol, "passed": self.passed}
+
+    def line(self):
+        """The export's report line for it (without the seconds)."""
+        if self.kind == "int8":
+            r = self.details
+            return (f"accuracy {r['accuracy_fp32']:.4f} -> {r['accuracy_int8']:.4f}, size {r['size_ratio']:.2f}x, "
+                    f"{'passed' if self.passed else 'FAILED'}")
+        return f"max abs diff {self.max_abs_diff:.2e}"
+
+    def failure(self, name):
+        """Why it failed, in one clause (for an int8 gate that passed, its size warning)."""
+        if self.kind == "int8":
+            return int8_failure(name, self)
+        return (f"{name} max abs diff {self.max_abs_diff:.3g} (atol {self.atol:g}), {self.argmax_flips} argmax "
+                "differ")
 
 
 def reference_inputs(x_test, y_test, seed=0):
@@ -72,7 +95,18 @@ def parity(run, reference, atol):
     test = kinds == "test"
     agreement = float((got[test].argmax(axis=1) == expected[test].argmax(axis=1)).mean()) if test.any() else 1.0
     diff = float(row_diff.max())
-    return Parity(diff, agreement, flips, atol, diff <= atol and flips == 0, row_diff, got.argmax(axis=1))
+    return GateResult("parity", diff <= atol and flips == 0, diff, agreement, flips, atol, row_diff=row_diff,
+                      predicted=got.argmax(axis=1))
+
+
+def runner(fmt, path):
+    """A batch -> probabilities function for a file of format `fmt` (mnist_predict.formats), through the
+    runtime that serves it."""
+    if fmt.runtime == "tensorflow":
+        from job.export.formats import savedmodel
+
+        return savedmodel.runner(path)
+    return edge_runner(path).run
 
 
 def edge_runner(path):
@@ -111,11 +145,13 @@ def quantized(fp32_path, int8_path, data, reference, extra=None):
                       "accuracy_drop": report["accuracy_drop_pp"] <= INT8_GATE["max_accuracy_drop_pp"],
                       "size_ratio": report["size_ratio"] <= INT8_GATE["max_size_ratio"]}
     report["passed"] = report["gate"]["argmax_agreement"] and report["gate"]["accuracy_drop"]
-    return report
+    return GateResult("int8", report["passed"], report["max_abs_diff_vs_keras"], report["argmax_agreement_vs_keras"],
+                      details=report)
 
 
-def int8_failure(name, report):
+def int8_failure(name, result):
     """The one line a failed int8 gate (or, for a passed one, its size warning) gives."""
+    report = result.details
     wrong = [f"argmax agreement {report['argmax_agreement_vs_keras']:.4f} < {INT8_GATE['min_argmax_agreement']}"
              if not report["gate"]["argmax_agreement"] else "",
              f"accuracy drop {report['accuracy_drop_pp']:.2f} pp > {INT8_GATE['max_accuracy_drop_pp']}"

@@ -31,24 +31,20 @@ def versions():
     return {"tensorflow": tf.__version__, "keras": keras.__version__, **onnx.versions(), **litert.versions()}
 
 
-def make_manifest(cfg, tmp, config, metrics, run_dir, parity, int8, calibration):
+def make_manifest(cfg, tmp, config, metrics, run_dir, results, calibration):
     """Every file with its sha256 and size, the contract, labels, metrics, every gate's result, versions."""
-    from mnist_predict.predictor import sha256
+    from mnist_predict.files import sha256
 
     files = {p.relative_to(tmp).as_posix(): {"sha256": sha256(p), "size": p.stat().st_size}
              for p in sorted(tmp.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    parity_summary = {name: p.summary() for name, p in parity.items()}
-    for name, report in int8.items():
-        parity_summary[name] = {"argmax_agreement": report["argmax_agreement_vs_keras"],
-                                "max_abs_diff": report["max_abs_diff_vs_keras"], "gated": "int8",
-                                "passed": report["passed"]}
+    int8 = {name: result.details for name, result in results.items() if result.kind == "int8"}
     return {
         "files": files, "input": INPUT_SPEC, "output": {**OUTPUT_SPEC, "shape": [None, len(config["labels"])]},
         "labels": config["labels"], "opset": cfg.opset if cfg.format in ("onnx", "all") else None,
         "format": cfg.format, "model": config["model"], "source_run": str(run_dir),
         "dataset": config["dataset"], "versions": versions(),
         "metrics": {k: metrics.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy", "epochs_run")},
-        "parity": parity_summary, "int8": int8, "calibration": calibration,
+        "parity": {name: result.summary() for name, result in results.items()}, "int8": int8, "calibration": calibration,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": cfg.command or shlex.join(["mnist-job", *sys.argv[1:]]),
     }

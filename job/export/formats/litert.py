@@ -13,8 +13,6 @@ takes the raw 0-255 pixels in and a DEQUANTIZE gives probabilities out, so it is
 file. The gate runs both with the TF-free interpreter, ai-edge-litert, as the edge does.
 """
 
-FILE, INT8_FILE = "model.tflite", "model.int8.tflite"
-
 
 def converter(savedmodel_dir):
     import tensorflow as tf

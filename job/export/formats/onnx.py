@@ -7,7 +7,6 @@ import numpy as np
 
 from job.errors import GateError
 
-FILE, INT8_FILE = "model.onnx", "model.int8.onnx"
 # tf2onnx 1.17 converts opsets 7-18 here; per-channel QuantizeLinear (int8) needs 13, and 13-18 are tested.
 OPSETS = range(13, 19)
 DEFAULT_OPSET = 17

@@ -3,8 +3,6 @@
 The gate reloads it as TF Serving would, through its signature, not through Keras.
 """
 
-DIR = "savedmodel/1"
-
 
 def write(model, path):
     import keras
