@@ -246,6 +246,9 @@ def weights_fingerprint(model):
     return digest.hexdigest()[:16]
 
 
+KERAS_PATCHED = "3.15"  # the Keras minor release patch_keras was written against (pyproject.toml pins it)
+
+
 def patch_keras():
     """Let Keras 3's model.fit run under MultiWorkerMirroredStrategy (keras-team/keras#20585, open).
 
@@ -253,12 +256,19 @@ def patch_keras():
     across workers (a strategy.reduce of a tuple, which cannot be converted), and the train and test steps
     reduce each scalar log with axis=0. Both become what they mean: the build takes this worker's batch for
     its shapes, and the logs are averaged across replicas with axis=None. Applied only for this strategy."""
+    import keras
     import tensorflow as tf
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer
 
     if getattr(trainer, "_mnist_job_patched", False):
         return
+    internals = ("reduce_per_replica", "_collective_all_reduce_multi_worker")
+    if not keras.__version__.startswith(KERAS_PATCHED + ".") or not all(hasattr(trainer, name) for name in internals) \
+            or not hasattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build"):
+        raise JobError(f"--strategy multiworker patches Keras {KERAS_PATCHED}'s trainer (keras-team/keras#20585), but "
+                       f"Keras {keras.__version__} is installed: install keras=={KERAS_PATCHED}.* as pyproject.toml "
+                       "pins it, or check job/multiworker.py's patch against this release")
     reduce_per_replica = trainer.reduce_per_replica
 
     def reduce_logs(values, strategy, reduction="auto"):

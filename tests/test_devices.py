@@ -12,7 +12,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,13 +121,3 @@ def test_auto_one_and_mixed_precision_on_one_cpu():
     assert_trained(result)
     assert result["bad"].startswith("JobError: unknown strategy 'ring'")
     assert "mixed_float16 on the CPU is slower" in log
-
-
-@pytest.mark.parametrize("raw", ["not json", '{"cluster": {}}'])
-def test_bad_tf_config_is_a_job_error(raw, monkeypatch):
-    from job import multiworker
-    from job.errors import JobError
-
-    monkeypatch.setenv("TF_CONFIG", raw)
-    with pytest.raises(JobError, match="TF_CONFIG is not a valid cluster spec"):
-        multiworker.this_worker()

@@ -59,3 +59,26 @@ def test_every_package_on_disk_is_installed():
     deploy = tomllib.loads((ROOT / "deploy" / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     assert {".".join(i.parent.relative_to(ROOT / "deploy").parts) for i in (ROOT / "deploy").rglob("__init__.py")} \
         <= set(deploy)
+
+
+def test_tensorflow_and_keras_are_pinned_once_and_every_other_place_follows():
+    """pyproject.toml's cpu extra is the one pin; the GPU extra, the base image (Dockerfile.gpu, Makefile),
+    the lock script and both locks name the same TensorFlow, and the extras the same Keras."""
+    from lock import TENSORFLOW
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    cpu = {Requirement(r).name: str(Requirement(r).specifier) for r in extras["cpu"]}
+    gpu = {Requirement(r).name: str(Requirement(r).specifier) for r in extras["gpu"]}
+    tf = cpu["tensorflow-cpu"].removeprefix("==")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tf), cpu
+    assert gpu["tensorflow"] == f"=={tf}" and gpu["keras"] == cpu["keras"]
+    image = f"tensorflow/tensorflow:{tf}-gpu"
+    assert f"ARG TF_IMAGE={image}\n" in (ROOT / "Dockerfile.gpu").read_text()
+    assert f"TF_IMAGE ?= {image}\n" in (ROOT / "Makefile").read_text()
+    assert TENSORFLOW == f"tensorflow=={tf}"
+    assert f"# resolved with tensorflow=={tf};" in (ROOT / "requirements/gpu.lock").read_text()
+    locked = pins((ROOT / "requirements/cpu.lock").read_text())
+    assert locked["tensorflow-cpu"] == tf and f"=={locked['keras']}" == cpu["keras"]
+    from job.multiworker import KERAS_PATCHED  # the multi-worker patch names the Keras it was written for
+
+    assert locked["keras"].startswith(KERAS_PATCHED + ".")

@@ -160,6 +160,8 @@ def test_the_cli_sets_tf_config_from_the_indexed_job(tmp_path):
 
 @pytest.mark.parametrize("raw, message", [
     ("{", "TF_CONFIG is not a valid cluster spec"),
+    ("not json", "TF_CONFIG is not a valid cluster spec"),
+    ('{"cluster": {}}', "TF_CONFIG is not a valid cluster spec"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "task index 1 is outside the 1"),
     ('{"cluster": {"chief": ["a:1"], "worker": ["b:1"]}, "task": {"type": "chief", "index": 0}}',
      "a cluster of workers only"),
@@ -190,3 +192,14 @@ def test_lost_peer_names_the_worker_from_tensorflows_message():
 
 def test_free_ports_are_distinct():
     assert len(set(free_ports(4))) == 4
+
+
+def test_the_keras_patch_refuses_a_keras_it_was_not_written_for(monkeypatch):
+    import keras
+    from keras.src.backend.tensorflow import trainer
+
+    monkeypatch.setattr(keras, "__version__", "3.99.0")
+    monkeypatch.setattr(trainer, "_mnist_job_patched", False, raising=False)
+    with pytest.raises(JobError, match=r"patches Keras 3\.15's trainer .* Keras 3\.99\.0 is installed"):
+        multiworker.patch_keras()
+    assert trainer.reduce_per_replica.__module__ == trainer.__name__  # left unpatched

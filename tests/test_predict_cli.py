@@ -416,7 +416,12 @@ def test_ctrl_c_says_nothing_was_written(tmp_path, glyphs, model_path):
     proc = subprocess.Popen([sys.executable, "-m", "mnist_predict", str(folder), "--model", str(model_path),
                              "--out", str(out), "--workers", "1", "--batch-size", "16"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    def writing():  # the temporary output has its first block of rows: mid-run, most files still to come
+        return any(p.stat().st_size for p in tmp_path.glob(".p.tmp-*") if p.exists())
+
+    deadline = time.monotonic() + 120
+    while not writing() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

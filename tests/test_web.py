@@ -15,6 +15,7 @@ installs them.
 
 import base64
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -374,3 +375,26 @@ def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
     for name, row in reading_run["cli"].items():
         assert (rows[name]["text"], rows[name]["status"], rows[name]["review"]) == (row["text"], row["status"],
                                                                                    row["review"]), name
+
+
+JS_ONLY = {"PRECISION_BITS"}  # Pillow's fixed-point resampling, which Python gets from Pillow itself
+
+
+@pytest.mark.parametrize("script, module", [("preprocess.js", images), ("numbers.js", numbers)], ids=["images", "numbers"])
+def test_the_js_twin_holds_the_same_tuning_constants(script, module):
+    """Every numeric constant at the top of the twin has the Python module's name and value, and every one
+    of the module's has its twin there (numbers.WORK is images.WORK, imported on both sides)."""
+    text = (PAGE / script).read_text()
+    js = {}
+    for line in re.findall(r"^(?:export )?const ([A-Z][A-Z0-9_]* = .+);$", text, re.M):
+        for part in re.split(r",\s*(?=[A-Z][A-Z0-9_]* = )", line):
+            name, expression = part.split(" = ", 1)
+            try:
+                js[name] = eval(expression, {"__builtins__": {}}, {**vars(images), **js})
+            except (NameError, SyntaxError):
+                continue  # an object or a function: not a tuning number
+    python = {name: value for name, value in vars(module).items()
+              if name.isupper() and isinstance(value, (int, float)) and not isinstance(value, bool)}
+    imported = {"WORK"} if module is numbers else set()
+    assert set(js) - JS_ONLY == set(python) - imported, (sorted(set(js) ^ set(python)))
+    assert {name: js[name] for name in set(js) & set(python)} == {name: python[name] for name in set(js) & set(python)}

@@ -15,6 +15,10 @@ and numpy only (OpenCV would add 153 MB to a 130 MB install for the same few ope
 
 A true MNIST digit (28x28, already framed) passes through bit for bit. An image with no ink is refused with
 "no digit found".
+
+This module has a twin: deploy/web/preprocess.js runs the same steps in the browser page, pixel for pixel
+(as numbers.js does numbers.py's). A change to one is a change to both: tests/test_web.py holds their outputs
+equal and their tuning constants the same.
 """
 
 import os

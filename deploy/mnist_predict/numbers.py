@@ -26,6 +26,9 @@ The reading's confidence is the product of its digits' top probabilities (with a
 independent digits, the probability that every digit is right given the cuts) times the share of the
 weight of all chains that read the same text (that the cuts are right). A run the model does not take for
 a digit (top probability below REJECT) reads as "?", and the row is flagged.
+
+Its twin, deploy/web/numbers.js, reads numbers on the browser page the same way, pixel for pixel
+(tests/test_web.py).
 """
 
 import math
