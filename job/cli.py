@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 
 from job.errors import ExitError, Interrupted, JobError
+from job.run_config import help_for, help_text
 
 # TensorFlow's C++ log lines drown the job's own output (even a harmless tf.data "E0000 ... NodeDef mentions
 # attribute" line on every run); its real failures still arrive as Python exceptions. Set it to 0 to debug.
@@ -44,11 +45,7 @@ class Strategy(str, Enum):
     multiworker = "multiworker"
 
 
-DATASET_HELP = ("mnist, fashion_mnist, mnist-sample (bundled, offline; takes no --data), or custom (your own "
-                "MNIST-format files; skips the check that the data looks like the dataset named).")
-DATA_HELP = ("A Keras mnist.npz, a folder with the four IDX files (.gz or raw), or a labelled image folder (one "
-             "subfolder per class, optionally under train/ and test/). Default: $MNIST_DATA, then Keras's "
-             "cache/download.")
+DATASET_HELP, DATA_HELP = help_text("dataset"), help_text("data")
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout; progress goes to stderr.")
 INVOCATION = []  # the arguments main() was given
 
@@ -95,47 +92,37 @@ def models(as_json: bool = JsonOption):
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
+def setting(name, **extra):
+    """A train option whose help is the setting's own (job.run_config.TrainConfig); None: not given."""
+    return typer.Option(None, help=help_for(name), **extra)
+
+
 @app.command()
 def train(
-    model: Optional[str] = typer.Option(None, help="Zoo model name (see `mnist-job models`). Default: cnn-bn-aug."),
-    dataset: Optional[str] = typer.Option(None, help=DATASET_HELP + " Default: mnist."),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's (more on small data, see `mnist-job "
-                                         "models`)."),
-    batch_size: Optional[int] = typer.Option(None, help="Per-replica batch size. Default: the zoo entry's."),
-    optimizer: Optional[str] = typer.Option(None, help="adam, rmsprop, sgd, adamw... Default: the zoo entry's."),
-    learning_rate: Optional[float] = typer.Option(None, help="Default: the zoo entry's."),
-    val_split: Optional[float] = typer.Option(None, help="Fraction of the training data held out for "
-                                              "validation. Default: 0.1."),
-    test_split: Optional[float] = typer.Option(None, help="Share of a labelled folder held out for testing (by "
-                                               "class, with the seed) when it has no test/. Default: 0.2."),
-    seed: Optional[int] = typer.Option(None, help="Same seed on the CPU gives identical metrics. Default: 42."),
-    out: Optional[str] = typer.Option(None, help="Run directory. Default: runs/<model>-<UTC timestamp>."),
-    init_from: Optional[str] = typer.Option(None, help="Fine-tune the model of this finished run: its weights, "
-                                            "a new output layer when the classes differ, a tenth of the zoo's "
-                                            "learning rate and a third of its epochs unless given."),
-    freeze_base: Optional[bool] = typer.Option(None, help="With --init-from: train the output layer alone."),
-    restandardize: Optional[bool] = typer.Option(None, help="With --init-from: re-estimate the input "
-                                                 "standardization on the new data (default: keep the base's)."),
-    resume: bool = typer.Option(False, help="Continue an unfinished run in --out (default: the newest) with "
-                                "its recorded settings, from its last finished epoch."),
-    resume_or_start: bool = typer.Option(False, help="Resume the run in --out if it has started, else start it: "
-                                         "for pods that a Kubernetes Job retries."),
-    augment: Optional[bool] = typer.Option(None, help="Augmentation in the input pipeline: shifts, plus rotations, "
-                                           "stroke width, blur and contrast for digits, or mirror flips for "
-                                           "Fashion-MNIST. Default: the zoo entry's."),
-    outlier_exposure: Optional[bool] = typer.Option(None, help="Train on synthetic non-digits too, pushed towards "
-                                                    "a uniform output, so junk is not called a digit. Default: on "
-                                                    "for cnn-bn-aug on digits."),
-    early_stopping: Optional[int] = typer.Option(None, help="Stop after this many epochs without a better "
-                                                 "validation accuracy (and keep the best weights)."),
-    mixed_precision: Optional[bool] = typer.Option(None, help="mixed_float16 (GPU); the output layer stays "
-                                                   "float32."),
-    jit: Optional[bool] = typer.Option(None, help="XLA-compile the train step: helps on GPUs, 2x slower on this "
-                                       "CPU; turns off op determinism."),
-    strategy: Optional[Strategy] = typer.Option(None, help="auto picks MirroredStrategy on >1 GPU."),
-    tensorboard: bool = typer.Option(False, help="Write TensorBoard logs into the run directory."),
-    max_train_samples: Optional[int] = typer.Option(None, help="Train on at most this many samples."),
+    model: Optional[str] = setting("model"),
+    dataset: Optional[str] = setting("dataset"),
+    data: Optional[str] = setting("data"),
+    epochs: Optional[int] = setting("epochs"),
+    batch_size: Optional[int] = setting("batch_size"),
+    optimizer: Optional[str] = setting("optimizer"),
+    learning_rate: Optional[float] = setting("learning_rate"),
+    val_split: Optional[float] = setting("val_split"),
+    test_split: Optional[float] = setting("test_split"),
+    seed: Optional[int] = setting("seed"),
+    out: Optional[str] = setting("out"),
+    init_from: Optional[str] = setting("init_from"),
+    freeze_base: Optional[bool] = setting("freeze_base"),
+    restandardize: Optional[bool] = setting("restandardize"),
+    resume: bool = typer.Option(False, help=help_for("resume")),
+    resume_or_start: bool = typer.Option(False, help=help_for("resume_or_start")),
+    augment: Optional[bool] = setting("augment"),
+    outlier_exposure: Optional[bool] = setting("outliers"),
+    early_stopping: Optional[int] = setting("early_stopping"),
+    mixed_precision: Optional[bool] = setting("mixed_precision"),
+    jit: Optional[bool] = setting("jit"),
+    strategy: Optional[Strategy] = setting("strategy"),
+    tensorboard: bool = typer.Option(False, help=help_for("tensorboard")),
+    max_train_samples: Optional[int] = setting("max_train_samples"),
     local_workers: Optional[int] = typer.Option(None, min=1, help="Start this many multiworker processes on this "
                                                  "machine (loopback ports, a share of the cores each) and wait for "
                                                  "them; worker 0 writes the run."),
@@ -144,8 +131,7 @@ def train(
                                                            "TF_CONFIG; see deploy/k8s/train-multiworker.yaml)."),
     worker_host: Optional[str] = typer.Option(None, help="With --workers-from-indexed-job: the address of pod {i}, "
                                               "e.g. 'mnist-train-{i}.mnist-train:2222'."),
-    connect_timeout: float = typer.Option(600.0, min=1.0, help="multiworker: seconds to wait for every worker to "
-                                          "join before failing with the addresses that did not answer."),
+    connect_timeout: float = typer.Option(600.0, min=1.0, help=help_for("connect_timeout")),
     as_json: bool = JsonOption,
 ):
     """Train a zoo model, evaluate its best epoch on the test set, and write a run directory.
@@ -155,8 +141,10 @@ def train(
     Across workers (MultiWorkerMirroredStrategy; worker 0 writes the run): --local-workers 2 on this machine,
     TF_CONFIG with --strategy multiworker, or --workers-from-indexed-job N in Kubernetes.
     """
-    from job.training import TrainConfig, default_out, train as run_training
+    from job.rundir import default_out
+    from job.training import TrainConfig, train as run_training
 
+    options = dict(locals())  # the settings given, by name (job.run_config.TrainConfig.of)
     if local_workers:
         from job.launcher import launch
 
@@ -169,14 +157,8 @@ def train(
         if strategy not in (None, Strategy.multiworker):
             raise JobError(f"--workers-from-indexed-job runs --strategy multiworker, not {strategy.value}")
         os.environ["TF_CONFIG"] = json.dumps(indexed_job_tf_config(workers_from_indexed_job, worker_host))
-        strategy = Strategy.multiworker
-    cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
-                      optimizer=optimizer, learning_rate=learning_rate, val_split=val_split, test_split=test_split,
-                      seed=seed, out=out, init_from=init_from, freeze_base=freeze_base, restandardize=restandardize,
-                      resume=resume, resume_or_start=resume_or_start, augment=augment, outliers=outlier_exposure,
-                      early_stopping=early_stopping,
-                      mixed_precision=mixed_precision, jit=jit, strategy=strategy.value if strategy else None,
-                      tensorboard=tensorboard, max_train_samples=max_train_samples, connect_timeout=connect_timeout)
+        options["strategy"] = Strategy.multiworker
+    cfg = TrainConfig.of(options)
     with json_stdout(as_json):
         run_dir, metrics = run_training(cfg)
     if metrics is None:  # a multiworker run's worker 1, 2...: the chief writes and reports the run
@@ -194,7 +176,9 @@ def train(
             kept = f"kept the base model (none of {metrics['epochs_run']} epochs{stopped} beat its"
         else:
             kept = f"kept epoch {metrics['kept_epoch']} of {metrics['epochs_run']}{stopped} (best"
-        print(f"{cfg.model}: {kept} validation accuracy {metrics['val_accuracy']:.4f}); test accuracy "
+        from job.rundir import read_json
+
+        print(f"{read_json(run_dir / 'config.json')['model']}: {kept} validation accuracy {metrics['val_accuracy']:.4f}); test accuracy "
               f"{metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s -> {run_dir}")
 
@@ -343,16 +327,16 @@ def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-p
 
 @app.command()
 def cv(
-    model: str = typer.Option("cnn-bn-aug", help="Zoo model name."),
+    model: Optional[str] = setting("model"),
     folds: int = typer.Option(5, help="Number of folds over the training set."),
-    dataset: str = typer.Option("mnist", help=DATASET_HELP),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    epochs: Optional[int] = typer.Option(None, help="Default: the zoo entry's."),
-    batch_size: Optional[int] = typer.Option(None),
-    learning_rate: Optional[float] = typer.Option(None),
-    seed: int = typer.Option(42),
+    dataset: Optional[str] = setting("dataset"),
+    data: Optional[str] = setting("data"),
+    epochs: Optional[int] = setting("epochs"),
+    batch_size: Optional[int] = setting("batch_size"),
+    learning_rate: Optional[float] = setting("learning_rate"),
+    seed: Optional[int] = setting("seed"),
     out: Optional[str] = typer.Option(None, help="Default: runs/cv-<model>-<UTC timestamp>."),
-    max_train_samples: Optional[int] = typer.Option(None, help="Use at most this many training samples."),
+    max_train_samples: Optional[int] = setting("max_train_samples"),
     as_json: bool = JsonOption,
 ):
     """k-fold cross-validation on the training set: each fold's accuracy, mean ± std, and a box plot.
@@ -362,14 +346,13 @@ def cv(
     from job.experiments import cross_validate
     from job.training import TrainConfig
 
-    cfg = TrainConfig(model=model, dataset=dataset, data=data, epochs=epochs, batch_size=batch_size,
-                      learning_rate=learning_rate, seed=seed, out=out, max_train_samples=max_train_samples)
+    cfg = TrainConfig.of(locals())
     with json_stdout(as_json):
         out_dir, summary = cross_validate(cfg, folds)
     if as_json:
         print(json.dumps({"out": str(out_dir), **summary}))
     else:
-        print(f"{model}: {folds}-fold accuracy {summary['mean']:.4f} ± {summary['std']:.4f} -> {out_dir}")
+        print(f"{summary['model']}: {folds}-fold accuracy {summary['mean']:.4f} ± {summary['std']:.4f} -> {out_dir}")
 
 
 @app.command()

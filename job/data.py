@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from job.errors import JobError
+from job.run_config import DEFAULTS
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 DIGITS = [str(d) for d in range(10)]
@@ -63,7 +64,7 @@ def canonical_name(name):
     return name
 
 
-def load_dataset(name="mnist", data=None, test_split=0.2, seed=42):
+def load_dataset(name="mnist", data=None, test_split=DEFAULTS["test_split"], seed=DEFAULTS["seed"]):
     """A dataset by name, from `data` (an npz, an IDX folder or a labelled image folder) when given.
 
     A labelled folder is its own dataset, "folder", whatever the name: its subfolders name the classes and
@@ -194,6 +195,15 @@ def validate_pairs(arrays, source, classes=10):
                 raise JobError(f"{source}: x_{split} values outside 0-255")
             arrays[f"x_{split}"] = x.astype(np.uint8)
         arrays[f"y_{split}"] = y.astype(np.uint8)
+
+
+def training_split(cfg, data):
+    """(x_train, y_train, x_val, y_val) of a run (job.run_config): its validation split, and at most
+    cfg.max_train_samples of the rest to train on."""
+    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
+    if cfg.max_train_samples:
+        x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
+    return x_train, y_train, x_val, y_val
 
 
 def split_validation(x, y, val_split, seed):

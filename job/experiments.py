@@ -21,7 +21,8 @@ from job.models import get_spec
 from job.plots import pyplot, save
 from job.rundir import write_json
 from job.stats import tied, wilson
-from job.training import DEFAULTS, train
+from job.run_config import resolve
+from job.training import train
 
 
 def stamp():
@@ -34,11 +35,12 @@ def cross_validate(cfg, folds=5):
     folds, tested on the fold held out, into OUT/fold-<k>/. Returns (out, summary)."""
     if folds < 2:
         raise JobError(f"--folds must be at least 2, got {folds}")
-    out = Path(cfg.out or Path("runs") / f"cv-{cfg.model or DEFAULTS['model']}-{stamp()}")
+    settings = resolve(cfg)  # the model, seed and data every fold shares; each fold resolves the rest for itself
+    out = Path(cfg.out or Path("runs") / f"cv-{settings.model}-{stamp()}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise JobError(f"{out}: already exists and is not empty; cv writes a new folder: choose another --out")
-    seed = DEFAULTS["seed"] if cfg.seed is None else cfg.seed
-    data = load_dataset(cfg.dataset or DEFAULTS["dataset"], cfg.data, cfg.test_split or DEFAULTS["test_split"], seed)
+    seed = settings.seed
+    data = load_dataset(settings.dataset, settings.data, settings.test_split, seed)
     order = np.random.default_rng(seed).permutation(len(data.x_train))
     if cfg.max_train_samples:
         order = order[:cfg.max_train_samples]

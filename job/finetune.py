@@ -37,18 +37,20 @@ def base_config(run_dir):
     return rundir.read_json(run_dir / rundir.CONFIG)
 
 
-def fill_defaults(cfg, spec, base):
-    """The model is the base's; learning rate and epochs default to a fraction of the zoo's."""
+def defaults(cfg, spec, base):
+    """What a fine-tune of `base` (its config.json) takes unless given: the base's model, a fraction of the
+    zoo's learning rate and epochs."""
     if cfg.model is not None and cfg.model != base["model"]:
         raise JobError(f"cannot fine-tune {base['model']} weights as --model {cfg.model}: leave --model out, or "
                        "train that model from scratch")
-    cfg.model = base["model"]
+    settings = {"model": base["model"]}
     if cfg.learning_rate is None:
-        cfg.learning_rate = spec.learning_rate * LEARNING_RATE_FACTOR
+        settings["learning_rate"] = spec.learning_rate * LEARNING_RATE_FACTOR
     if cfg.epochs is None:
-        cfg.epochs = max(MIN_EPOCHS, round(spec.epochs * EPOCHS_FACTOR))
-        log.info("fine-tune: epochs: %d (a third of %s's %d, at least %d; --epochs N chooses)", cfg.epochs,
+        settings["epochs"] = max(MIN_EPOCHS, round(spec.epochs * EPOCHS_FACTOR))
+        log.info("fine-tune: epochs: %d (a third of %s's %d, at least %d; --epochs N chooses)", settings["epochs"],
                  spec.name, spec.epochs, MIN_EPOCHS)
+    return settings
 
 
 def initial_model(cfg, x_train, classes):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from job.errors import JobError
+from job.run_config import DEFAULTS
 from mnist_predict.files import atomic_path, usable_cpus
 from mnist_predict.wording import count
 
@@ -90,7 +91,7 @@ def classes_of(folder):
     return classes
 
 
-def load_folder(path, test_split=0.2, seed=42, workers=None):
+def load_folder(path, test_split=DEFAULTS["test_split"], seed=DEFAULTS["seed"], workers=None):
     """(arrays with x_train, y_train, x_test, y_test; class names; a source description)."""
     path = Path(path).resolve()
     splits = layout(path)

@@ -216,6 +216,19 @@ def first_line(error):
     return first_sentence(next((line for line in message.splitlines() if line.strip()), type(error).__name__))
 
 
+def train_other_worker(cfg, worker, setup, run_dir, fit_worker):
+    """What workers 1+ do in a multi-worker run: fit in step with the chief, in a scratch directory of their
+    own (the chief writes the run), unless the chief's run has already fitted."""
+    from job import rundir
+
+    work = work_dir(worker, run_dir, cfg.resume)
+    try:
+        if not (run_dir / rundir.FIT).is_file():  # the chief's: every worker fits, or none
+            fit_worker(cfg, worker, setup, work, rundir.read_history(work / rundir.HISTORY))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def work_dir(worker, run_dir, resume):
     """Where this worker writes its checkpoints: the run directory for the chief, a new temporary directory
     for the others, holding a copy of the chief's backup (and history) when resuming."""

@@ -11,6 +11,7 @@ and the plots, so a run killed at any earlier moment is unfinished, and `--resum
 
 import csv
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mnist_predict.files import MAX_MODEL_MB, atomic_file, atomic_path, first_sentence
@@ -71,6 +72,36 @@ def save_model(model, path):
     """model.save to a temporary name, then rename: a kill leaves the old file or the new one."""
     with atomic_path(path) as tmp:
         model.save(tmp)
+
+
+def start(out, resume=False):
+    """The run directory `out`, created and checked writable; refuses one that holds a finished run, or an
+    unfinished one unless resuming it."""
+    out = Path(out)
+    if is_finished(out) and not resume:
+        raise JobError(f"{out}: already holds a finished run; choose another --out")
+    if (out / CONFIG).exists() and not resume:
+        raise JobError(f"{out}: holds an unfinished run; add --resume to continue it, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise JobError(f"--out {out}: not writable ({e.strerror or e})") from None
+    return out
+
+
+def default_out(model):
+    return Path("runs") / f"{model}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def latest_unfinished(model=None):
+    candidates = sorted(p.parent for p in Path("runs").glob(f"{model or '*'}-*/{CONFIG}")
+                        if not is_finished(p.parent))
+    if not candidates:
+        raise JobError(f"--resume: no unfinished run{f' of {model}' if model else ''} under runs/; pass --out RUN_DIR")
+    return candidates[-1]
 
 
 def load_keras_model(path):

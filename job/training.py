@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from job import rundir
-from job.data import DIGITS, load_dataset, split_validation
+from job.data import DIGITS, load_dataset, training_split
 from job.epoch_seeds import EpochSeeds
 from job.errors import GateError, Interrupted, JobError
-from job.models import OPTIMIZERS, build_model, default_epochs, get_spec, make_optimizer, why_epochs
+from job.models import build_model, get_spec, make_optimizer
+from job.run_config import TrainConfig, for_data, recorded, resolve, worker_of  # noqa: F401  (TrainConfig: the API)
 
 log = logging.getLogger(__name__)
 OUTLIER_SHARE = 0.2  # outlier exposure: synthetic non-digits, as a share of the training digits
@@ -33,151 +34,8 @@ LETTER_SHARE = 0.5  # ... and letters and symbols (job.letters), on digit datase
 FRAGMENT_SHARE = 0.3  # ... and the fragments and merged pairs a wrong cut makes (job.segment_crops)
 SEGMENT_SHARE = 0.2  # digits as number reading crops them, slivers of neighbours and all (augmentation)
 STRETCHED_SHARE = 0.2  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
-DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "test_split": 0.2, "seed": 42,
-            "mixed_precision": False, "jit": False, "strategy": "auto", "freeze_base": False, "restandardize": False}
-# What a run computes depends on these; a resume takes them from config.json and refuses to change them.
-RUN_SETTINGS = ("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
-                "test_split", "seed", "augment", "outliers", "max_train_samples", "early_stopping", "mixed_precision",
-                "jit", "strategy", "init_from", "freeze_base", "restandardize")
 # evaluate fails (exit 1) when the test accuracy falls this far below the figure recorded by train.
 EVALUATE_TOLERANCE = 0.05
-
-
-@dataclass
-class TrainConfig:
-    # None: the zoo's or DEFAULTS' value for a new run, the recorded one for a resumed run.
-    model: str | None = None
-    dataset: str | None = None
-    data: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    optimizer: str | None = None
-    learning_rate: float | None = None
-    val_split: float | None = None
-    test_split: float | None = None  # share of a labelled folder held out for testing when it has no test/
-    seed: int | None = None
-    out: str | None = None
-    resume: bool = False
-    resume_or_start: bool = False  # resume the run in --out if it has started, else start it (retried pods)
-    augment: bool | None = None
-    outliers: bool | None = None  # outlier exposure; None: the zoo entry's, on digit datasets only
-    early_stopping: int | None = None  # patience in epochs, on validation accuracy
-    mixed_precision: bool | None = None
-    jit: bool | None = None  # XLA measured 2-6x slower than the default on CPU (bench/train_speed.py)
-    strategy: str | None = None
-    init_from: str | None = None  # fine-tune the model of this finished run (job/finetune.py)
-    freeze_base: bool | None = None  # fine-tuning: train the output layer alone
-    restandardize: bool | None = None  # fine-tuning: re-estimate the input standardization on the new data
-    tensorboard: bool = False
-    deterministic: bool = True
-    max_train_samples: int | None = None  # for quick runs and tests
-    verbose: int | str = "auto"
-    connect_timeout: float | None = None  # multiworker: seconds to wait for the other workers (job.multiworker)
-
-
-def resolve(cfg):
-    """Fill defaults (or a resumed run's settings) and check every argument before any heavy work."""
-    if cfg.resume_or_start:
-        if not cfg.out or cfg.resume:
-            raise JobError("--resume-or-start needs --out RUN_DIR, and replaces --resume")
-        cfg.resume = (Path(cfg.out) / rundir.CONFIG).is_file()
-    if cfg.resume:
-        take_resumed_settings(cfg)
-    if cfg.init_from and not cfg.resume:
-        from job import finetune
-
-        base = finetune.base_config(cfg.init_from)
-        finetune.fill_defaults(cfg, get_spec(base["model"]), base)
-    elif cfg.freeze_base or cfg.restandardize:
-        raise JobError("--freeze-base and --restandardize fine-tune: add --init-from RUN_DIR")
-    for name, value in DEFAULTS.items():
-        if getattr(cfg, name) is None:
-            setattr(cfg, name, value)
-    spec = get_spec(cfg.model)
-    cfg.batch_size = spec.batch_size if cfg.batch_size is None else cfg.batch_size
-    cfg.optimizer = spec.optimizer if cfg.optimizer is None else cfg.optimizer
-    cfg.learning_rate = spec.learning_rate if cfg.learning_rate is None else cfg.learning_rate
-    cfg.augment = spec.augment if cfg.augment is None else cfg.augment
-    if cfg.epochs is not None and cfg.epochs <= 0:
-        raise JobError(f"--epochs must be a positive integer, got {cfg.epochs}")
-    if cfg.batch_size <= 0:
-        raise JobError(f"--batch-size must be a positive integer, got {cfg.batch_size}")
-    if cfg.learning_rate <= 0:
-        raise JobError(f"--learning-rate must be positive, got {cfg.learning_rate}")
-    if not 0.0 < cfg.val_split < 1.0:
-        raise JobError(f"--val-split must be in (0, 1), got {cfg.val_split}")
-    if not 0.0 < cfg.test_split < 1.0:
-        raise JobError(f"--test-split must be in (0, 1), got {cfg.test_split}")
-    if cfg.optimizer.lower() not in OPTIMIZERS:
-        raise JobError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-    if cfg.early_stopping is not None and cfg.early_stopping < 1:
-        raise JobError(f"--early-stopping must be at least 1 epoch, got {cfg.early_stopping}")
-    worker = this_worker(cfg)
-    if worker and worker.count > 1 and not cfg.out:
-        raise JobError("--strategy multiworker with several workers needs --out: every worker must name the same run "
-                       "directory")
-    # Only the chief creates and checks the run directory; the others may find the chief's files there already.
-    cfg.out = str(run_dir_for(cfg) if not worker or worker.is_chief else Path(cfg.out))
-    return spec
-
-
-def this_worker(cfg):
-    """This process's place in a multi-worker run (job.multiworker.Worker), or None for other strategies."""
-    if cfg.strategy != "multiworker":
-        return None
-    from job.multiworker import this_worker as from_tf_config
-
-    return from_tf_config()
-
-
-def take_resumed_settings(cfg):
-    """--resume continues the run in --out (or the newest unfinished one) with its recorded settings; a
-    setting given on the command line must match it."""
-    run = Path(cfg.out) if cfg.out else latest_unfinished(cfg.model)
-    if rundir.is_finished(run):
-        raise JobError(f"{run}: already finished; nothing to resume (train into a new --out, or export it)")
-    if not (run / rundir.CONFIG).is_file():
-        raise JobError(f"{run}: no {rundir.CONFIG}, so no run to resume there; train without --resume")
-    recorded = rundir.read_json(run / rundir.CONFIG)
-    if recorded.get("cv_fold"):
-        raise JobError(f"{run}: a fold of a cross-validation, trained on part of its data; run the `mnist-job cv` "
-                       "again into a new --out")
-    differ = [f"--{name.replace('_', '-')} {getattr(cfg, name)} (the run has {recorded.get(name)})"
-              for name in RUN_SETTINGS if getattr(cfg, name) is not None and getattr(cfg, name) != recorded.get(name)]
-    if differ:
-        raise JobError(f"{run}: cannot resume with other settings: {'; '.join(differ)}. Leave them out to "
-                       "resume as the run was started, or train a new run")
-    for name in RUN_SETTINGS:
-        setattr(cfg, name, recorded.get(name))
-    cfg.out = str(run)
-
-
-def run_dir_for(cfg):
-    out = Path(cfg.out) if cfg.out else default_out(cfg.model)
-    if rundir.is_finished(out) and not cfg.resume:
-        raise JobError(f"{out}: already holds a finished run; choose another --out")
-    if (out / rundir.CONFIG).exists() and not cfg.resume:
-        raise JobError(f"{out}: holds an unfinished run; add --resume to continue it, or choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise JobError(f"--out {out}: not writable ({e.strerror or e})") from None
-    return out
-
-
-def default_out(model):
-    return Path("runs") / f"{model}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
-
-
-def latest_unfinished(model=None):
-    candidates = sorted(p.parent for p in Path("runs").glob(f"{model or '*'}-*/{rundir.CONFIG}")
-                        if not rundir.is_finished(p.parent))
-    if not candidates:
-        raise JobError(f"--resume: no unfinished run{f' of {model}' if model else ''} under runs/; pass --out RUN_DIR")
-    return candidates[-1]
 
 
 def seed_everything(seed, deterministic):
@@ -288,20 +146,15 @@ def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
     return model
 
 
-def prepare(cfg, spec, data, batch_size, scope=None):
-    """The set-up every training run shares: validation split, tf.data pipelines, compiled model.
+def prepare(cfg, data, batch_size, scope=None):
+    """The set-up every training run shares: validation split, tf.data pipelines, compiled model. `cfg` is
+    resolved (job.run_config): its epochs and outlier exposure are decided.
 
     Returns (model, train_ds, val_ds, n_fit, n_val, seeds): n_fit counts the samples an epoch passes over
     (the digits, plus stretched copies and outliers where they apply); seeds.callback() must run in fit, to
-    draw each epoch's shuffle and augmentation from its number. Fills cfg.epochs and cfg.outliers."""
-    x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
-    if cfg.max_train_samples:
-        x_train, y_train = x_train[:cfg.max_train_samples], y_train[:cfg.max_train_samples]
-    if not cfg.epochs:
-        cfg.epochs = default_epochs(spec, len(x_train))
-        log.info(why_epochs(spec, len(x_train)))
+    draw each epoch's shuffle and augmentation from its number."""
+    x_train, y_train, x_val, y_val = training_split(cfg, data)
     digits = data.labels == DIGITS
-    cfg.outliers = spec.outliers and digits if cfg.outliers is None else cfg.outliers
     x_fit, y_fit = x_train, y_train.astype(np.int32)
     if digits and (cfg.augment or cfg.outliers):  # the crops reading a number makes: digits, and not
         from job.segment_crops import segment_crops
@@ -328,84 +181,94 @@ def prepare(cfg, spec, data, batch_size, scope=None):
                             mirror=data.mirror_symmetric, robust=digits, seeds=seeds)
     val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False)
     with scope or contextlib.nullcontext():
-        model = compiled_model(cfg, spec, x_train, -(-len(x_fit) // batch_size), len(data.labels))
+        model = compiled_model(cfg, get_spec(cfg.model), x_train, -(-len(x_fit) // batch_size), len(data.labels))
     seeds.track(model)
     return model, train_ds, val_ds, len(x_fit), len(x_val), seeds
 
 
+@dataclass
+class Setup:
+    """What a run has ready once its devices, seeds, strategy, data pipelines and model are set up."""
+    model: object
+    train_ds: object
+    val_ds: object
+    n_fit: int
+    n_val: int
+    seeds: EpochSeeds
+    device: dict
+    replicas: int
+    global_batch: int
+    base: float | None  # a fine-tuned run's base validation accuracy, which an epoch must beat
+
+
 def train(cfg, data=None, record=None):
-    """Train one zoo model and write a complete run directory. Returns (run_dir, metrics).
+    """Train one zoo model and write a complete run directory. Returns (run_dir, metrics); metrics is None
+    on a multi-worker run's other workers, whose chief writes the run.
 
     `data`: a Dataset to train on instead of loading cfg.dataset (cross-validation's folds); `record`: more
     entries for config.json."""
-    spec = resolve(cfg)
-    run_dir = Path(cfg.out)
-    worker = this_worker(cfg)
+    cfg = resolve(cfg)
+    worker = worker_of(cfg)
     chief = not worker or worker.is_chief
+    # Only the chief creates and checks the run directory; the others may find the chief's files there already.
+    run_dir = rundir.start(cfg.out, cfg.resume) if chief else Path(cfg.out)
     try:
         data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed) if data is None else data
     except JobError:
         if chief and not any(run_dir.iterdir()):
             run_dir.rmdir()  # leave no empty run behind a bad --data
         raise
-    cfg.dataset = data.name  # a labelled folder is the dataset "folder", whatever --dataset said
+    cfg = for_data(cfg, data)
+    setup = set_up(cfg, data, run_dir, chief)
+    if not chief:
+        from job.multiworker import train_other_worker
 
-    import keras
+        train_other_worker(cfg, worker, setup, run_dir, fit_worker)
+        return run_dir, None
+    if cfg.resume:
+        record_resume(run_dir, len(rundir.read_history(run_dir / rundir.HISTORY)))
+    else:
+        write_config(cfg, data, setup, run_dir, record)
+    if not (run_dir / rundir.FIT).is_file():
+        fit_worker(cfg, worker, setup, run_dir, rundir.read_history(run_dir / rundir.HISTORY))
+    return finish(cfg, run_dir, data, setup.n_fit, setup.n_val, setup.device, setup.base)
 
+
+def set_up(cfg, data, run_dir, chief):
+    """Devices, seeds, the distribution strategy, the data pipelines and the compiled model (Setup)."""
     from job import devices
 
     device = devices.detect_devices()  # logs the GPUs, or the CPU and its threads
     if cfg.mixed_precision:
         devices.set_mixed_precision(True)
-    if cfg.jit and cfg.deterministic:
-        # Keras silently drops jit_compile under op determinism (XLA has no deterministic MaxPool gradient).
-        log.warning("--jit: op determinism is off for this run, so the same seed may not repeat exactly")
-        cfg.deterministic = False
     seed_everything(cfg.seed, cfg.deterministic)
     strategy = devices.make_strategy(cfg.strategy, cfg.connect_timeout)
     replicas = devices.replica_count(strategy)
     global_batch = devices.scale_batch(cfg.batch_size, strategy)
     if cfg.resume:
-        recorded = rundir.read_json(run_dir / rundir.CONFIG).get("global_batch_size", global_batch)
-        if recorded != global_batch:
-            raise JobError(f"{run_dir}: trained with a global batch of {recorded}, now {global_batch} "
+        recorded_batch = rundir.read_json(run_dir / rundir.CONFIG).get("global_batch_size", global_batch)
+        if recorded_batch != global_batch:
+            raise JobError(f"{run_dir}: trained with a global batch of {recorded_batch}, now {global_batch} "
                            f"({replicas} replica(s)); resume with as many workers and GPUs as it started with")
-
-    model, train_ds, val_ds, n_fit, n_val, seeds = prepare(cfg, spec, data, global_batch, strategy.scope())
+    model, train_ds, val_ds, n_fit, n_val, seeds = prepare(cfg, data, global_batch, strategy.scope())
     devices.synchronize_batch_norm(model, strategy)
     base = base_candidate(cfg, run_dir, data, model, val_ds, chief)
-    fitted = (run_dir / rundir.FIT).is_file()  # the chief's, read by every worker so that all of them fit or none
-    if not chief:
-        from job.multiworker import work_dir
+    return Setup(model, train_ds, val_ds, n_fit, n_val, seeds, device, replicas, global_batch, base)
 
-        work = work_dir(worker, run_dir, cfg.resume)
-        try:
-            if not fitted:
-                fit_worker(cfg, worker, model, train_ds, val_ds, work, rundir.read_history(work / rundir.HISTORY),
-                           n_val, keras, seeds, base)
-        finally:
-            import shutil
 
-            shutil.rmtree(work, ignore_errors=True)
-        return run_dir, None
+def write_config(cfg, data, setup, run_dir, record=None):
+    """config.json: the resolved settings, field by field, then what the run was made of and on."""
+    spec = get_spec(cfg.model)
+    config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "data_sha256": data_sha256(data),
+              "source": spec.source, "train_samples": setup.n_fit, "val_samples": setup.n_val,
+              "test_samples": len(data.x_test), "replicas": setup.replicas, "global_batch_size": setup.global_batch,
+              "versions": versions(), "device": setup.device, "command": shlex.join(["mnist-job", *sys.argv[1:]]),
+              "resumes": []}
+    if cfg.init_from:
+        from job.finetune import lineage
 
-    history = rundir.read_history(run_dir / rundir.HISTORY)
-    if cfg.resume:
-        record_resume(run_dir, len(history))
-    else:
-        config = {**asdict(cfg), "labels": data.labels, "data_source": data.source, "data_sha256": data_sha256(data),
-                  "source": spec.source, "train_samples": n_fit, "val_samples": n_val, "test_samples": len(data.x_test),
-                  "replicas": replicas, "global_batch_size": global_batch, "versions": versions(),
-                  "device": device, "command": shlex.join(["mnist-job", *sys.argv[1:]]), "resumes": []}
-        if cfg.init_from:
-            from job.finetune import lineage
-
-            config.update(lineage(cfg.init_from), base_val_accuracy=base)
-        rundir.write_json(run_dir / rundir.CONFIG, {**config, **(record or {})})
-
-    if not fitted:
-        fit_worker(cfg, worker, model, train_ds, val_ds, run_dir, history, n_val, keras, seeds, base)
-    return finish(cfg, run_dir, data, n_fit, n_val, device, base)
+        config.update(lineage(cfg.init_from), base_val_accuracy=setup.base)
+    rundir.write_json(run_dir / rundir.CONFIG, {**config, **(record or {})})
 
 
 def base_candidate(cfg, run_dir, data, model, val_ds, chief):
@@ -438,27 +301,31 @@ def data_sha256(data):
     return digest.hexdigest()
 
 
-def fit_worker(cfg, worker, model, train_ds, val_ds, work, history, n_val, keras, seeds, floor=None):
+def fit_worker(cfg, worker, setup, work, history):
     """fit(), and in a multi-worker run, a lost worker as one line and the figures every worker must share."""
     if not worker or worker.count == 1:
-        return fit(cfg, model, train_ds, val_ds, work, history, n_val, keras, seeds, floor)
+        return fit(cfg, setup, work, history)
     import tensorflow as tf
 
     from job.multiworker import lost_peer, weights_fingerprint
 
     try:
-        trained = fit(cfg, model, train_ds, val_ds, work, history, n_val, keras, seeds, floor)
+        trained = fit(cfg, setup, work, history)
     except tf.errors.OpError as e:
         raise lost_peer(worker, e) from None
     losses = ", ".join(f"{loss:.6f}" for loss in trained.history.get("loss", []))
     log.info("%s: trained epochs %d-%d, losses [%s], weights sha256 %s", worker, len(history) + 1,
-             len(history) + len(trained.epoch), losses, weights_fingerprint(model))
+             len(history) + len(trained.epoch), losses, weights_fingerprint(setup.model))
     return trained
 
 
-def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras, seeds, floor=None):
-    """model.fit with the run's callbacks; writes fit.json when training has ended. Returns Keras' History.
-    `floor`: a fine-tuned run's base validation accuracy, which an epoch must beat to be kept."""
+def fit(cfg, setup, run_dir, history):
+    """model.fit with the run's callbacks, into `run_dir` (a worker's own, on workers 1+); writes fit.json when
+    training has ended. Returns Keras' History. An epoch is kept only if it beats setup.base (a fine-tuned
+    run's base validation accuracy)."""
+    import keras
+
+    model, seeds, n_val, floor = setup.model, setup.seeds, setup.n_val, setup.base
     callbacks = [
         seeds.callback(),  # first: the epoch's shuffle and seeds, whether it runs fresh or resumed
         epoch_log_callback(),  # before CSVLogger, which writes the logs it adds
@@ -486,7 +353,7 @@ def fit(cfg, model, train_ds, val_ds, run_dir, history, n_val, keras, seeds, flo
         (run_dir / rundir.HISTORY).unlink()  # a stale log from an abandoned run must not mix in
     verbose = cfg.verbose if cfg.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
     try:
-        trained = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
+        trained = model.fit(setup.train_ds, validation_data=setup.val_ds, epochs=cfg.epochs, callbacks=callbacks,
                             verbose=verbose, shuffle=False)  # tf.data already shuffles; this silences Keras's warning
     except OSError as e:
         if not cfg.resume:
@@ -555,11 +422,11 @@ def finish(cfg, run_dir, data, n_fit, n_val, device, base=None):
 def run_dataset(config, dataset=None, data=None):
     """The data a run was trained on (or `data` instead), split as the run split it. Other data for a run of
     the bundled sample is MNIST digits too: it is checked as `mnist`, unless `dataset` says otherwise."""
-    name = dataset or config["dataset"]
+    settings = recorded(config)
+    name = dataset or settings.dataset
     if data is not None and name == "mnist-sample" and not dataset:
         name = "mnist"
-    return load_dataset(name, data if data is not None else config.get("data"), config.get("test_split") or 0.2,
-                        config.get("seed", 42))
+    return load_dataset(name, data if data is not None else settings.data, settings.test_split, settings.seed)
 
 
 def record_resume(run_dir, epochs_done):

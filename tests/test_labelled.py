@@ -318,7 +318,7 @@ def test_default_epochs_on_a_small_folder_follow_a_stated_rule(tmp_path, shapes,
     assert default_epochs(spec, 5400) == 30 and default_epochs(spec, 54000) == 30
     line = why_epochs(spec, 260)
     assert line.startswith("epochs: 100 (") and "160,000 / 260 training images = 616 epochs, capped at 100" in line
-    caplog.set_level(logging.INFO, logger="job.training")
+    caplog.set_level(logging.INFO, logger="job.run_config")
     _, metrics = train(TrainConfig(model="dense-128", data=str(shapes), out=str(tmp_path / "run"), verbose=0))
     assert metrics["epochs_run"] == 5 and "epochs: 5, dense-128's default" in caplog.text
 

@@ -215,15 +215,14 @@ def test_resume_refuses_a_finished_run_and_other_settings(tmp_path, npz_path):
 
 
 def test_resume_or_start_starts_a_new_run_and_resumes_an_unfinished_one(tmp_path, npz_path):
-    from job.training import resolve
+    from job.rundir import start
+    from job.run_config import resolve
 
-    fresh = TrainConfig(out=str(tmp_path / "new"), resume_or_start=True, model="cnn-mit")
-    resolve(fresh)
-    assert fresh.resume is False and (tmp_path / "new").is_dir()
+    fresh = resolve(TrainConfig(out=str(tmp_path / "new"), resume_or_start=True, model="cnn-mit"))
+    assert fresh.resume is False and start(fresh.out, fresh.resume).is_dir()
     run_dir, _ = tiny(tmp_path, "cnn-mit", npz_path, epochs=2)
     (run_dir / "model.keras").unlink()  # unfinished now
-    again = TrainConfig(out=str(run_dir), resume_or_start=True)
-    resolve(again)
+    again = resolve(TrainConfig(out=str(run_dir), resume_or_start=True))
     assert again.resume is True and again.model == "cnn-mit" and again.epochs == 2
     with pytest.raises(JobError, match="--resume-or-start needs --out"):
         resolve(TrainConfig(resume_or_start=True))

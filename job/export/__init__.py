@@ -16,16 +16,18 @@ import logging
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from job import interrupts, rundir
+from job.data import training_split
 from job.errors import GateError, Interrupted, JobError, WriteError
 from job.export import gate, publish
 from job.export.formats import WRITERS, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
+from job.run_config import recorded
 from mnist_predict import formats, web
 
 CHOICES = (*formats.FAMILIES, "all")  # --format
@@ -208,20 +210,15 @@ def quiet_converters():
 
 def validation_split(config, data):
     """The run's own validation images and labels (same val_split and seed as training)."""
-    from job.data import split_validation
-
-    _, _, x_val, y_val = split_validation(data.x_train, data.y_train, config.get("val_split", 0.1),
-                                          config.get("seed", 42))
+    _, _, x_val, y_val = training_split(replace(recorded(config), max_train_samples=None), data)
     return x_val, y_val
 
 
 def calibration_images(config, data, n=CALIBRATION_IMAGES):
     """The first n images of the run's own training split (same val_split and seed): never test images."""
-    from job.data import split_validation
-
-    x_train, _, _, _ = split_validation(data.x_train, data.y_train, config.get("val_split", 0.1),
-                                        config.get("seed", 42))
+    settings = recorded(config)
+    x_train, _, _, _ = training_split(replace(settings, max_train_samples=None), data)
     images = x_train[:n].astype(np.float32)
-    source = (f"training split of {config['dataset']} (val_split {config.get('val_split', 0.1)}, "
-              f"seed {config.get('seed', 42)}), first {len(images)} images")
+    source = (f"training split of {settings.dataset} (val_split {settings.val_split}, seed {settings.seed}), first "
+              f"{len(images)} images")
     return images, source
