@@ -115,7 +115,7 @@ def exported_model(name, dataset, data=None, samples=10_000, epochs=3):
     import shutil
 
     from job.export import ExportConfig, export
-    from job.training import TrainConfig, train
+    from job.train.training import TrainConfig, train
 
     shutil.rmtree(run_dir, ignore_errors=True)
     print(f"training {name} on {dataset} briefly and exporting it to {run_dir} ...", flush=True)
@@ -129,8 +129,8 @@ def png_folder(dataset, data=None):
     """The dataset's test images as <index>_<label>.png files, written once into bench/results/data/."""
     folder = RESULTS / "data" / f"{dataset}-test-png"
     if not (folder / ".complete").is_file():
-        from job.data import load_dataset
-        from job.folders import write_images
+        from job.data.datasets import load_dataset
+        from job.data.image_sets import write_images
 
         ds = load_dataset(dataset, data)
         print(f"writing {len(ds.x_test)} PNG files to {folder} ...", flush=True)

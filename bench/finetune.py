@@ -3,7 +3,7 @@
     .venv/bin/python bench/finetune.py           # ~6 min on 2 cores (the base run is trained once and cached)
     .venv/bin/python bench/finetune.py --quick   # ~2 min: 100 photos, 300 held out, short runs
 
-Photos are rendered by `mnist-job images --condition` (job/photos.py) in turns over grey paper, uneven light,
+Photos are rendered by `mnist-job images --condition` (job/data/photos.py) in turns over grey paper, uneven light,
 noise, blue ink, pencil and phone photos, as labelled folders (one subfolder per class):
 - 300 from the sample's training digits (the fine-tuning set),
 - 1,000 from its test digits (held out; never trained on by any run here).

@@ -52,7 +52,7 @@ def per_image_loop(run_dir, paths):
     """Images/s of the loop a tutorial writes: open, to array, predict a batch of one."""
     from PIL import Image
 
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     model = load_keras_model(run_dir / "model.keras")
 
@@ -96,8 +96,8 @@ def main():
     args = parse_args(__doc__)
     plan = QUICK if args.quick else FULL
     header("folder prediction", args.quick)
-    from job.data import load_dataset
-    from job.scoring import score_predictions
+    from job.data.datasets import load_dataset
+    from job.data.scoring import score_predictions
 
     dataset, data = bench_models(args.quick)
     folder = png_folder(dataset, data)

@@ -30,7 +30,7 @@ def paths_for(run_dir):
     import tensorflow as tf
     from mnist_predict import Predictor
 
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     model = load_keras_model(run_dir / "model.keras")
     graph_call = tf.function(lambda x: model(x, training=False))
@@ -78,7 +78,7 @@ def main():
     args = parse_args(__doc__)
     plan = QUICK if args.quick else FULL
     header("inference", args.quick)
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     dataset, data = bench_models(args.quick)
     runs = {name: exported_model(name, dataset, data) for name in MODELS}

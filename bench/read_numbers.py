@@ -6,7 +6,7 @@
 
 (bench/numbers.py runs this file; see there why the code lives here.)
 
-Numbers of 2-8 of the sample's test digits (never trained on) are drawn by `job.number_images` with each
+Numbers of 2-8 of the sample's test digits (never trained on) are drawn by `job.data.number_images` with each
 spacing of `SPACINGS` (loose, tight, touching, overlapping), as scans (cream paper, JPEG) and as phone
 photos (grey paper, light ramp, noise, tilt, JPEG). Each folder goes through `mnist-predict read` as a user
 runs it (a subprocess). Per condition: whole-number accuracy (an error row counts as wrong), per-digit
@@ -14,10 +14,10 @@ accuracy (digits matched in order), the accepted-wrong rate (rows ok, not flagge
 and the review rate.
 
 Letters and symbols (A-Y, a-y, # + = % & ? @) come from fonts training never saw (Liberation; the model
-trains on DejaVu) and from pen-stroke skeletons, drawn as scans and photos by `job.photos`. Each goes
+trains on DejaVu) and from pen-stroke skeletons, drawn as scans and photos by `job.data.photos`. Each goes
 through `mnist-predict` (single digits) and its top probability is the score: AUROC and FPR at 95% TPR
 against the clean test digits, and the share accepted (ok, not flagged). Letters that are a digit's shape
-when handwritten (O, l, S, ...: job.letters.DIGIT_SHAPED) are shown apart. Numbers with a letter in them
+when handwritten (O, l, S, ...: job.data.letters.DIGIT_SHAPED) are shown apart. Numbers with a letter in them
 are read too: the row must be flagged.
 
 Baseline: Tesseract 5 (Debian `tesseract-ocr`) on the same number images, `--psm 7` with a digits
@@ -45,11 +45,11 @@ from common import (BIN, RESULTS, header, interleaved_medians, num, parse_args, 
 FULL = {"per_condition": 200, "per_letters": 400, "mixed": 200, "repeats": 3, "photos_12mp": 24}
 QUICK = {"per_condition": 20, "per_letters": 40, "mixed": 20, "repeats": 1, "photos_12mp": 4}
 SCAN, PHOTO = "off-white", "phone"
-DATA_VERSION = 1  # bump when job.number_images or job.letters change, so cached renders are made again
+DATA_VERSION = 1  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
 
 
 def render_number_file(job):
-    from job.number_images import render_number
+    from job.data.number_images import render_number
 
     folder, name, glyphs, spacing, condition, seed = job
     image, suffix, _ = render_number(glyphs, spacing, condition, seed=seed)
@@ -59,7 +59,7 @@ def render_number_file(job):
 
 
 def render_letter_file(job):
-    from job.photos import render
+    from job.data.photos import render
 
     folder, name, glyph, condition, seed = job
     image, suffix = render(glyph, condition, seed=seed)
@@ -70,9 +70,9 @@ def render_letter_file(job):
 
 def folders(plan):
     """{folder name: (path, {file name: truth})}, rendered once into bench/results/data/numbers-*/."""
-    from job.data import load_dataset
-    from job.letters import DIGIT_SHAPED, PEN_STROKES, TEST_CHARACTERS, draw_letter, fonts
-    from job.number_images import SPACINGS
+    from job.data.datasets import load_dataset
+    from job.data.letters import DIGIT_SHAPED, PEN_STROKES, TEST_CHARACTERS, draw_letter, fonts
+    from job.data.number_images import SPACINGS
 
     root = RESULTS / "data" / f"numbers-v{DATA_VERSION}-{plan['per_condition']}-{plan['per_letters']}"
     truth_file = root / "truth.json"
@@ -139,8 +139,8 @@ def folders(plan):
 
 
 def phone_photo_file(job):
-    from job.number_images import render_number
-    from job.photos import frame_size, full_size
+    from job.data.number_images import render_number
+    from job.data.photos import frame_size, full_size
 
     path, glyphs, seed = job
     small, _, _ = render_number(glyphs, "tight", "phone", seed=seed, scale=6)
@@ -151,7 +151,7 @@ def phone_photo_file(job):
 
 def phone_photos(count):
     """`count` 12-megapixel phone JPEGs of numbers (4000x3000, the number across 70% of the frame), once."""
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     folder = RESULTS / "data" / f"numbers-v{DATA_VERSION}-12mp-{count}"
     if (folder / ".complete").is_file():
@@ -259,7 +259,7 @@ def main():
     tesseract = {name: evaluate_tesseract(*data[name]) for name in numbers_ if not name.startswith("mixed-")} \
         if have_tesseract else {}
 
-    from job.letters import DIGIT_SHAPED
+    from job.data.letters import DIGIT_SHAPED
 
     digits = top_probabilities(model, data["digits-scan"][0], tmp)
     digit_scores = np.array([p for p, _, _ in digits.values()])

@@ -5,8 +5,8 @@
     .venv/bin/python bench/robustness.py --model runs/demo/export/model.onnx
     .venv/bin/python bench/robustness.py --before a6b0b08 --before-model old/export/model.onnx   # before/after
 
-The sample's 2,000 test digits (never trained on) are rendered by `job.photos` under every condition in
-`job.photos.CONDITIONS`, and five kinds of non-digit (`job.photos.JUNK`, garments from Fashion-MNIST when it
+The sample's 2,000 test digits (never trained on) are rendered by `job.data.photos` under every condition in
+`job.data.photos.CONDITIONS`, and five kinds of non-digit (`job.data.photos.JUNK`, garments from Fashion-MNIST when it
 is installed). Each folder goes through `mnist-predict` as a user runs it (a subprocess, `--top-k 10`).
 
 Per condition: accuracy over all files (an error row counts as wrong), ECE (15 bins) of the ok rows, and
@@ -39,12 +39,12 @@ from common import (RESULTS, ROOT, header, interleaved_medians, num, parse_args,
 
 FULL = {"per_condition": 300, "per_junk": 200, "photos_12mp": 96, "repeats": 3}
 QUICK = {"per_condition": 30, "per_junk": 20, "photos_12mp": 4, "repeats": 1}
-DATA_VERSION = 1  # bump when job.photos changes, so cached renders are made again
+DATA_VERSION = 1  # bump when job.data.photos changes, so cached renders are made again
 
 
 def render_file(job):
     """Write one rendered file: job = (kind, condition or junk kind, seed, pixels, label, path stem)."""
-    from job.photos import render, render_junk
+    from job.data.photos import render, render_junk
 
     kind, key, seed, pixels, label, stem = job
     image, suffix = render(pixels, key, seed) if kind == "digit" else render_junk(key, seed, garments=pixels)
@@ -53,8 +53,8 @@ def render_file(job):
 
 def photo_folders(per_condition, per_junk, photos_12mp):
     """bench/results/data/photos-v<N>/<condition>/<index>_<label>.<ext> and junk-<kind>/, made once."""
-    from job.data import load_dataset
-    from job.photos import CONDITIONS, JUNK, phone_photo
+    from job.data.datasets import load_dataset
+    from job.data.photos import CONDITIONS, JUNK, phone_photo
 
     root = RESULTS / "data" / f"photos-v{DATA_VERSION}-{per_condition}-{per_junk}-{photos_12mp}"
     if (root / ".complete").is_file():
@@ -91,7 +91,7 @@ def photo_folders(per_condition, per_junk, photos_12mp):
 
 def fashion_garments():
     """Fashion-MNIST test items (from Debian's dataset-fashion-mnist), or None when it is not installed."""
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     try:
         return load_dataset("fashion_mnist", "/usr/share/datasets/fashion-mnist").x_test
@@ -147,7 +147,7 @@ def read_predictions(path, classes=10):
 def evaluate(variant, root, threshold, tmp):
     """Per-folder figures for one variant; the review flag is recomputed from the top probability at
     `threshold`, so that variants without the flag (before) are judged alike."""
-    from job.calibration import expected_calibration_error as ece
+    from job.train.calibration import expected_calibration_error as ece
 
     results = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "phone-12mp"):
@@ -178,7 +178,7 @@ def risk_coverage(results, folders):
 
 def plot_risk_coverage(curves, threshold, path):
     sys.path.insert(0, str(ROOT))
-    from job.plots import pyplot, save
+    from job.train.plots import pyplot, save
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -235,7 +235,7 @@ def main():
     rates = speed(variants, root, tmp, plan["repeats"])
     shutil.rmtree(tmp)
 
-    from job.photos import CONDITIONS
+    from job.data.photos import CONDITIONS
 
     now = results["now"]
     names = [v["name"] for v in variants]

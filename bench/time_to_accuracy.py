@@ -64,15 +64,15 @@ def probe(x_test, y_test, steps, goal, clock_start, quarters=True):
 
 def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train=None, augment=None):
     """Train `name` as train() does; returns its accuracy points [(epochs, seconds, test accuracy)]."""
-    from job.run_config import for_data, resolve
-    from job.training import TrainConfig, prepare, seed_everything
+    from job.train.run_config import for_data, resolve
+    from job.train.training import TrainConfig, model_and_pipelines, seed_everything
 
     with tempfile.TemporaryDirectory() as out:
         cfg = for_data(resolve(TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out,
                                            max_train_samples=max_train, augment=augment)), data)
     seed_everything(cfg.seed, cfg.deterministic)
     start = time.perf_counter()
-    model, train_ds, val_ds, n_train, _, seeds = prepare(cfg, data, cfg.batch_size)
+    model, train_ds, val_ds, n_train, _, seeds = model_and_pipelines(cfg, data, cfg.batch_size)
     steps = -(-n_train // cfg.batch_size)
     callback = probe(data.x_test.astype(np.float32), data.y_test, steps, goal, start, quarters)
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=[seeds.callback(), callback], verbose=0,
@@ -88,7 +88,7 @@ def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train
 def main():
     args = parse_args(__doc__)
     header("time to accuracy", args.quick)
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     fashion, sample = load_dataset("fashion_mnist", FASHION), load_dataset("mnist-sample")
     limit = dict(epochs=QUICK["epochs"], max_train=QUICK["train"]) if args.quick else {}

@@ -60,8 +60,8 @@ def variants(name, x, y, epochs, mirror):
     """{label: (batch, fn running one timed epoch)} for one model; `mirror` as the dataset's, like train()."""
     import keras
 
-    from job.models import get_spec
-    from job.training import TrainConfig, compiled_model, make_dataset
+    from job.train.models import get_spec
+    from job.train.training import TrainConfig, compiled_model, make_dataset
 
     spec = get_spec(name)
 
@@ -102,8 +102,8 @@ def main():
     args = parse_args(__doc__)
     plan = QUICK if args.quick else FULL
     header("training speed", args.quick)
-    from job.data import load_dataset
-    from job.training import seed_everything
+    from job.data.datasets import load_dataset
+    from job.train.training import seed_everything
 
     seed_everything(SEED, deterministic=True)
     data = load_dataset("fashion_mnist", FASHION)

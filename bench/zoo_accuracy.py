@@ -27,7 +27,7 @@ def main():
     parser.add_argument("--runs", default="runs/zoo", help="parent folder for the run directories")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from job.models import ZOO
+    from job.train.models import ZOO
 
     names = args.models.split(",") if args.models else list(ZOO)
     rows = []

@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 
 from job.errors import ExitError, Interrupted, JobError
-from job.run_config import help_for, help_text
+from job.train.run_config import help_for, help_text
 
 # TensorFlow's C++ log lines drown the job's own output (even a harmless tf.data "E0000 ... NodeDef mentions
 # attribute" line on every run); its real failures still arrive as Python exceptions. Set it to 0 to debug.
@@ -67,7 +67,7 @@ def models(as_json: bool = JsonOption):
 
     Example: mnist-job models --json | jq '.[] | select(.params < 200000) | .name'
     """
-    from job.models import MAX_DEFAULT_EPOCHS, PARAMS, ZOO
+    from job.train.models import MAX_DEFAULT_EPOCHS, PARAMS, ZOO
 
     rows = [{"name": s.name, "params": PARAMS[s.name], "optimizer": s.optimizer, "learning_rate": s.learning_rate,
              "schedule": s.schedule, "batch_size": s.batch_size, "epochs": s.epochs, "min_samples": s.min_samples,
@@ -93,7 +93,7 @@ def models(as_json: bool = JsonOption):
 
 
 def setting(name, **extra):
-    """A train option whose help is the setting's own (job.run_config.TrainConfig); None: not given."""
+    """A train option whose help is the setting's own (job.train.run_config.TrainConfig); None: not given."""
     return typer.Option(None, help=help_for(name), **extra)
 
 
@@ -141,16 +141,16 @@ def train(
     Across workers (MultiWorkerMirroredStrategy; worker 0 writes the run): --local-workers 2 on this machine,
     TF_CONFIG with --strategy multiworker, or --workers-from-indexed-job N in Kubernetes.
     """
-    from job.rundir import default_out
-    from job.training import TrainConfig, train as run_training
+    from job.train.rundir import default_out
+    from job.train.training import TrainConfig, train as run_training
 
-    options = dict(locals())  # the settings given, by name (job.run_config.TrainConfig.of)
+    options = dict(locals())  # the settings given, by name (job.train.run_config.TrainConfig.of)
     if local_workers:
-        from job.launcher import launch
+        from job.distributed.launcher import launch
 
         raise typer.Exit(launch(INVOCATION, local_workers, out or default_out(model or "cnn-bn-aug")))
     if workers_from_indexed_job or worker_host:
-        from job.multiworker import indexed_job_tf_config
+        from job.distributed.multiworker import indexed_job_tf_config
 
         if not (workers_from_indexed_job and worker_host):
             raise JobError("--workers-from-indexed-job N and --worker-host PATTERN go together")
@@ -176,7 +176,7 @@ def train(
             kept = f"kept the base model (none of {metrics['epochs_run']} epochs{stopped} beat its"
         else:
             kept = f"kept epoch {metrics['kept_epoch']} of {metrics['epochs_run']}{stopped} (best"
-        from job.rundir import read_json
+        from job.train.rundir import read_json
 
         print(f"{read_json(run_dir / 'config.json')['model']}: {kept} validation accuracy {metrics['val_accuracy']:.4f}); test accuracy "
               f"{metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; {metrics['train_seconds']:.1f} s, "
@@ -198,7 +198,7 @@ def evaluate(
 
     Example: mnist-job evaluate runs/demo --data photos/
     """
-    from job.training import evaluate as run_evaluation
+    from job.train.training import evaluate as run_evaluation
 
     with json_stdout(as_json):
         fresh, recorded = run_evaluation(run_dir, dataset, data)
@@ -208,7 +208,7 @@ def evaluate(
     print(f"{fresh['data']}: {fresh['images']} images")
     for key in ("test_accuracy", "test_loss"):
         print(f"{key}: {fresh[key]:.6f} (recorded {recorded.get(key)})")
-    from job.rundir import read_json
+    from job.train.rundir import read_json
 
     labels = read_json(run_dir_path(run_dir) / "config.json")["labels"]
     print("per-class accuracy: " + ", ".join(f"{name} {'n/a' if acc is None else f'{acc:.3f}'}" for name, acc in
@@ -221,7 +221,7 @@ def evaluate(
 
 
 def run_dir_path(run_dir):
-    from job.rundir import run_dir_of
+    from job.train.rundir import run_dir_of
 
     return run_dir_of(run_dir)
 
@@ -238,7 +238,7 @@ def images(
                                "`train --data FOLDER` reads."),
     condition: Optional[str] = typer.Option(None, help="Render each digit as a photo or scan first: clean, "
                                             "grey-paper, uneven-light, shadow, noise, blue-ink, pencil, ruled, "
-                                            "blur, phone, ... (job/photos.py)."),
+                                            "blur, phone, ... (job/data/photos.py)."),
     seed: int = typer.Option(0, help="Seed of the --condition renders."),
     overwrite: bool = typer.Option(False, help="Replace what --out holds."),
     numbers: bool = typer.Option(False, "--numbers", help="Write whole numbers instead, for `mnist-predict read`: "
@@ -251,9 +251,9 @@ def images(
     Example: mnist-job images --dataset mnist-sample --out digits/ && mnist-predict digits/ --model model.onnx
     Example: mnist-job images --numbers --condition phone --out numbers/ && mnist-predict read numbers/ --model model.onnx
     """
-    from job.data import DIGITS, load_dataset
-    from job.folders import write_images
-    from job.photos import CONDITIONS
+    from job.data.datasets import DIGITS, load_dataset
+    from job.data.image_sets import write_images
+    from job.data.photos import CONDITIONS
 
     if split not in ("test", "train"):
         raise JobError(f"--split must be test or train, got {split!r}")
@@ -263,7 +263,7 @@ def images(
         raise JobError("--spacing sets the spacing of --numbers: add --numbers")
     ds = load_dataset(dataset or ("mnist" if data else "mnist-sample"), data)
     if numbers:
-        from job.number_images import write_numbers
+        from job.data.number_images import write_numbers
 
         if ds.labels != DIGITS:
             raise JobError(f"--numbers needs a digit dataset, and {ds.name} has the classes {', '.join(ds.labels[:4])}, ...")
@@ -298,7 +298,7 @@ def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-p
 
     Example: mnist-job score predictions.csv --model runs/demo/export
     """
-    from job.scoring import model_labels, score_predictions
+    from job.data.scoring import model_labels, score_predictions
     from mnist_predict.wording import count
 
     s = score_predictions(predictions, model_labels(model) if model else None)
@@ -343,8 +343,8 @@ def cv(
 
     Example: mnist-job cv --model cnn-mit --folds 5 --dataset mnist-sample --epochs 3
     """
-    from job.experiments import cross_validate
-    from job.training import TrainConfig
+    from job.train.experiments import cross_validate
+    from job.train.training import TrainConfig
 
     cfg = TrainConfig.of(locals())
     with json_stdout(as_json):
@@ -371,8 +371,8 @@ def sweep(
 
     Example: mnist-job sweep --models dense-128,cnn-mit --learning-rate 1e-3,1e-2 --dataset mnist-sample --out runs/sweep
     """
-    from job.experiments import sweep as run_sweep
-    from job.training import TrainConfig
+    from job.train.experiments import sweep as run_sweep
+    from job.train.training import TrainConfig
 
     base = TrainConfig(dataset=dataset, data=data, seed=seed, max_train_samples=max_train_samples)
     report, bests = run_sweep(base, models, epochs, learning_rate, batch_size, out)
@@ -390,7 +390,7 @@ def compare(
 
     Example: mnist-job compare runs/sweep runs/cnn-mit-20250101T000000Z --out report.md
     """
-    from job.experiments import compare as run_compare
+    from job.train.experiments import compare as run_compare
 
     report, bests = run_compare(run_dirs, out, warn=lambda message: print(message, file=sys.stderr))
     print(f"report: {report} (best by validation: {', '.join(b['dir'].name for b in bests.values())})")

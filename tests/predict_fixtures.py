@@ -151,7 +151,7 @@ class Result:
 
 
 @pytest.fixture
-def run_cli(capsys, monkeypatch):
+def predict_cli(capsys, monkeypatch):
     """Run `mnist-predict ARGS...` in this process; returns (code, stdout, stderr)."""
     monkeypatch.setenv("COLUMNS", "200")  # keep Rich from wrapping paths in the summary
 

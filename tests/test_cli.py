@@ -10,6 +10,7 @@ from conftest import ROOT, error_line, run_cli
 COMMANDS_WITH_JSON = {"models", "train", "evaluate", "score", "cv", "export", "predict", "check"}
 
 
+@pytest.mark.slow
 def test_every_json_option_prints_pure_json(tmp_path, npz_path):
     run = tmp_path / "run"
     outputs = {
@@ -75,7 +76,7 @@ def test_score_prints_every_count(tmp_path):
 
 
 def test_plots_and_training_do_not_import_each_other():
-    code = "import sys, job.plots; print('job.training' in sys.modules)"
+    code = "import sys, job.train.plots; print('job.train.training' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=ROOT).stdout.strip() == "False"
 
@@ -86,11 +87,12 @@ def test_exit_codes_are_documented():
             in text)
 
 
+@pytest.mark.slow
 def test_data_given_is_used_or_refused(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     sample = load_dataset("mnist-sample")
     part = tmp_path / "part.npz"  # the sample's own digits, a quarter of its test set: other data, same kind

@@ -6,7 +6,7 @@ import pytest
 from conftest import error_line, run_cli
 from synthetic import make_digits, write_dataset, write_idx
 
-from job.data import canonical_name, load_dataset, read_idx, split_validation
+from job.data.datasets import canonical_name, load_dataset, read_idx, split_validation
 from job.errors import JobError
 
 
@@ -91,6 +91,7 @@ def test_wrong_dimensions_and_missing_file(tmp_path):
         load_dataset("cifar10")
 
 
+@pytest.mark.slow  # waits out a download that cannot connect
 def test_offline_download_is_one_line(monkeypatch, tmp_path):
     import keras
 
@@ -133,7 +134,7 @@ def test_full_fashion_mnist_from_debian_idx_files():
 def test_images_round_trip_in_both_layouts(tmp_path):
     from PIL import Image
 
-    from job.folders import write_images
+    from job.data.image_sets import write_images
 
     x, y = make_digits(12)
     assert write_images(x, y, [str(d) for d in range(10)], tmp_path / "png", limit=10) == 10
@@ -147,7 +148,7 @@ def test_images_round_trip_in_both_layouts(tmp_path):
 
 
 def test_images_refuse_a_non_empty_folder_and_replace_it_whole(tmp_path):
-    from job.folders import write_images
+    from job.data.image_sets import write_images
 
     x, y = make_digits(5)
     (tmp_path / "out").mkdir()
@@ -161,7 +162,7 @@ def test_images_refuse_a_non_empty_folder_and_replace_it_whole(tmp_path):
 
 
 def test_score_counts_errors_and_unlabelled_files(tmp_path):
-    from job.scoring import score_predictions
+    from job.data.scoring import score_predictions
 
     rows = ["path,label,class_name,status,review"]
     rows += [f"d/{k:03d}_{k % 10}.png,{k % 10},{k % 10},ok," for k in range(6)]  # six right
@@ -172,7 +173,7 @@ def test_score_counts_errors_and_unlabelled_files(tmp_path):
     assert (s["files"], s["labelled"], s["unlabelled"], s["predicted"], s["errors"]) == (10, 9, 1, 6, 3)
     assert s["accuracy_predicted"] == 1.0 and s["accuracy_labelled"] == pytest.approx(6 / 9, abs=1e-6)
     # a labelled folder: the class is the folder; "other" beside the class folders is a class the model lacks
-    from job.data import FASHION
+    from job.data.datasets import FASHION
 
     rows = ["path,label,class_name,status,review", "c/Bag/1.png,8,Bag,ok,", "c/Bag/2.png,0,T-shirt/top,ok,yes",
             "c/T-shirt-top/3.png,0,T-shirt/top,ok,", "c/other/4.png,8,Bag,ok,"]
@@ -185,7 +186,7 @@ def test_score_counts_errors_and_unlabelled_files(tmp_path):
 
 
 def test_images_writes_numbers_named_by_their_digits_and_score_reads_whole_numbers(tmp_path):
-    from job.scoring import score_predictions
+    from job.data.scoring import score_predictions
 
     result = run_cli("images", "--numbers", "--limit", "5", "--spacing", "touching", "--out", tmp_path / "n")
     assert result.returncode == 0, result.stderr
@@ -215,7 +216,7 @@ def letters_predictions(path):
 
 
 def test_score_counts_class_folders_the_model_never_predicts(tmp_path):
-    from job.scoring import score_predictions
+    from job.data.scoring import score_predictions
 
     letters = letters_predictions(tmp_path / "p.csv")
     s = score_predictions(tmp_path / "p.csv", letters)
@@ -238,7 +239,7 @@ def test_score_takes_the_label_set_from_the_model_or_the_shard_record(tmp_path):
 
 
 def test_a_class_folder_beats_a_number_in_the_file_name(tmp_path):
-    from job.scoring import score_predictions
+    from job.data.scoring import score_predictions
 
     rows = ["path,label,class_name,status,review", "photos/3/IMG_0065.jpg,3,3,ok,", "photos/5/IMG_0066.jpg,5,5,ok,",
             "flat/00012_7.png,7,7,ok,", "flat/DSC_0042.jpg,4,4,ok,", "flat/00013_65.png,6,6,ok,"]

@@ -1,4 +1,4 @@
-"""job.devices on the CPU: strategies train a tiny Keras model, the batch scales with the replicas.
+"""job.distributed.devices on the CPU: strategies train a tiny Keras model, the batch scales with the replicas.
 
 Each case runs in a fresh interpreter: logical CPU devices, memory growth and MultiWorkerMirroredStrategy
 must all be set up before TensorFlow initializes its runtime, which happens once per process.
@@ -12,12 +12,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN_TINY = """
 import numpy as np, keras, tensorflow as tf
-from job import devices
+from job.distributed import devices
 
 def train_tiny(strategy, batch=8, steps=3):
     keras.utils.set_random_seed(0)
@@ -57,11 +58,12 @@ def assert_trained(result):
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, job.devices; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, job.distributed.devices; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_trains():
     result, log = run_py("""
         import json, logging
@@ -81,6 +83,7 @@ def test_mirrored_on_two_logical_cpus_trains():
     assert "no GPU visible: training on CPU" in log
 
 
+@pytest.mark.slow
 def test_multiworker_with_single_worker_tf_config_trains():
     with socket.socket() as s:  # a free loopback port for the one worker's gRPC server
         s.bind(("127.0.0.1", 0))

@@ -7,9 +7,11 @@ import pytest
 from conftest import ROOT, run_cli
 
 from job.errors import JobError
-from job.experiments import compare, cross_validate, parse_list, sweep
-from job.stats import kept_epoch, tied, wilson
-from job.training import TrainConfig, train
+from job.train.experiments import compare, cross_validate, parse_list, sweep
+from job.train.stats import kept_epoch, tied, wilson
+from job.train.training import TrainConfig, train
+
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 
 
 def test_cross_validation_writes_folds_summary_and_boxplot(tmp_path, npz_path):
@@ -27,7 +29,7 @@ def test_cv_folds_are_train_runs_of_the_recipe_train_ships(tmp_path, npz_path):
     best epoch, so fold 1 gives exactly what `train` gives on the same images."""
     from dataclasses import replace
 
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     cfg = TrainConfig(model="cnn-bn-aug", dataset="mnist", data=str(npz_path), epochs=1, max_train_samples=200,
                       out=str(tmp_path / "cv"), verbose=0)
@@ -36,7 +38,7 @@ def test_cv_folds_are_train_runs_of_the_recipe_train_ships(tmp_path, npz_path):
     assert config["outliers"] is True and config["augment"] is True and config["cv_fold"] == 1
     n = len(np.array_split(np.arange(200), 2)[1])  # fold 1 trains on the other fold
     n_fit = n - round(n * 0.1)
-    from job import training
+    from job.train import training
 
     # + stretched crops, cut digits, outliers, letters and cut fragments, as train has
     shares = (training.STRETCHED_SHARE, training.SEGMENT_SHARE, training.OUTLIER_SHARE, training.LETTER_SHARE,
@@ -146,7 +148,7 @@ def test_compare_groups_by_dataset_skips_unfinished_and_marks_ties(tmp_path, two
 
 
 def test_compare_curves_give_every_run_its_own_colour(tmp_path, two_datasets, monkeypatch):
-    import job.experiments as experiments
+    import job.train.experiments as experiments
 
     drawn = []
     monkeypatch.setattr(experiments, "save", lambda fig, path: drawn.append(fig))

@@ -14,10 +14,12 @@ import pytest
 from conftest import BIN, error_line, run_cli
 
 from job import export as ex
-from job.data import load_dataset, split_validation
+from job.data.datasets import load_dataset, split_validation
 from job.export import gate, publish
 from job.export.formats import onnx as onnx_format
-from job.training import TrainConfig, train
+from job.train.training import TrainConfig, train
+
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 
 
 def tiny_run(path, model, data, epochs=1, samples=256, dataset="mnist"):
@@ -52,8 +54,8 @@ def snapshot(folder):
 
 def keras_probabilities(run_dir, x):
     """What Keras computes for the export: the run's model with the manifest's temperature folded in."""
-    from job.calibration import calibrated_model
-    from job.rundir import load_keras_model
+    from job.train.calibration import calibrated_model
+    from job.train.rundir import load_keras_model
 
     temperature = json.loads((run_dir / "export" / "manifest.json").read_text())["calibration"]["temperature"]
     return np.asarray(calibrated_model(load_keras_model(run_dir / "model.keras"), temperature)(x, training=False))
@@ -362,9 +364,9 @@ def test_errors_are_one_line_with_exit_code_2(case, args, expected, run_dir, cor
 
 
 def test_export_is_calibrated_on_the_validation_split(exported, run_dir):
-    from job.calibration import (expected_calibration_error, fit_temperature, logits_model,
+    from job.train.calibration import (expected_calibration_error, fit_temperature, logits_model,
                                  negative_log_likelihood)
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     out, manifest = exported
     calibration = manifest["calibration"]
@@ -385,7 +387,7 @@ def test_export_is_calibrated_on_the_validation_split(exported, run_dir):
 
 
 def test_temperature_scaling_fixes_a_miscalibrated_model():
-    from job.calibration import expected_calibration_error, fit_temperature
+    from job.train.calibration import expected_calibration_error, fit_temperature
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, 5000)
@@ -405,8 +407,8 @@ def test_calibration_is_skipped_where_the_validation_split_cannot_support_it():
     would make the test ECE worse: each time the raw softmax stays, with the reason."""
     import keras
 
-    from job.calibration import calibrate, unsupported
-    from job.models import build_model
+    from job.train.calibration import calibrate, unsupported
+    from job.train.models import build_model
 
     sample = load_dataset("mnist-sample")
     model = build_model("dense-128", sample.x_train)
@@ -438,7 +440,7 @@ def test_calibration_is_skipped_where_the_validation_split_cannot_support_it():
 
 
 def test_export_of_a_run_with_a_small_validation_split_publishes_the_raw_softmax(tmp_path, npz_path):
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     # 29 of the 1,200 for validation: right on 28, its mean top probability 0.92 lies within the 83-99% that 29
     # images leave open for its accuracy. Trained in a process of its own, as a user would, so the figures repeat.
@@ -459,7 +461,7 @@ def test_export_of_a_run_with_a_small_validation_split_publishes_the_raw_softmax
 
 
 def test_no_calibration_exports_the_raw_softmax(tmp_path, run_dir):
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     result = run_cli("export", run_dir, "--format", "onnx", "--no-calibrate", "--out", tmp_path / "raw", "--json")
     assert result.returncode == 0, result.stderr[-1000:]
@@ -494,9 +496,9 @@ def test_litert_files_follow_the_contract_and_run_without_tensorflow(exported):
 
 def test_litert_gate_detects_a_perturbed_model(exported, run_dir, tmp_path):
     """The run's model with one kernel nudged by 1%, converted to LiteRT for real: the gate must catch it."""
-    from job.calibration import calibrated_model
+    from job.train.calibration import calibrated_model
     from job.export.formats import litert, savedmodel
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     out, manifest = exported
     model = load_keras_model(run_dir / "model.keras")

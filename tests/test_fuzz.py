@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from fuzz import MUTATIONS, write
 from predict_fixtures import export_dir, glyphs, read_rows  # noqa: F401
+
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 
 MUTANTS = 20000
 PEAK_MB = 1000  # the largest process of the run: the CLI or one of its decode workers

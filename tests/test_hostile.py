@@ -57,10 +57,11 @@ def test_onnx_external_data_outside_the_model_folder_is_refused(tmp_path, glyphs
     assert line.endswith(".")  # cut at the end of a sentence, not in the middle of one
 
 
+@pytest.mark.slow
 def test_a_keras_file_with_a_python_lambda_is_refused(tmp_path, npz_path):
     import keras
 
-    from job.training import TrainConfig, train
+    from job.train.training import TrainConfig, train
 
     run_dir, _ = train(TrainConfig(model="dense-128", dataset="mnist", data=str(npz_path), epochs=1,
                                    max_train_samples=100, out=str(tmp_path / "run"), verbose=0))
@@ -94,19 +95,21 @@ def test_a_full_disk_while_predicting_leaves_no_partial_output(tmp_path, digit_f
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, npz_path):
-    from job.training import TrainConfig, train
+    from job.train.training import TrainConfig, train
 
     run_dir, _ = train(TrainConfig(model="dense-128", dataset="mnist", data=str(npz_path), epochs=2,
                                    max_train_samples=600, out=str(tmp_path_factory.mktemp("r") / "run"), verbose=0))
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_exporting_publishes_nothing(finished_run):
     line = one_line(run("mnist-job", "export", finished_run, file_limit=500_000), 1)
     assert line.startswith("mnist-job: error: cannot write the export (File too large); nothing published")
     assert not [p.name for p in finished_run.iterdir() if "export" in p.name]
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_lines_stay_out_of_an_error(finished_run, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"model": "dense-128"}))

@@ -108,7 +108,7 @@ def arg(args, option):
 
 
 def test_multiworker_job_is_indexed_and_its_pods_find_each_other():
-    from job.multiworker import indexed_job_tf_config
+    from job.distributed.multiworker import indexed_job_tf_config
 
     docs = load("train-multiworker.yaml")
     job, service, pvc = (by_kind(docs, kind) for kind in ("Job", "Service", "PersistentVolumeClaim"))

@@ -9,11 +9,13 @@ import pytest
 from conftest import error_line, run_cli
 from PIL import Image, ImageDraw
 
-from job import labelled
-from job.data import load_dataset
+from job.data import labelled
+from job.data.datasets import load_dataset
 from job.errors import JobError
-from job.folders import write_images
-from job.training import TrainConfig, train
+from job.data.image_sets import write_images
+from job.train.training import TrainConfig, train
+
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 
 SHAPES = ["circle", "cross", "square"]
 
@@ -75,7 +77,7 @@ def test_train_and_test_folders_are_used_as_given(tmp_path):
 def test_decoding_is_cached_and_redone_when_a_file_changes(shapes, monkeypatch, caplog):
     import mnist_predict.images
 
-    caplog.set_level(logging.INFO, logger="job.labelled")
+    caplog.set_level(logging.INFO, logger="job.data.labelled")
     load_dataset("mnist", str(shapes))
     assert "decoded 180 images" in caplog.text and "images/s" in caplog.text
 
@@ -100,7 +102,7 @@ def test_bad_files_are_skipped_with_a_count_and_reasons(tmp_path, shapes, caplog
     folder = shutil.copytree(shapes, tmp_path / "with-bad")
     (folder / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     Image.new("L", (50, 50), 255).save(folder / "square" / "blank.png")
-    caplog.set_level(logging.WARNING, logger="job.labelled")
+    caplog.set_level(logging.WARNING, logger="job.data.labelled")
     ds = load_dataset("mnist", str(folder))
     assert len(ds.x_train) + len(ds.x_test) == 180
     assert "skipped 2 unreadable image(s)" in caplog.text and "no digit found" in caplog.text
@@ -203,7 +205,7 @@ def test_evaluate_on_a_folder_writes_beside_the_run(shapes_run, tmp_path):
 def test_fine_tuning_a_digit_model_on_three_shapes(shapes, tmp_path, caplog):
     base, _ = train(TrainConfig(model="cnn-bn-aug", dataset="mnist-sample", epochs=1, max_train_samples=500,
                                 out=str(tmp_path / "base"), verbose=0))
-    caplog.set_level(logging.INFO, logger="job.finetune")
+    caplog.set_level(logging.INFO, logger="job.train.finetune")
     tuned, metrics = train(TrainConfig(init_from=str(base), data=str(shapes), out=str(tmp_path / "tuned"), verbose=0))
     assert "output layer 'probabilities' replaced: 10 classes -> 3" in caplog.text
     config = json.loads((tuned / "config.json").read_text())
@@ -212,7 +214,7 @@ def test_fine_tuning_a_digit_model_on_three_shapes(shapes, tmp_path, caplog):
     import hashlib
 
     assert config["base_model_sha256"] == hashlib.sha256((base / "model.keras").read_bytes()).hexdigest()
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     base_model, tuned_model = load_keras_model(base / "model.keras"), load_keras_model(tuned / "model.keras")
     kept = base_model.get_layer("standardize").get_config()["mean"]
@@ -225,7 +227,7 @@ def test_freeze_base_trains_the_head_alone(shapes, tmp_path):
                                 out=str(tmp_path / "base"), verbose=0))
     tuned, _ = train(TrainConfig(init_from=str(base), data=str(shapes), epochs=2, freeze_base=True,
                                  restandardize=True, out=str(tmp_path / "frozen"), verbose=0))
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     before, after = load_keras_model(base / "model.keras"), load_keras_model(tuned / "model.keras")
     pairs = [(old, new) for old, new in zip(before.layers, after.layers)
@@ -253,7 +255,7 @@ def test_fine_tune_errors(tmp_path, shapes, npz_path):
 def test_fine_tuning_keeps_the_base_when_no_epoch_beats_it(tmp_path, npz_path, caplog):
     """A learning rate that wrecks the weights: every fine-tuned epoch is worse than the base on the
     validation split, so the base model itself is kept, and said to be."""
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     base, base_metrics = train(TrainConfig(model="dense-128", dataset="mnist", data=str(npz_path), epochs=3,
                                            out=str(tmp_path / "base"), verbose=0))
@@ -281,7 +283,7 @@ def test_a_class_too_small_to_split_is_warned_about_and_reported_as_n_a(tmp_path
     shutil.copytree(shapes, own)
     (own / "star").mkdir()
     shutil.copy(own / "circle" / "000.png", own / "star" / "000.png")  # one image: nothing to hold out
-    caplog.set_level(logging.WARNING, logger="job.labelled")
+    caplog.set_level(logging.WARNING, logger="job.data.labelled")
     run, metrics = train(TrainConfig(model="dense-128", data=str(own), epochs=1, out=str(tmp_path / "run"),
                                      verbose=0))
     assert "no test image of class 'star' (1 image)" in caplog.text and "n/a" in caplog.text
@@ -294,7 +296,7 @@ def test_a_class_too_small_to_split_is_warned_about_and_reported_as_n_a(tmp_path
 def test_compare_ranks_only_runs_on_the_same_classes_and_images(tmp_path, shapes):
     import shutil
 
-    from job.experiments import compare
+    from job.train.experiments import compare
 
     fewer = tmp_path / "fewer"
     shutil.copytree(shapes, fewer, ignore=shutil.ignore_patterns("square"))
@@ -311,14 +313,14 @@ def test_compare_ranks_only_runs_on_the_same_classes_and_images(tmp_path, shapes
 
 
 def test_default_epochs_on_a_small_folder_follow_a_stated_rule(tmp_path, shapes, caplog):
-    from job.models import MAX_DEFAULT_EPOCHS, default_epochs, get_spec, why_epochs
+    from job.train.models import MAX_DEFAULT_EPOCHS, default_epochs, get_spec, why_epochs
 
     spec = get_spec("cnn-bn-aug")
     assert default_epochs(spec, 260) == MAX_DEFAULT_EPOCHS == 100  # 160,000 / 260 = 616, capped
     assert default_epochs(spec, 5400) == 30 and default_epochs(spec, 54000) == 30
     line = why_epochs(spec, 260)
     assert line.startswith("epochs: 100 (") and "160,000 / 260 training images = 616 epochs, capped at 100" in line
-    caplog.set_level(logging.INFO, logger="job.run_config")
+    caplog.set_level(logging.INFO, logger="job.train.run_config")
     _, metrics = train(TrainConfig(model="dense-128", data=str(shapes), out=str(tmp_path / "run"), verbose=0))
     assert metrics["epochs_run"] == 5 and "epochs: 5, dense-128's default" in caplog.text
 

@@ -15,9 +15,11 @@ import time
 import pytest
 from conftest import BIN, error_line, run_cli
 
-from job import multiworker
+from job.distributed import multiworker
 from job.errors import JobError
-from job.launcher import free_ports, worker_args
+from job.distributed.launcher import free_ports, worker_args
+
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 
 SUMMARY = re.compile(r"worker (\d) of 2: trained epochs (\d+)-(\d+), losses \[([^\]]*)\], weights sha256 (\w+)")
 # A worker that hangs instead of failing would stall the suite: this bounds it (it is not a speed check).

@@ -18,7 +18,7 @@ from predict_fixtures import (  # noqa: F401
     glyphs,
     model_path,
     read_rows,
-    run_cli,
+    predict_cli,
     template_weights,
     write_export,
 )
@@ -29,9 +29,9 @@ def expected_label(path):
     return int(os.path.splitext(path)[0][-1])  # digits/NN-D.png
 
 
-def test_predicts_a_folder_into_sorted_csv_rows(tmp_path, digit_folder, model_path, run_cli):
+def test_predicts_a_folder_into_sorted_csv_rows(tmp_path, digit_folder, model_path, predict_cli):
     out = tmp_path / "out" / "predictions.csv"
-    result = run_cli(digit_folder, "--model", model_path, "--out", out)
+    result = predict_cli(digit_folder, "--model", model_path, "--out", out)
     assert result.code == 0, result.err
     rows = read_rows(out)
     assert [row["path"] for row in rows] == sorted(str(path) for path in digit_folder.iterdir())
@@ -46,9 +46,9 @@ def test_predicts_a_folder_into_sorted_csv_rows(tmp_path, digit_folder, model_pa
     assert os.listdir(out.parent) == ["predictions.csv"]  # the temporary file was renamed, not left
 
 
-def test_jsonl_rows_top_k_and_json_summary(tmp_path, digit_folder, model_path, run_cli):
+def test_jsonl_rows_top_k_and_json_summary(tmp_path, digit_folder, model_path, predict_cli):
     out = tmp_path / "rows.jsonl"
-    result = run_cli(digit_folder, "-m", model_path, "--out", out, "--top-k", "2", "--json")
+    result = predict_cli(digit_folder, "-m", model_path, "--out", out, "--top-k", "2", "--json")
     assert result.code == 0
     summary = json.loads(result.out)
     assert summary["files"] == summary["succeeded"] == 30 and summary["failed"] == 0
@@ -59,39 +59,39 @@ def test_jsonl_rows_top_k_and_json_summary(tmp_path, digit_folder, model_path, r
     assert rows[0]["top_k"][0] == {"label": 0, "class_name": "zero", "probability": rows[0]["probability"]}
 
 
-def test_output_order_is_the_same_for_any_number_of_workers(tmp_path, digit_folder, model_path, run_cli):
+def test_output_order_is_the_same_for_any_number_of_workers(tmp_path, digit_folder, model_path, predict_cli):
     outputs = []
     for workers in (0, 1, 2):
         outputs.append(tmp_path / f"workers-{workers}.csv")
         args = ("--workers", workers, "--batch-size", 4, "--out", outputs[-1])
-        assert run_cli(digit_folder, "--model", model_path, *args).code == 0
+        assert predict_cli(digit_folder, "--model", model_path, *args).code == 0
     assert outputs[0].read_bytes() == outputs[1].read_bytes() == outputs[2].read_bytes()
 
 
-def test_shards_are_complete_and_disjoint(tmp_path, digit_folder, model_path, run_cli, monkeypatch):
+def test_shards_are_complete_and_disjoint(tmp_path, digit_folder, model_path, predict_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shards = []
     for index in range(3):
-        assert run_cli(digit_folder, "--model", model_path, "--shard", f"{index}/3").code == 0
+        assert predict_cli(digit_folder, "--model", model_path, "--shard", f"{index}/3").code == 0
         shards.append({row["path"] for row in read_rows(f"predictions.shard-{index}-of-3.csv")})
     assert sum(len(shard) for shard in shards) == 30
     assert set.union(*shards) == {str(path) for path in digit_folder.iterdir()}
     assert all(shards)  # 30 files over 3 shards: none is empty
     # The same shard again, from a copy at another path, gets the same files: names decide.
     copy = shutil.copytree(digit_folder, tmp_path / "elsewhere")
-    run_cli(copy, "--model", model_path, "--shard", "1/3", "--out", "again.csv")
+    predict_cli(copy, "--model", model_path, "--shard", "1/3", "--out", "again.csv")
     assert {os.path.basename(row["path"]) for row in read_rows("again.csv")} == {
         os.path.basename(path) for path in shards[1]
     }
 
 
 @pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "-1/2", "0/0"])
-def test_bad_shard_is_a_usage_error(digit_folder, model_path, run_cli, shard):
-    result = run_cli(digit_folder, "--model", model_path, "--shard", shard)
+def test_bad_shard_is_a_usage_error(digit_folder, model_path, predict_cli, shard):
+    result = predict_cli(digit_folder, "--model", model_path, "--shard", shard)
     assert result.code == 2 and "--shard" in result.err
 
 
-def test_single_file_glob_and_recursive(tmp_path, digit_folder, model_path, run_cli):
+def test_single_file_glob_and_recursive(tmp_path, digit_folder, model_path, predict_cli):
     nested = digit_folder / "more"
     nested.mkdir()
     shutil.copy(digit_folder / "03-3.png", nested / "extra-3.png")
@@ -106,24 +106,24 @@ def test_single_file_glob_and_recursive(tmp_path, digit_folder, model_path, run_
         ((str(digit_folder / "**" / "*-3.png"), "--recursive"), 4),
     ]
     for args, count in cases:
-        assert run_cli(*args, "--model", model_path, "--out", out).code == 0, args
+        assert predict_cli(*args, "--model", model_path, "--out", out).code == 0, args
         assert len(read_rows(out)) == count, args
 
 
 @pytest.mark.parametrize("images", ["nothing-here-*.png", "missing-folder"])
-def test_no_files_matched_is_a_usage_error(tmp_path, model_path, run_cli, images):
-    result = run_cli(tmp_path / images, "--model", model_path)
+def test_no_files_matched_is_a_usage_error(tmp_path, model_path, predict_cli, images):
+    result = predict_cli(tmp_path / images, "--model", model_path)
     assert result.code == 2 and "no files matched" in result.err
 
 
-def test_empty_folder_is_a_usage_error(tmp_path, model_path, run_cli):
+def test_empty_folder_is_a_usage_error(tmp_path, model_path, predict_cli):
     (tmp_path / "empty").mkdir()
-    result = run_cli(tmp_path / "empty", "--model", model_path)
+    result = predict_cli(tmp_path / "empty", "--model", model_path)
     assert result.code == 2 and "--recursive" in result.err
 
 
-def test_unsupported_output_suffix_is_a_usage_error(tmp_path, digit_folder, model_path, run_cli):
-    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.txt")
+def test_unsupported_output_suffix_is_a_usage_error(tmp_path, digit_folder, model_path, predict_cli):
+    result = predict_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.txt")
     assert result.code == 2 and ".csv or .jsonl" in result.err
 
 
@@ -137,22 +137,22 @@ def one_line_error(result, code=2):
     )
 
 
-def test_manifest_mismatch_is_refused(tmp_path, digit_folder, fresh_export, run_cli):
+def test_manifest_mismatch_is_refused(tmp_path, digit_folder, fresh_export, predict_cli):
     manifest = json.loads((fresh_export / "manifest.json").read_text())
     manifest["files"]["model.onnx"]["sha256"] = "0" * 64
     (fresh_export / "manifest.json").write_text(json.dumps(manifest))
-    result = run_cli(digit_folder, "--model", fresh_export / "model.onnx", "--out", tmp_path / "p.csv")
+    result = predict_cli(digit_folder, "--model", fresh_export / "model.onnx", "--out", tmp_path / "p.csv")
     assert one_line_error(result) and "sha256" in result.err
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_model_edited_after_export_is_refused(digit_folder, fresh_export, run_cli):
+def test_model_edited_after_export_is_refused(digit_folder, fresh_export, predict_cli):
     with open(fresh_export / "model.onnx", "ab") as model:
         model.write(b"\0")
-    assert "does not match manifest.json" in run_cli(digit_folder, "--model", fresh_export / "model.onnx").err
+    assert "does not match manifest.json" in predict_cli(digit_folder, "--model", fresh_export / "model.onnx").err
 
 
-def test_missing_non_onnx_and_wrong_shape_models_are_usage_errors(tmp_path, digit_folder, run_cli):
+def test_missing_non_onnx_and_wrong_shape_models_are_usage_errors(tmp_path, digit_folder, predict_cli):
     (tmp_path / "text.onnx").write_text("not a protobuf")
     weights, bias = np.zeros((784, 10)), np.zeros(10)
     build_model(tmp_path / "flat.onnx", weights, bias, input_shape=("N", 784))
@@ -164,46 +164,46 @@ def test_missing_non_onnx_and_wrong_shape_models_are_usage_errors(tmp_path, digi
         "channels.onnx": "must be (N, 28, 28)",
     }
     for name, words in cases.items():
-        result = run_cli(digit_folder, "--model", tmp_path / name)
+        result = predict_cli(digit_folder, "--model", tmp_path / name)
         assert one_line_error(result) and words in result.err, (name, result.err)
 
 
-def test_bad_option_is_a_one_line_usage_error(digit_folder, model_path, run_cli):
-    assert one_line_error(run_cli(digit_folder, "--model", model_path, "--invert", "sometimes"))
-    assert one_line_error(run_cli(digit_folder, "--model", model_path, "--batch-size", "0"))
-    assert one_line_error(run_cli(digit_folder))  # --model is required
+def test_bad_option_is_a_one_line_usage_error(digit_folder, model_path, predict_cli):
+    assert one_line_error(predict_cli(digit_folder, "--model", model_path, "--invert", "sometimes"))
+    assert one_line_error(predict_cli(digit_folder, "--model", model_path, "--batch-size", "0"))
+    assert one_line_error(predict_cli(digit_folder))  # --model is required
 
 
-def test_some_failed_files_exit_3(tmp_path, digit_folder, model_path, run_cli):
+def test_some_failed_files_exit_3(tmp_path, digit_folder, model_path, predict_cli):
     (digit_folder / "99-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
+    result = predict_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
     assert result.code == 3
     assert json.loads(result.out)["failed"] == 1
     assert read_rows(tmp_path / "p.csv")[-1]["status"] == "error"
 
 
-def test_labels_default_to_digits_without_metadata(tmp_path, glyphs, digit_folder, run_cli):
+def test_labels_default_to_digits_without_metadata(tmp_path, glyphs, digit_folder, predict_cli):
     weights, bias = template_weights(glyphs)
     build_model(tmp_path / "plain.onnx", weights, bias, labels=None)
-    assert run_cli(digit_folder, "--model", tmp_path / "plain.onnx", "--out", tmp_path / "p.csv").code == 0
+    assert predict_cli(digit_folder, "--model", tmp_path / "plain.onnx", "--out", tmp_path / "p.csv").code == 0
     assert {row["class_name"] for row in read_rows(tmp_path / "p.csv")} == {str(d) for d in range(10)}
 
 
-def test_help_documents_exit_codes(run_cli):
+def test_help_documents_exit_codes(predict_cli):
     for args in ((), ("predict",), ("check",)):
-        result = run_cli(*args, "--help")
+        result = predict_cli(*args, "--help")
         text = " ".join(result.out.split())  # Rich wraps the epilog
         assert result.code == 0
         assert "Exit codes: 0" in text and "2 usage error" in text and "3 some files failed" in text
-    assert "decompression bombs" in " ".join(run_cli("predict", "--help").out.split())
+    assert "decompression bombs" in " ".join(predict_cli("predict", "--help").out.split())
 
 
-def test_check_passes_on_the_export(export_dir, run_cli):
-    result = run_cli("check", "--model", export_dir / "model.onnx")
+def test_check_passes_on_the_export(export_dir, predict_cli):
+    result = predict_cli("check", "--model", export_dir / "model.onnx")
     assert result.code == 0, result.err
     for words in ("max abs diff", "argmax agreement", "atol 1e-05", "min 0.99", "passed"):
         assert words in result.out
-    parity = json.loads(run_cli("check", "--model", export_dir / "model.onnx", "--json").out)
+    parity = json.loads(predict_cli("check", "--model", export_dir / "model.onnx", "--json").out)
     assert parity["passed"] and parity["argmax_agreement"] == 1.0 and parity["accuracy"] == 1.0
 
 
@@ -217,32 +217,32 @@ def perturbed(tmp_path, export_dir, glyphs, name, shift):
     return directory / name
 
 
-def test_check_fails_on_a_perturbed_model(tmp_path, export_dir, glyphs, run_cli):
+def test_check_fails_on_a_perturbed_model(tmp_path, export_dir, glyphs, predict_cli):
     model = perturbed(tmp_path, export_dir, glyphs, "model.onnx", shift=0.01)
-    result = run_cli("check", "--model", model, "--json")
+    result = predict_cli("check", "--model", model, "--json")
     assert result.code == 1
     assert json.loads(result.out)["max_abs_diff"] > 1e-5
-    assert run_cli("check", "--model", model, "--atol", "0.1").code == 0
+    assert predict_cli("check", "--model", model, "--atol", "0.1").code == 0
 
 
-def test_int8_models_are_judged_by_argmax_agreement(tmp_path, export_dir, glyphs, run_cli):
+def test_int8_models_are_judged_by_argmax_agreement(tmp_path, export_dir, glyphs, predict_cli):
     close = perturbed(tmp_path, export_dir, glyphs, "model.int8.onnx", shift=0.01)
-    result = run_cli("check", "--model", close)
+    result = predict_cli("check", "--model", close)
     assert result.code == 0 and "applies" in result.out  # diff above atol, argmax unchanged
     far = perturbed(tmp_path / "far", export_dir, glyphs, "model.int8.onnx", shift=1000)
-    assert run_cli("check", "--model", far).code == 1  # everything is now predicted "zero"
-    assert run_cli("check", "--model", far, "--min-agreement", "0.05").code == 0
+    assert predict_cli("check", "--model", far).code == 1  # everything is now predicted "zero"
+    assert predict_cli("check", "--model", far, "--min-agreement", "0.05").code == 0
 
 
-def test_check_without_reference_is_a_usage_error(tmp_path, glyphs, run_cli):
+def test_check_without_reference_is_a_usage_error(tmp_path, glyphs, predict_cli):
     model = write_export(tmp_path / "export", glyphs)
     (tmp_path / "export" / "parity.npz").unlink()
-    result = run_cli("check", "--model", model)
+    result = predict_cli("check", "--model", model)
     assert one_line_error(result) and "reference not found" in result.err
     (tmp_path / "junk.npz").write_bytes(b"junk")
     assert (
         "not a parity reference"
-        in run_cli("check", "--model", model, "--reference", tmp_path / "junk.npz").err
+        in predict_cli("check", "--model", model, "--reference", tmp_path / "junk.npz").err
     )
 
 
@@ -267,52 +267,52 @@ def test_app_mounts_as_a_subcommand(tmp_path, digit_folder, export_dir):
 
 
 def test_a_folder_named_check_is_still_checked_by_the_check_command(
-    tmp_path, model_path, run_cli, monkeypatch
+    tmp_path, model_path, predict_cli, monkeypatch
 ):
     # `check` is reserved for the command; a folder of that name is reached as ./check
     monkeypatch.chdir(tmp_path)
     (tmp_path / "check").mkdir()
     Image.new("L", (28, 28)).save(tmp_path / "check" / "blank.png")
-    result = run_cli("./check", "--model", model_path, "--out", "p.csv")
+    result = predict_cli("./check", "--model", model_path, "--out", "p.csv")
     assert result.code == 3 and read_rows(tmp_path / "p.csv")[0]["error"] == "no digit found"
     # `check` alone, with such a folder here, could mean either: refused, with both spellings, never guessed
-    result = run_cli("check", "--model", model_path)
+    result = predict_cli("check", "--model", model_path)
     assert one_line_error(result) and "names both a command and a file or folder" in result.err
     assert "./check" in result.err
 
 
-def test_what_a_folder_holds_besides_images_is_counted(tmp_path, digit_folder, model_path, run_cli):
+def test_what_a_folder_holds_besides_images_is_counted(tmp_path, digit_folder, model_path, predict_cli):
     (digit_folder / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
     (digit_folder / "IMG_0002.heic").write_bytes(b"\0\0\0\x18ftypheic")
     (digit_folder / "scan").write_bytes((digit_folder / "03-3.png").read_bytes())  # no suffix
     (digit_folder / "notes.txt").write_text("not an image")
     (digit_folder / "more").mkdir()
-    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
+    result = predict_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
     assert result.code == 0 and len(read_rows(tmp_path / "p.csv")) == 30
     assert json.loads(result.out)["skipped"] == {"heic": 2, "no-suffix": 1, "other": 1, "subfolder": 1}
-    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv")
+    result = predict_cli(digit_folder, "--model", model_path, "--out", tmp_path / "p.csv")
     text = " ".join(result.out.split())
     assert "2 HEIC photos (pip install pillow-heif to read them)" in text
     assert "1 subfolder (add --recursive to include them)" in text and "1 file without a suffix" in text
     # named on the command line, a file is taken whatever its name, and counts as a row
-    result = run_cli(digit_folder / "scan", "--model", model_path, "--out", tmp_path / "one.csv", "--json")
+    result = predict_cli(digit_folder / "scan", "--model", model_path, "--out", tmp_path / "one.csv", "--json")
     assert result.code == 0 and json.loads(result.out)["skipped"] == {}
     assert read_rows(tmp_path / "one.csv")[0]["label"] == "3"
 
 
-def test_a_glob_that_needs_recursive_says_so(tmp_path, digit_folder, model_path, run_cli):
+def test_a_glob_that_needs_recursive_says_so(tmp_path, digit_folder, model_path, predict_cli):
     nested = digit_folder / "more"
     nested.mkdir()
     shutil.copy(digit_folder / "03-3.png", nested / "extra-3.png")
     # without --recursive, ** is *, one level: digits/**/*.png would quietly miss digits/*.png
-    result = run_cli(str(digit_folder / "**" / "*.png"), "--model", model_path)
+    result = predict_cli(str(digit_folder / "**" / "*.png"), "--model", model_path)
     assert result.code == 2 and "** reaches into subfolders only with --recursive" in " ".join(result.err.split())
-    assert run_cli(str(digit_folder / "**" / "*.png"), "--model", model_path, "--recursive",
+    assert predict_cli(str(digit_folder / "**" / "*.png"), "--model", model_path, "--recursive",
                    "--out", tmp_path / "p.csv").code == 0
     assert len(read_rows(tmp_path / "p.csv")) == 31
 
 
-def test_a_model_folder_finds_litert_and_a_run_folder_gets_a_hint(tmp_path, export_dir, run_cli):
+def test_a_model_folder_finds_litert_and_a_run_folder_gets_a_hint(tmp_path, export_dir, predict_cli):
     from mnist_predict.predictor import model_file
 
     litert = tmp_path / "litert-only"
@@ -321,20 +321,20 @@ def test_a_model_folder_finds_litert_and_a_run_folder_gets_a_hint(tmp_path, expo
     assert model_file(litert) == litert / "model.tflite"
     run = tmp_path / "run"
     shutil.copytree(export_dir, run / "export")
-    result = run_cli(export_dir / "model.onnx", "--model", run)
+    result = predict_cli(export_dir / "model.onnx", "--model", run)
     assert result.code == 2 and f"looks like a run directory: pass its export, {run / 'export'}" in \
         " ".join(result.err.split())
 
 
-def test_options_that_cannot_apply_are_refused(digit_folder, model_path, run_cli):
-    result = run_cli(digit_folder, "--model", model_path, "--workers", "0", "--decode-timeout", "1")
+def test_options_that_cannot_apply_are_refused(digit_folder, model_path, predict_cli):
+    result = predict_cli(digit_folder, "--model", model_path, "--workers", "0", "--decode-timeout", "1")
     assert one_line_error(result) and "--decode-timeout" in result.err and "--workers 0" in result.err
-    result = run_cli(digit_folder, "--model", model_path, "--top-k", "20")
+    result = predict_cli(digit_folder, "--model", model_path, "--top-k", "20")
     assert one_line_error(result) and "--top-k 20: the model has 10 classes" in result.err
-    assert run_cli(digit_folder, "--model", model_path, "--top-k", "10", "--out", digit_folder / "p.csv").code == 0
+    assert predict_cli(digit_folder, "--model", model_path, "--top-k", "10", "--out", digit_folder / "p.csv").code == 0
 
 
-def test_a_time_limit_asked_for_holds_on_a_few_files_too(tmp_path, digit_folder, model_path, run_cli, monkeypatch):
+def test_a_time_limit_asked_for_holds_on_a_few_files_too(tmp_path, digit_folder, model_path, predict_cli, monkeypatch):
     import functools
 
     from mnist_predict import images
@@ -345,7 +345,7 @@ def test_a_time_limit_asked_for_holds_on_a_few_files_too(tmp_path, digit_folder,
     few.mkdir()
     for name in ("04-4.png", "05-5.png", "06-6.png"):
         shutil.copy(digit_folder / name, few / name)
-    result = run_cli(few, "--model", model_path, "--decode-timeout", "1", "--out", tmp_path / "p.csv")
+    result = predict_cli(few, "--model", model_path, "--decode-timeout", "1", "--out", tmp_path / "p.csv")
     rows = read_rows(tmp_path / "p.csv")
     assert result.code == 3 and [row["status"] for row in rows] == ["ok", "error", "ok"]
     assert rows[1]["error"] == "decode timed out after 1 s"
@@ -368,7 +368,7 @@ def _misbehave(path, **options):
 
 
 def test_a_hung_or_dead_decoder_costs_one_row_and_the_batch_goes_on(
-    tmp_path, digit_folder, model_path, run_cli, monkeypatch
+    tmp_path, digit_folder, model_path, predict_cli, monkeypatch
 ):
     import functools
 
@@ -376,7 +376,7 @@ def test_a_hung_or_dead_decoder_costs_one_row_and_the_batch_goes_on(
 
     wrapped = functools.wraps(images.decode)(_misbehave)
     monkeypatch.setattr(images, "decode", wrapped)  # the forked workers inherit the patch
-    result = run_cli(digit_folder, "--model", model_path, "--workers", 2, "--batch-size", 8,
+    result = predict_cli(digit_folder, "--model", model_path, "--workers", 2, "--batch-size", 8,
                      "--decode-timeout", 1, "--out", tmp_path / "p.csv")
     assert result.code == 3, result.err
     rows = {os.path.basename(row["path"]): row for row in read_rows(tmp_path / "p.csv")}
@@ -388,19 +388,20 @@ def test_a_hung_or_dead_decoder_costs_one_row_and_the_batch_goes_on(
     assert len(ok) == 27 and all(row["status"] == "ok" and row["label"] == row["path"][-5] for row in ok)
 
 
-def test_unwritable_output_is_a_one_line_error(tmp_path, digit_folder, model_path, run_cli):
+def test_unwritable_output_is_a_one_line_error(tmp_path, digit_folder, model_path, predict_cli):
     (tmp_path / "file").write_text("a file where a folder should be")
-    result = run_cli(digit_folder, "--model", model_path, "--out", tmp_path / "file" / "p.csv")
+    result = predict_cli(digit_folder, "--model", model_path, "--out", tmp_path / "file" / "p.csv")
     assert one_line_error(result, code=1) and "cannot write" in result.err
 
 
-def test_an_unquoted_glob_expanded_by_the_shell_is_many_paths(tmp_path, digit_folder, model_path, run_cli):
+def test_an_unquoted_glob_expanded_by_the_shell_is_many_paths(tmp_path, digit_folder, model_path, predict_cli):
     files = sorted(str(p) for p in digit_folder.glob("1*.png"))
-    result = run_cli(*files, digit_folder / "00-0.png", "--model", model_path, "--out", tmp_path / "p.csv")
+    result = predict_cli(*files, digit_folder / "00-0.png", "--model", model_path, "--out", tmp_path / "p.csv")
     assert result.code == 0, result.err
     assert [row["path"] for row in read_rows(tmp_path / "p.csv")] == sorted(files + [str(digit_folder / "00-0.png")])
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_nothing_was_written(tmp_path, glyphs, model_path):
     import signal
     import subprocess

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mnist_predict import Predictor, images
 from PIL import Image
-from predict_fixtures import export_dir, glyphs, model_path, read_rows, render, run_cli  # noqa: F401
+from predict_fixtures import export_dir, glyphs, model_path, read_rows, render, predict_cli  # noqa: F401
 
 
 def in_mode(glyph, mode):
@@ -95,7 +95,7 @@ def test_transparent_palette_is_composited(tmp_path, glyphs):
 
 @pytest.mark.parametrize("size", [(300, 200), (160, 72), (72, 120)])
 def test_bigger_and_non_square_images_are_normalised_like_mnist(size):
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
 
     digits = load_dataset("mnist-sample").x_test[:20]
     similarity = []
@@ -197,11 +197,11 @@ def test_each_bad_file_has_a_one_line_reason(tmp_path):
     assert images.decode(tmp_path / "good.png")[1] is None
 
 
-def test_bad_files_become_error_rows_and_the_batch_finishes(tmp_path, model_path, run_cli):
+def test_bad_files_become_error_rows_and_the_batch_finishes(tmp_path, model_path, predict_cli):
     folder = tmp_path / "mixed"
     folder.mkdir()
     expected = bad_files(folder)
-    result = run_cli(folder, "--model", model_path, "--out", tmp_path / "out.csv", "--batch-size", "3")
+    result = predict_cli(folder, "--model", model_path, "--out", tmp_path / "out.csv", "--batch-size", "3")
     assert result.code == 3
     rows = {os.path.basename(row["path"]): row for row in read_rows(tmp_path / "out.csv")}
     assert rows.pop("good.png")["label"] == "3"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import BIN
 from PIL import Image
-from predict_fixtures import build_model, export_dir, glyphs, run_cli, template_weights  # noqa: F401
+from predict_fixtures import build_model, export_dir, glyphs, predict_cli, template_weights  # noqa: F401
 
 
 @pytest.fixture
@@ -42,17 +42,17 @@ def predict_shards(folder, model, out_dir, count, *options, suffix="csv"):
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
-def test_four_shards_merge_into_the_single_run_byte_for_byte(tmp_path, mixed_folder, export_dir, run_cli, suffix):
+def test_four_shards_merge_into_the_single_run_byte_for_byte(tmp_path, mixed_folder, export_dir, predict_cli, suffix):
     model = export_dir / "model.onnx"
     single = tmp_path / f"single.{suffix}"
-    assert run_cli(mixed_folder, "--model", model, "--out", single).code == 3
+    assert predict_cli(mixed_folder, "--model", model, "--out", single).code == 3
     shards = predict_shards(mixed_folder, model, tmp_path, 4, suffix=suffix)
     records = [json.loads((tmp_path / f"p-{i}.{suffix}.shard.json").read_text()) for i in range(4)]
     assert [r["rows"] for r in records] and sum(r["rows"] for r in records) == 60
     assert all(r["rows"] < 60 for r in records) and {r["listed"] for r in records} == {60}
 
     merged = tmp_path / f"merged.{suffix}"
-    result = run_cli("merge", str(tmp_path / f"p-*.{suffix}"), "--out", merged, "--json")  # a glob, unexpanded
+    result = predict_cli("merge", str(tmp_path / f"p-*.{suffix}"), "--out", merged, "--json")  # a glob, unexpanded
     assert result.code == 0, result.err
     assert json.loads(result.out)["rows"] == 60 and json.loads(result.out)["shards"] == 4
     assert merged.read_bytes() == single.read_bytes()
@@ -61,12 +61,12 @@ def test_four_shards_merge_into_the_single_run_byte_for_byte(tmp_path, mixed_fol
     assert len({p.read_bytes() for p in shards}) == 4  # four different shards, each a part
 
 
-def test_merge_refuses_sets_that_are_not_one_run(tmp_path, mixed_folder, export_dir, run_cli, glyphs):
+def test_merge_refuses_sets_that_are_not_one_run(tmp_path, mixed_folder, export_dir, predict_cli, glyphs):
     model = export_dir / "model.onnx"
     shards = predict_shards(mixed_folder, model, tmp_path, 3)
 
     def refused(*paths, out="merged.csv"):
-        result = run_cli("merge", *paths, "--out", tmp_path / out)
+        result = predict_cli("merge", *paths, "--out", tmp_path / out)
         assert result.code == 2 and not (tmp_path / out).exists()
         return " ".join(result.err.split())
 
@@ -106,11 +106,11 @@ def test_merge_refuses_sets_that_are_not_one_run(tmp_path, mixed_folder, export_
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
-def test_merge_counts_every_output_against_its_record(tmp_path, mixed_folder, export_dir, run_cli, suffix):
+def test_merge_counts_every_output_against_its_record(tmp_path, mixed_folder, export_dir, predict_cli, suffix):
     shards = predict_shards(mixed_folder, export_dir / "model.onnx", tmp_path, 4, suffix=suffix)
     lines = shards[2].read_text().splitlines(keepends=True)
     shards[2].write_text("".join(lines[:-1]))  # one data row deleted: one file lost
-    result = run_cli("merge", *shards, "--out", tmp_path / f"merged.{suffix}")
+    result = predict_cli("merge", *shards, "--out", tmp_path / f"merged.{suffix}")
     assert result.code == 2 and not (tmp_path / f"merged.{suffix}").exists()
     expected = json.loads((tmp_path / f"p-2.{suffix}.shard.json").read_text())["rows"]
     assert f"holds {expected - 1} rows, but its record says {expected}" in " ".join(result.err.split())
@@ -119,7 +119,7 @@ def test_merge_counts_every_output_against_its_record(tmp_path, mixed_folder, ex
     header, rows = (lines[:1], lines[1:-1]) if suffix == "csv" else ([], lines[:-1])
     path = (lambda line: line.split(",")[0]) if suffix == "csv" else (lambda line: json.loads(line)["path"])
     shards[2].write_text("".join(header + sorted(rows + [other], key=path)))
-    result = run_cli("merge", *shards, "--out", tmp_path / f"merged.{suffix}")
+    result = predict_cli("merge", *shards, "--out", tmp_path / f"merged.{suffix}")
     assert result.code == 2 and "is not a file of shard 2/4" in " ".join(result.err.split())
 
 

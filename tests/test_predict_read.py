@@ -14,7 +14,7 @@ import pytest
 from mnist_predict import Predictor, numbers
 from PIL import Image
 from predict_fixtures import (DIGIT_LABELS, digit_export, digit_templates, draw_number, glyphs,  # noqa: F401
-                              read_rows, run_cli, template_keras, touching, write_export)
+                              read_rows, predict_cli, template_keras, touching, write_export)
 
 @pytest.fixture(scope="session")
 def predictor(digit_export):
@@ -80,13 +80,13 @@ def test_lines_are_read_top_to_bottom_joined_by_a_space(predictor):
     assert predictor.read(np.asarray(page)).texts == ["12 345"]
 
 
-def test_a_blank_page_is_an_error_row_and_the_batch_goes_on(tmp_path, digit_export, run_cli):
+def test_a_blank_page_is_an_error_row_and_the_batch_goes_on(tmp_path, digit_export, predict_cli):
     folder = tmp_path / "forms"
     folder.mkdir()
     Image.new("L", (400, 200), 235).save(folder / "a-blank.png")
     draw_number("604")[0].save(folder / "b-number.png")
     (folder / "c-broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    result = run_cli("read", folder, "--model", digit_export, "--out", tmp_path / "numbers.csv")
+    result = predict_cli("read", folder, "--model", digit_export, "--out", tmp_path / "numbers.csv")
     assert result.code == 3, result.err
     rows = read_rows(tmp_path / "numbers.csv")
     assert [row["status"] for row in rows] == ["error", "ok", "error"]
@@ -101,12 +101,12 @@ def test_a_blank_page_is_an_error_row_and_the_batch_goes_on(tmp_path, digit_expo
         Predictor(digit_export / "model.onnx").read(folder / "a-blank.png")
 
 
-def test_read_jsonl_json_summary_and_shards_merge_like_predict(tmp_path, digit_export, run_cli):
+def test_read_jsonl_json_summary_and_shards_merge_like_predict(tmp_path, digit_export, predict_cli):
     folder = tmp_path / "numbers"
     folder.mkdir()
     for k, text in enumerate(["12", "345", "6789", "90", "5"]):
         draw_number(text, gap=25)[0].save(folder / f"n{k}.png")
-    result = run_cli("read", folder, "--model", digit_export, "--out", tmp_path / "all.jsonl", "--json")
+    result = predict_cli("read", folder, "--model", digit_export, "--out", tmp_path / "all.jsonl", "--json")
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     assert summary["files"] == 5 and summary["succeeded"] == 5 and summary["histogram"]["4 digits"] == 1
@@ -114,39 +114,39 @@ def test_read_jsonl_json_summary_and_shards_merge_like_predict(tmp_path, digit_e
     assert [r["text"] for r in records] == ["12", "345", "6789", "90", "5"]
     assert records[2]["digits"][0]["label"] == "6" and len(records[2]["boxes"][0]) == 4
     for shard in ("0/2", "1/2"):
-        result = run_cli("read", folder, "--model", digit_export, "--shard", shard,
+        result = predict_cli("read", folder, "--model", digit_export, "--shard", shard,
                          "--out", tmp_path / f"part-{shard[0]}.csv")
         assert result.code == 0, result.err
-    assert run_cli("merge", tmp_path / "part-*.csv", "--out", tmp_path / "merged.csv").code == 0
-    assert run_cli("read", folder, "--model", digit_export, "--out", tmp_path / "one.csv").code == 0
+    assert predict_cli("merge", tmp_path / "part-*.csv", "--out", tmp_path / "merged.csv").code == 0
+    assert predict_cli("read", folder, "--model", digit_export, "--out", tmp_path / "one.csv").code == 0
     assert (tmp_path / "merged.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     # a predict shard and a read shard are not one run
-    run_cli(folder, "--model", digit_export, "--shard", "1/2", "--out", tmp_path / "p-1.csv")
-    mixed = run_cli("merge", tmp_path / "part-0.csv", tmp_path / "p-1.csv", "--out", tmp_path / "x.csv")
+    predict_cli(folder, "--model", digit_export, "--shard", "1/2", "--out", tmp_path / "p-1.csv")
+    mixed = predict_cli("merge", tmp_path / "part-0.csv", tmp_path / "p-1.csv", "--out", tmp_path / "x.csv")
     assert mixed.code == 2 and "differ" in mixed.err
 
 
-def test_read_refuses_a_model_that_is_not_a_digit_model(tmp_path, glyphs, run_cli):  # noqa: F811
+def test_read_refuses_a_model_that_is_not_a_digit_model(tmp_path, glyphs, predict_cli):  # noqa: F811
     write_export(tmp_path / "named", glyphs)  # classes zero, one, ...: a model of ten named classes
     draw_number("12")[0].save(tmp_path / "n.png")
-    result = run_cli("read", tmp_path / "n.png", "--model", tmp_path / "named")
+    result = predict_cli("read", tmp_path / "n.png", "--model", tmp_path / "named")
     assert result.code == 2 and "not a digit model" in result.err
-    bad = run_cli("read", tmp_path / "n.png", "--model", tmp_path / "named", "--length", "6-4")
+    bad = predict_cli("read", tmp_path / "n.png", "--model", tmp_path / "named", "--length", "6-4")
     assert bad.code == 2 and "--length" in bad.err
 
 
-def test_preview_draws_readings(tmp_path, digit_export, run_cli):
+def test_preview_draws_readings(tmp_path, digit_export, predict_cli):
     folder = tmp_path / "numbers"
     folder.mkdir()
     draw_number("4711")[0].save(folder / "a.png")
     Image.new("L", (300, 120), 240).save(folder / "b.png")
-    result = run_cli("preview", "--read", folder, "--model", digit_export, "--out", tmp_path / "sheet.png")
+    result = predict_cli("preview", "--read", folder, "--model", digit_export, "--out", tmp_path / "sheet.png")
     assert result.code == 0, result.err
     assert "2 images drawn" in result.out and "1 error" in result.out
     sheet = np.asarray(Image.open(tmp_path / "sheet.png").convert("RGB")).astype(int)
     box_blue = (np.abs(sheet - (0, 110, 220)).sum(axis=2) < 30).sum()
     assert box_blue > 100  # the digit boxes are drawn
-    assert run_cli("preview", folder, "--model", digit_export, "--length", "4", "--out", tmp_path / "x.png").code == 2
+    assert predict_cli("preview", folder, "--model", digit_export, "--length", "4", "--out", tmp_path / "x.png").code == 2
 
 
 @pytest.fixture(scope="session")

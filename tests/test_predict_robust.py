@@ -9,10 +9,10 @@ import pytest
 from mnist_predict import Predictor, images
 from mnist_predict.cli import main
 from PIL import Image
-from predict_fixtures import export_dir, glyphs, model_path, read_rows, run_cli  # noqa: F401
+from predict_fixtures import export_dir, glyphs, model_path, read_rows, predict_cli  # noqa: F401
 
-from job.data import load_dataset
-from job.photos import CONDITIONS, JUNK, phone_photo, render, render_junk
+from job.data.datasets import load_dataset
+from job.data.photos import CONDITIONS, JUNK, phone_photo, render, render_junk
 
 # Conditions that destroy some of the stroke (a 14 px thumbnail, blur, grainy pencil, a stretched crop) are
 # held to a looser bar than those a scanner would give back whole.
@@ -106,7 +106,7 @@ def test_noise_is_no_digit():
     assert set(JUNK) >= {"blank", "noise", "scribbles", "garment"}
 
 
-def test_blank_file_is_an_error_row_and_review_flags_low_confidence(tmp_path, glyphs, model_path, run_cli):
+def test_blank_file_is_an_error_row_and_review_flags_low_confidence(tmp_path, glyphs, model_path, predict_cli):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.new("L", (200, 150), 235).save(folder / "blank.png")
@@ -115,7 +115,7 @@ def test_blank_file_is_an_error_row_and_review_flags_low_confidence(tmp_path, gl
     mixed = (glyphs[1].astype(float) + glyphs[7]) / 2  # half a one, half a seven: the model cannot be sure
     Image.fromarray(mixed.astype(np.uint8)).save(folder / "mixed.png")
 
-    result = run_cli(folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
+    result = predict_cli(folder, "--model", model_path, "--out", tmp_path / "p.csv", "--json")
     assert result.code == 3
     rows = {row["path"].rsplit("/", 1)[1]: row for row in read_rows(tmp_path / "p.csv")}
     assert rows["blank.png"]["status"] == "error" and rows["blank.png"]["error"] == "no digit found"
@@ -126,10 +126,10 @@ def test_blank_file_is_an_error_row_and_review_flags_low_confidence(tmp_path, gl
     assert summary["review"] == 1 and summary["failed"] == 1 and summary["succeeded"] == 5
 
     for threshold in (0.0, 0.5, 0.9999):
-        run_cli(folder, "--model", model_path, "--out", tmp_path / "q.csv", "--min-confidence", threshold)
+        predict_cli(folder, "--model", model_path, "--out", tmp_path / "q.csv", "--min-confidence", threshold)
         ok = [row for row in read_rows(tmp_path / "q.csv") if row["status"] == "ok"]
         assert [row["review"] == "yes" for row in ok] == [float(row["probability"]) < threshold for row in ok]
-    assert run_cli(folder, "--model", model_path, "--min-confidence", "1.5").code == 2
+    assert predict_cli(folder, "--model", model_path, "--min-confidence", "1.5").code == 2
 
 
 def test_api_flags_review_too(model_path, glyphs):
@@ -194,9 +194,9 @@ def _saved(image, path):
     return path
 
 
-def test_preview_refuses_a_non_png_output(tmp_path, glyphs, model_path, run_cli):
+def test_preview_refuses_a_non_png_output(tmp_path, glyphs, model_path, predict_cli):
     Image.fromarray(glyphs[0]).save(tmp_path / "0.png")
-    result = run_cli("preview", tmp_path / "0.png", "--model", model_path, "--out", tmp_path / "sheet.jpg")
+    result = predict_cli("preview", tmp_path / "0.png", "--model", model_path, "--out", tmp_path / "sheet.jpg")
     assert result.code == 2 and ".png" in result.err
 
 

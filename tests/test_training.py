@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 from conftest import BIN, ROOT, error_line, run_cli
 
-from job import rundir
+from job.train import rundir
 from job.errors import Interrupted, JobError
-from job.models import ZOO
-from job.rundir import read_history
-from job.data import load_dataset
-from job.training import TrainConfig, evaluate, train
+from job.train.models import ZOO
+from job.train.rundir import read_history
+from job.data.datasets import load_dataset
+from job.train.training import TrainConfig, evaluate, train
+
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 
 PLOTS = ("curves.png", "confusion.png", "predictions.png", "confident_errors.png")
 
@@ -69,14 +71,14 @@ def test_metrics_json_holds_the_documented_keys_only(tmp_path, npz_path):
 
 
 def test_model_keras_is_the_best_epoch_and_says_so(tmp_path, npz_path):
-    from job.stats import kept_epoch
+    from job.train.stats import kept_epoch
 
     run_dir, metrics = tiny(tmp_path, "dense-512", npz_path, epochs=4, learning_rate=0.05, optimizer="sgd")
     scores = [float(row["val_accuracy"]) for row in read_history(run_dir / "history.csv")]
     n_val = json.loads((run_dir / "config.json").read_text())["val_samples"]
     assert metrics["kept"] == "best" and metrics["kept_epoch"] == kept_epoch(scores, n_val)
     assert metrics["val_accuracy"] == pytest.approx(scores[metrics["kept_epoch"] - 1], abs=1e-6)
-    from job.rundir import load_keras_model
+    from job.train.rundir import load_keras_model
 
     x = np.random.default_rng(0).uniform(0, 255, (8, 28, 28)).astype(np.float32)
     model, best = load_keras_model(run_dir / "model.keras"), load_keras_model(run_dir / "best.keras")
@@ -85,7 +87,7 @@ def test_model_keras_is_the_best_epoch_and_says_so(tmp_path, npz_path):
 
 def test_early_stopping_stops_and_keeps_the_best(tmp_path, npz_path):
     # A learning rate this high stops improving at once; three epochs of patience end a 40-epoch schedule.
-    from job.stats import kept_epoch
+    from job.train.stats import kept_epoch
 
     run_dir, metrics = tiny(tmp_path, "dense-128", npz_path, epochs=40, learning_rate=5.0, early_stopping=3)
     assert metrics["stopped_early"] and metrics["epochs_run"] < 40
@@ -104,11 +106,11 @@ def test_same_seed_gives_identical_metrics(tmp_path, npz_path):
 def test_a_resumed_run_repeats_the_uninterrupted_one_exactly(tmp_path, npz_path, monkeypatch):
     """Stopped before epoch 3 of 4 and resumed: the same losses every epoch and the same test figures, as the
     run that was never stopped (shuffle, augmentation and dropout are drawn from the epoch, not from state)."""
-    import job.training
+    import job.train.training
 
     settings = dict(epochs=4, max_train_samples=300)
     _, whole = tiny(tmp_path / "whole", "cnn-bn-aug", npz_path, **settings)  # augmentation, outliers, dropout
-    real = job.training.epoch_log_callback
+    real = job.train.training.epoch_log_callback
 
     def stopping_before_epoch_3():
         callback = real()
@@ -122,10 +124,10 @@ def test_a_resumed_run_repeats_the_uninterrupted_one_exactly(tmp_path, npz_path,
         callback.on_epoch_begin = on_epoch_begin
         return callback
 
-    monkeypatch.setattr(job.training, "epoch_log_callback", stopping_before_epoch_3)
+    monkeypatch.setattr(job.train.training, "epoch_log_callback", stopping_before_epoch_3)
     with pytest.raises(Interrupted, match="epochs 1-2 are kept"):
         tiny(tmp_path / "resumed", "cnn-bn-aug", npz_path, **settings)
-    monkeypatch.setattr(job.training, "epoch_log_callback", real)
+    monkeypatch.setattr(job.train.training, "epoch_log_callback", real)
     run = tmp_path / "resumed" / "cnn-bn-aug"
     _, resumed = train(TrainConfig(out=str(run), resume=True, verbose=0))
     losses = [[row[k] for k in ("loss", "val_loss", "val_accuracy")]
@@ -215,8 +217,8 @@ def test_resume_refuses_a_finished_run_and_other_settings(tmp_path, npz_path):
 
 
 def test_resume_or_start_starts_a_new_run_and_resumes_an_unfinished_one(tmp_path, npz_path):
-    from job.rundir import start
-    from job.run_config import resolve
+    from job.train.rundir import start
+    from job.train.run_config import resolve
 
     fresh = resolve(TrainConfig(out=str(tmp_path / "new"), resume_or_start=True, model="cnn-mit"))
     assert fresh.resume is False and start(fresh.out, fresh.resume).is_dir()
@@ -230,20 +232,20 @@ def test_resume_or_start_starts_a_new_run_and_resumes_an_unfinished_one(tmp_path
 
 def test_an_interrupt_while_writing_results_leaves_an_unfinished_run_that_resume_finishes(
         tmp_path, npz_path, monkeypatch):
-    import job.plots
+    import job.train.plots
 
-    real = job.plots.plot_run
+    real = job.train.plots.plot_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(job.plots, "plot_run", interrupted)
+    monkeypatch.setattr(job.train.plots, "plot_run", interrupted)
     with pytest.raises(Interrupted, match="interrupted while writing the results.*--resume"):
         tiny(tmp_path, "dense-128", npz_path, epochs=2)
     run_dir = tmp_path / "dense-128"
     assert not (run_dir / "model.keras").exists()  # unfinished: an export or evaluate refuses it
     assert run_cli("export", run_dir).returncode == 2
-    monkeypatch.setattr(job.plots, "plot_run", real)
+    monkeypatch.setattr(job.train.plots, "plot_run", real)
     _, metrics = train(TrainConfig(out=str(run_dir), resume=True, verbose=0))
     assert metrics["epochs_run"] == 2 and len(read_history(run_dir / "history.csv")) == 2  # nothing retrained
     assert all((run_dir / "plots" / p).is_file() for p in PLOTS) and (run_dir / "model.keras").is_file()
@@ -334,7 +336,7 @@ def test_evaluate_fails_far_below_the_recorded_accuracy(tmp_path, npz_path):
 def test_label_smoothing_and_outlier_loss():
     import keras
 
-    from job.losses import DigitAccuracy, SparseSmoothedCrossentropy
+    from job.train.losses import DigitAccuracy, SparseSmoothedCrossentropy
 
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(10), size=32).astype(np.float32)
@@ -358,7 +360,7 @@ def test_label_smoothing_and_outlier_loss():
 
 
 def test_augmentation_flips_clothing_but_never_digits():
-    from job.augment import augmenter
+    from job.data.augment import augmenter
 
     images = np.zeros((64, 28, 28), np.float32)
     images[:, 6:22, 3:7] = 255.0  # a bar on the left: a mirror flip moves it to the right half
@@ -373,8 +375,8 @@ def test_augmentation_flips_clothing_but_never_digits():
 
 
 def test_robust_augmentation_changes_strokes_not_labels():
-    from job.augment import augmenter, stretched
-    from job.data import load_dataset
+    from job.data.augment import augmenter, stretched
+    from job.data.datasets import load_dataset
 
     sample = load_dataset("mnist-sample")
     x = sample.x_train[:64].astype(np.float32)
@@ -392,7 +394,7 @@ def test_robust_augmentation_changes_strokes_not_labels():
 
 
 def test_outliers_are_drawn_as_the_predictor_frames_ink():
-    from job.outliers import KINDS, make_outliers
+    from job.data.outliers import KINDS, make_outliers
 
     x = make_outliers(50, seed=1)
     assert x.shape == (50, 28, 28) and x.dtype == np.uint8
@@ -404,7 +406,7 @@ def test_outliers_are_drawn_as_the_predictor_frames_ink():
 
 
 def test_letters_are_framed_ink_from_printed_fonts_only_and_leave_digit_shaped_letters_out_of_training():
-    from job import letters
+    from job.data import letters
 
     x = letters.make_letters(40, seed=3)
     assert x.shape == (40, 28, 28) and x.dtype == np.uint8
@@ -423,7 +425,7 @@ def test_letters_are_framed_ink_from_printed_fonts_only_and_leave_digit_shaped_l
 
 
 def test_number_strips_touch_when_asked_and_keep_each_digits_box():
-    from job.number_images import render_number, strip
+    from job.data.number_images import render_number, strip
     from mnist_predict import images
 
     sample = load_dataset("mnist-sample")
@@ -444,7 +446,7 @@ def test_number_strips_touch_when_asked_and_keep_each_digits_box():
 
 
 def test_segment_crops_are_digits_with_slivers_and_fragments_labelled_as_outliers():
-    from job.segment_crops import is_outlier, matches, segment_crops
+    from job.data.segment_crops import is_outlier, matches, segment_crops
 
     sample = load_dataset("mnist-sample")
     (x_cut, y_cut), x_fragments = segment_crops(sample.x_train[:300], sample.y_train[:300], 40, 40, seed=0)

@@ -27,16 +27,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT, error_line, run_cli
-from job.data import read_idx
-from job.photos import CONDITIONS, render
+from job.data.datasets import read_idx
+from job.data.photos import CONDITIONS, render
 from mnist_predict import Predictor, images, numbers
 from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, glyphs,  # noqa: F401
                               pen_number, read_rows, touching)
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
+
 PAGE = ROOT / "deploy" / "web"
 CHROMIUM = "/usr/bin/chromium"
-SAMPLE = ROOT / "job" / "sample" / "t10k-images-idx3-ubyte.gz"
+SAMPLE = ROOT / "job" / "data" / "sample" / "t10k-images-idx3-ubyte.gz"
 ARTIFACTS = ROOT / "tests" / "artifacts"  # the screenshot, kept after the run (git-ignored)
 PNG_CONDITIONS = [c for c in CONDITIONS if c not in ("off-white", "heavy-jpeg", "phone")]  # these are JPEGs
 
@@ -258,7 +260,7 @@ def test_web_refuses_a_folder_that_is_not_an_export(tmp_path):
 def number_grays():
     """Numbers of MNIST digits at every spacing as scans and photos, numbers drawn in the templates' font with
     gaps and touching, two lines, a true 28x28 digit and a blank page: 2-D uint8 arrays."""
-    from job.number_images import SPACINGS, render_number
+    from job.data.number_images import SPACINGS, render_number
 
     sample = read_idx(SAMPLE)
     rng = np.random.default_rng(7)

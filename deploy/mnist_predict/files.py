@@ -9,8 +9,10 @@ file is written, hashed and reported one way everywhere.
 
 import hashlib
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager, suppress
+from pathlib import Path
 
 MAX_MODEL_MB = 200  # a model file larger than this is refused before it is read (.keras, .onnx, .tflite)
 
@@ -52,6 +54,55 @@ def write_text(path, text):
     """Write a text file atomically."""
     with atomic_file(path) as file:
         file.write(text)
+
+
+def temp_dir_beside(out):
+    """A fresh hidden directory beside `out` (same filesystem, so that publish_directory's rename is atomic),
+    after clearing what killed processes left there (recover). Raises OSError where `out` is not writable."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; what is published is an ordinary folder
+    return tmp
+
+
+def recover(out):
+    """Undo what a killed publish left: remove dead processes' temp dirs, restore a folder caught mid-swap."""
+    out = Path(out)
+    for path in sorted(out.parent.glob(f".{out.name}.*-*")):
+        kind, _, rest = path.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-")[0]
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists():
+            os.rename(path, out)  # killed between the two renames of publish_directory: the old one comes back
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish_directory(tmp, out):
+    """Swap the finished folder `tmp` into place at `out`. Between the two renames `out` is briefly absent; a
+    kill in exactly that window leaves the previous folder at .<name>.old-<pid>, and the next temp_dir_beside
+    renames it back (recover)."""
+    out = Path(out)
+    backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.rename(out, backup)
+    os.rename(tmp, out)
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def sha256(path):

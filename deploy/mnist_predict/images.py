@@ -197,7 +197,7 @@ def prepare(gray, invert="auto", resize="mnist"):
             return gray
         if resize == "none":
             raise ImageError(f"image is {width}x{height}, not 28x28 (--resize none)")
-        return _resize(gray, (SIZE, SIZE))
+        return _lanczos(gray, (SIZE, SIZE))
     if gray.shape == (SIZE, SIZE):
         framed = _framed_digit(gray, invert)
         if framed is not None:
@@ -480,7 +480,7 @@ def frame(digit):
     crop = digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     scale = FIT / max(crop.shape)
     height, width = (max(1, round(side * scale)) for side in crop.shape)
-    fitted = _resize(np.clip(crop, 0, 255).round().astype(np.uint8), (width, height)).astype(np.float64)
+    fitted = _lanczos(np.clip(crop, 0, 255).round().astype(np.uint8), (width, height)).astype(np.float64)
     total = fitted.sum()
     if total == 0:
         raise NoDigit("no digit found")
@@ -492,8 +492,9 @@ def frame(digit):
     return canvas
 
 
-def _resize(gray, size):
-    # reducing_gap makes big downscales fast at no visible cost for a 28x28 result.
+def _lanczos(gray, size):
+    """A uint8 array resized with Lanczos (resize's axis order); reducing_gap makes big downscales fast at no
+    visible cost for a 28x28 result."""
     return np.asarray(resize(Image.fromarray(gray), size, Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 

@@ -21,13 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from job import interrupts, rundir
-from job.data import training_split
+from job import interrupts
+
+from job.train import rundir
+from job.data.datasets import training_split
 from job.errors import GateError, Interrupted, JobError, WriteError
 from job.export import gate, publish
 from job.export.formats import WRITERS, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
-from job.run_config import recorded
+from job.train.run_config import recorded
 from mnist_predict import formats, web
 
 CHOICES = (*formats.FAMILIES, "all")  # --format
@@ -157,15 +159,15 @@ def export(cfg, log=say):
 def calibrated_model(cfg, run_dir, config, log):
     """(the run's model, with its temperature folded in; its data; the calibration report; or in its place,
     when calibration was tried and not applied, the report of why). --no-calibrate: neither report."""
-    from job.rundir import load_keras_model
-    from job.training import run_dataset
+    from job.train.rundir import load_keras_model
+    from job.train.training import run_dataset
 
     model = load_keras_model(run_dir / "model.keras")
     data = run_dataset(config)
     quiet_converters()
     if not cfg.calibrate:
         return model, data, None, None
-    from job.calibration import calibrate
+    from job.train.calibration import calibrate
 
     x_val, y_val = validation_split(config, data)
     model, calibration = calibrate(model, x_val, y_val, data.x_test, data.y_test)

@@ -28,8 +28,8 @@ ROWS = [None, *sorted(formats.FORMATS, key=lambda f: (f.edge, formats.FAMILIES.i
 def benchmark(run_dir, rounds=5, latency_calls=50):
     """One row per format: {format, status, size_mb, accuracy, max_abs_diff, agreement, latency_us,
     images_per_second, runtime}."""
-    from job import rundir
-    from job.training import run_dataset
+    from job.train import rundir
+    from job.train.training import run_dataset
 
     run_dir = Path(run_dir)
     export = run_dir / "export"
@@ -75,8 +75,8 @@ def load(fmt, path, manifest):
     if fmt is None:
         import keras
 
-        from job.calibration import calibrated_model
-        from job.rundir import load_keras_model
+        from job.train.calibration import calibrated_model
+        from job.train.rundir import load_keras_model
 
         model = load_keras_model(path)
         if manifest.get("calibration"):  # the exported formats serve calibrated probabilities; so must Keras

@@ -6,12 +6,10 @@ once: the second refuses with one line (an flock on the run directory, held for 
 
 import fcntl
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
-from pathlib import Path
 
 from job.errors import JobError
+from mnist_predict.files import publish_directory as publish, recover, temp_dir_beside  # noqa: F401  (export's API)
 
 
 @contextmanager
@@ -31,47 +29,8 @@ def exclusive(run_dir):
 
 
 def make_temp_dir(out):
-    """A fresh temp dir beside `out` (same filesystem, so rename is atomic); also the writability check."""
+    """A fresh temp dir beside `out` (mnist_predict.files.temp_dir_beside); also the writability check."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        recover(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published export is an ordinary folder
-        return tmp
+        return temp_dir_beside(out)
     except OSError as e:
         raise JobError(f"--out {out}: not writable ({e.strerror or e})") from None
-
-
-def recover(out):
-    """Undo what a killed export left: remove dead exports' temp dirs, restore a backup caught mid-swap."""
-    for path in sorted(out.parent.glob(f".{out.name}.*-*")):
-        kind, _, rest = path.name[len(out.name) + 2:].partition("-")
-        pid = rest.split("-")[0]
-        if kind not in ("tmp", "old") or not pid.isdigit() or alive(int(pid)):
-            continue
-        if kind == "old" and not out.exists():
-            os.rename(path, out)  # killed between the two renames of publish(): the old export comes back
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def publish(tmp, out):
-    """Swap tmp into place. Between the two renames `out` is briefly absent; a kill in exactly that window
-    leaves the previous export at .<name>.old-<pid>, and the next export renames it back (recover)."""
-    backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.rename(out, backup)
-    os.rename(tmp, out)
-    shutil.rmtree(backup, ignore_errors=True)

@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 from job.errors import JobError
-from job.folders import folder_name
+from job.data.image_sets import folder_name
 
 
 def read_rows(path):

@@ -7,7 +7,7 @@ then catches it. The outliers are drawn the way the predictor frames ink (`mnist
 so they look like what a scribble, a blot or a smudge becomes after preprocessing. None of them are
 garments or photos: those stay unseen, for the robustness benchmark to test.
 
-    from job.outliers import make_outliers
+    from job.data.outliers import make_outliers
     x_out = make_outliers(1200, seed=42)          # uint8 (1200, 28, 28), white on black
 """
 

@@ -1,6 +1,6 @@
 """Image folders: write a dataset as image files, labelled by name or by class folder.
 
-Two layouts, both read by `mnist-job score` (job/scoring.py):
+Two layouts, both read by `mnist-job score` (job/data/scoring.py):
 - flat: <index>_<label>.png, the label in the name (what `mnist-predict` rows are scored by);
 - classes: <class name>/<index>.png, one subfolder per class, as keras.utils.image_dataset_from_directory
   and `mnist-job train --data FOLDER` read it.
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from job.errors import Interrupted, JobError
-from job.export.publish import make_temp_dir, publish
+from mnist_predict.files import publish_directory, temp_dir_beside
 
 LAYOUTS = ("flat", "classes")
 
@@ -29,7 +29,7 @@ def write_images(images, labels, class_names, out, layout="flat", condition=None
                  overwrite=False):
     """Write up to `limit` images into `out`, built beside it and renamed into place when complete.
 
-    With `condition` (see job.photos.CONDITIONS) each digit is rendered as a photo or scan first. Returns
+    With `condition` (see job.data.photos.CONDITIONS) each digit is rendered as a photo or scan first. Returns
     the number of files written."""
     from PIL import Image
 
@@ -40,7 +40,7 @@ def write_images(images, labels, class_names, out, layout="flat", condition=None
     def fill(tmp):
         for i in range(n):
             if condition:
-                from job.photos import render
+                from job.data.photos import render
 
                 image, suffix = render(images[i], condition, seed + i)
             else:
@@ -61,10 +61,13 @@ def publish_folder(out, fill, overwrite=False):
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise JobError(f"{out} is not empty: pass --overwrite to replace what it holds")
-    tmp = make_temp_dir(out)
+    try:
+        tmp = temp_dir_beside(out)
+    except OSError as e:
+        raise JobError(f"{out}: not writable ({e.strerror or e})") from None
     try:
         fill(tmp)
-        publish(tmp, out)
+        publish_directory(tmp, out)
     except KeyboardInterrupt:
         shutil.rmtree(tmp, ignore_errors=True)
         raise Interrupted(f"interrupted; nothing was written to {out}") from None

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from job import rundir
+from job.train import rundir
 from mnist_predict.wording import count
 
 

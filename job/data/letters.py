@@ -3,7 +3,7 @@
 A form has letters next to its numbers, and a softmax over ten digits calls a P an 8 unless it has seen
 P's. These are drawn from printed fonts, then made to look written: a random stroke width, a slant,
 rotation and shear, an elastic distortion (Simard, Steinkraus and Platt, ICDAR 2003) and the pen ink of
-job.photos. A second family, PEN_STROKES, draws letters from a few pen-stroke skeletons instead of a font,
+job.data.photos. A second family, PEN_STROKES, draws letters from a few pen-stroke skeletons instead of a font,
 so that a test can measure letters of a kind training never saw.
 
 Two font families split the roles: TRAIN_FONTS (DejaVu) teach, TEST_FONTS (Liberation) measure. No
@@ -13,7 +13,7 @@ Letters that are a digit's shape when handwritten (O o Q for 0, I l i j | for 1,
 b G for 6, q g for 9, B for 8) are left out of training: refusing them would teach the model to refuse
 the digit. bench/numbers.py reports them apart.
 
-    from job.letters import make_letters
+    from job.data.letters import make_letters
     x = make_letters(1000, seed=0)                       # uint8 (1000, 28, 28), white on black, framed
 """
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from job import rundir
+from job.train import rundir
 from job.errors import JobError
-from job.models import build_model
+from job.train.models import build_model
 from mnist_predict.files import sha256
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 `TrainConfig` is frozen. Each field is one setting with its help and default; None means "not given".
 `resolve(cfg)` fills in every setting before any work starts, and `for_data(cfg, data)` the few that the data
 decides. Each setting comes from the first of these that has it: the command line; a resumed run's
-config.json (the command line must agree with it); the base run of a fine-tune (job.finetune); the zoo
-entry (job.models); DEFAULTS; and the data itself (its name, default epochs for its size, outlier exposure
+config.json (the command line must agree with it); the base run of a fine-tune (job.train.finetune); the zoo
+entry (job.train.models); DEFAULTS; and the data itself (its name, default epochs for its size, outlier exposure
 for digits). `train`, `cv` and the benchmarks read the object that results and never fill it in.
 config.json records it field by field, and `recorded()` reads it back, for export and evaluate.
 
@@ -18,13 +18,14 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
+from job.data.datasets import SEED, TEST_SPLIT
 from job.errors import JobError
 
 log = logging.getLogger(__name__)
-# The defaults that no zoo entry sets. data.py and labelled.py take test_split and seed from here too.
-DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "test_split": 0.2, "seed": 42,
+# The defaults that no zoo entry sets (the data layer holds test_split and seed: labelled folders split by them).
+DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "test_split": TEST_SPLIT, "seed": SEED,
             "mixed_precision": False, "jit": False, "strategy": "auto", "freeze_base": False, "restandardize": False}
-ZOO_DEFAULTS = ("batch_size", "optimizer", "learning_rate", "augment")  # each zoo entry's own (job.models)
+ZOO_DEFAULTS = ("batch_size", "optimizer", "learning_rate", "augment")  # each zoo entry's own (job.train.models)
 CLI_NAMES = {"outliers": "outlier_exposure"}  # the fields whose option has another name
 
 
@@ -111,12 +112,12 @@ def help_for(name):
 def resolve(cfg):
     """The settings of the run `cfg` asks for, all filled in but those the data decides (for_data); every
     argument is checked, and nothing is loaded or created."""
-    from job.models import get_spec
-    from job.rundir import default_out
+    from job.train.models import get_spec
+    from job.train.rundir import default_out
 
     cfg = resumed(cfg)
     if cfg.init_from and not cfg.resume:
-        from job import finetune
+        from job.train import finetune
 
         base = finetune.base_config(cfg.init_from)
         cfg = replace(cfg, **finetune.defaults(cfg, get_spec(base["model"]), base))
@@ -140,9 +141,9 @@ def resolve(cfg):
 def for_data(cfg, data):
     """The resolved config completed by what the data decides: its name (a labelled folder is the dataset
     "folder", whatever --dataset said), the default epochs for its size, outlier exposure for digits."""
-    from job.data import DIGITS
-    from job.models import default_epochs, get_spec, why_epochs
-    from job.data import training_split
+    from job.data.datasets import DIGITS
+    from job.train.models import default_epochs, get_spec, why_epochs
+    from job.data.datasets import training_split
 
     spec = get_spec(cfg.model)
     cfg = replace(cfg, dataset=data.name)
@@ -156,10 +157,10 @@ def for_data(cfg, data):
 
 
 def worker_of(cfg):
-    """This process's place in a multi-worker run (job.multiworker.Worker), or None for other strategies."""
+    """This process's place in a multi-worker run (job.distributed.multiworker.Worker), or None for other strategies."""
     if cfg.strategy != "multiworker":
         return None
-    from job.multiworker import this_worker
+    from job.distributed.multiworker import this_worker
 
     return this_worker()
 
@@ -175,7 +176,7 @@ def check(cfg):
         raise JobError(f"--val-split must be in (0, 1), got {cfg.val_split}")
     if not 0.0 < cfg.test_split < 1.0:
         raise JobError(f"--test-split must be in (0, 1), got {cfg.test_split}")
-    from job.models import OPTIMIZERS
+    from job.train.models import OPTIMIZERS
 
     if cfg.optimizer.lower() not in OPTIMIZERS:
         raise JobError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
@@ -186,7 +187,7 @@ def check(cfg):
 def resumed(cfg):
     """--resume (or --resume-or-start on a run that has started) continues the run in --out, or the newest
     unfinished one, with its recorded settings; a setting given on the command line must match it."""
-    from job import rundir
+    from job.train import rundir
 
     if cfg.resume_or_start:
         if not cfg.out or cfg.resume:

@@ -2,10 +2,10 @@
 outliers.
 
 Keras smooths only one-hot labels, and every pipeline, cross-validation fold and benchmark feeds the models
-integer labels; this keeps them so. Label -1 marks an outlier (job.outliers): its target is the uniform
+integer labels; this keeps them so. Label -1 marks an outlier (job.data.outliers): its target is the uniform
 distribution, so the model learns to be unsure of what is no class (Hendrycks et al., 2019).
 
-    from job.losses import DigitAccuracy, SparseSmoothedCrossentropy
+    from job.train.losses import DigitAccuracy, SparseSmoothedCrossentropy
     model.compile(loss=SparseSmoothedCrossentropy(0.1), metrics=[DigitAccuracy()], ...)
 """
 

@@ -6,7 +6,7 @@ Worker 0, the chief, writes the run directory; the others train into a temporary
 --resume they first copy the chief's backup, so every worker restarts from the same epoch: the run directory
 must be on storage that all workers see (one machine, or a shared volume).
 
-    mnist-job train --model cnn-bn-aug --dataset mnist-sample --out runs/mw --local-workers 2   # job.launcher
+    mnist-job train --model cnn-bn-aug --dataset mnist-sample --out runs/mw --local-workers 2   # job.distributed.launcher
     TF_CONFIG='{"cluster": {"worker": ["h0:2222", "h1:2222"]}, "task": {"type": "worker", "index": 1}}' \\
         mnist-job train --strategy multiworker --out /shared/runs/mw
     mnist-job train --workers-from-indexed-job 4 --worker-host 'mnist-train-{i}.mnist-train:2222' --out /runs/mw
@@ -119,7 +119,7 @@ def connect_watchdog(worker, timeout):
 
     import tensorflow as tf
 
-    watchdog = subprocess.Popen([sys.executable, "-m", "job.multiworker", f"{timeout:g}", str(worker.index),
+    watchdog = subprocess.Popen([sys.executable, "-m", "job.distributed.multiworker", f"{timeout:g}", str(worker.index),
                                  *worker.addresses], stdin=subprocess.PIPE, stderr=_stderr_fd())
     faulthandler.dump_traceback_later(timeout + WATCHDOG_GRACE, exit=True, file=_devnull())
     try:
@@ -219,7 +219,7 @@ def first_line(error):
 def train_other_worker(cfg, worker, setup, run_dir, fit_worker):
     """What workers 1+ do in a multi-worker run: fit in step with the chief, in a scratch directory of their
     own (the chief writes the run), unless the chief's run has already fitted."""
-    from job import rundir
+    from job.train import rundir
 
     work = work_dir(worker, run_dir, cfg.resume)
     try:
@@ -234,7 +234,7 @@ def work_dir(worker, run_dir, resume):
     for the others, holding a copy of the chief's backup (and history) when resuming."""
     if worker.is_chief:
         return Path(run_dir)
-    from job import rundir
+    from job.train import rundir
 
     # Named after the run, so that a worker restarted after a crash replaces what the crashed one left.
     run_id = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
@@ -281,7 +281,7 @@ def patch_keras():
             or not hasattr(trainer.TensorFlowTrainer, "_maybe_symbolic_build"):
         raise JobError(f"--strategy multiworker patches Keras {KERAS_PATCHED}'s trainer (keras-team/keras#20585), but "
                        f"Keras {keras.__version__} is installed: install keras=={KERAS_PATCHED}.* as pyproject.toml "
-                       "pins it, or check job/multiworker.py's patch against this release")
+                       "pins it, or check job/distributed/multiworker.py's patch against this release")
     reduce_per_replica = trainer.reduce_per_replica
 
     def reduce_logs(values, strategy, reduction="auto"):

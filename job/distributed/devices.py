@@ -66,7 +66,7 @@ def make_strategy(name="auto", connect_timeout=None):
     auto        MirroredStrategy when more than one GPU is visible, else the default strategy
     one         OneDeviceStrategy on the first GPU, or on the CPU
     mirrored    MirroredStrategy over all GPUs; without GPUs, over all logical CPU devices
-    multiworker MultiWorkerMirroredStrategy; the cluster and this worker's task come from TF_CONFIG (job.multiworker).
+    multiworker MultiWorkerMirroredStrategy; the cluster and this worker's task come from TF_CONFIG (job.distributed.multiworker).
                 Returns once every worker has joined, or exits with one line after connect_timeout seconds.
     """
     import tensorflow as tf
@@ -82,7 +82,7 @@ def make_strategy(name="auto", connect_timeout=None):
         devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(devices=devices)
     else:
-        from job import multiworker
+        from job.distributed import multiworker
 
         if not os.environ.get("TF_CONFIG"):
             log.warning("multiworker without TF_CONFIG: this process is a cluster of one worker")

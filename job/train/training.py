@@ -6,7 +6,7 @@
     mnist-job evaluate runs/d512
 
 A run directory holds model.keras (the best epoch, written last), config.json, history.csv, metrics.json,
-best.keras, last.keras and plots/ (docs/artifacts.md; reading and writing them is job.rundir's).
+best.keras, last.keras and plots/ (docs/artifacts.md; reading and writing them is job.train.rundir's).
 """
 
 import contextlib
@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from job import rundir
-from job.data import DIGITS, load_dataset, training_split
-from job.epoch_seeds import EpochSeeds
+from job.train import rundir
+from job.data.datasets import DIGITS, load_dataset, training_split
+from job.train.epoch_seeds import EpochSeeds
 from job.errors import GateError, Interrupted, JobError
-from job.models import build_model, get_spec, make_optimizer
-from job.run_config import TrainConfig, for_data, recorded, resolve, worker_of  # noqa: F401  (TrainConfig: the API)
+from job.train.models import build_model, get_spec, make_optimizer
+from job.train.run_config import TrainConfig, for_data, recorded, resolve, worker_of  # noqa: F401  (TrainConfig: the API)
 
 log = logging.getLogger(__name__)
 OUTLIER_SHARE = 0.2  # outlier exposure: synthetic non-digits, as a share of the training digits
-LETTER_SHARE = 0.5  # ... and letters and symbols (job.letters), on digit datasets
-FRAGMENT_SHARE = 0.3  # ... and the fragments and merged pairs a wrong cut makes (job.segment_crops)
+LETTER_SHARE = 0.5  # ... and letters and symbols (job.data.letters), on digit datasets
+FRAGMENT_SHARE = 0.3  # ... and the fragments and merged pairs a wrong cut makes (job.data.segment_crops)
 SEGMENT_SHARE = 0.2  # digits as number reading crops them, slivers of neighbours and all (augmentation)
 STRETCHED_SHARE = 0.2  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
 # evaluate fails (exit 1) when the test accuracy falls this far below the figure recorded by train.
@@ -50,7 +50,7 @@ def seed_everything(seed, deterministic):
 def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, robust=False, seeds=None):
     """tf.data: uint8 arrays cached in memory, cast per batch, augmented on the fly, prefetched.
 
-    With `seeds` (job.epoch_seeds.EpochSeeds), a training set's order and augmentation are drawn from the
+    With `seeds` (job.train.epoch_seeds.EpochSeeds), a training set's order and augmentation are drawn from the
     epoch's number, so that a resumed run repeats the epochs of one never stopped."""
     import tensorflow as tf
 
@@ -63,7 +63,7 @@ def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, 
     ds = ds.batch(batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b),
                                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
-        from job.augment import augmenter
+        from job.data.augment import augmenter
 
         augment_batch = augmenter(seed, mirror, robust)
         if seeds is not None:
@@ -90,13 +90,13 @@ def epoch_log_callback():
 
 
 def best_checkpoint_callback(path, n_val, history, floor=None):
-    """Saves the model whenever an epoch's validation accuracy is as good as the best so far (job.stats): a
+    """Saves the model whenever an epoch's validation accuracy is as good as the best so far (job.train.stats): a
     checkpoint of the best epoch that noise of a few validation images cannot pull back to an early one.
     With `floor` (a fine-tuned run's base), only epochs that beat it count. On resume, the best so far comes
     from history.csv."""
     import keras
 
-    from job.stats import as_good
+    from job.train.stats import as_good
 
     def candidate(score):
         return floor is None or score > floor
@@ -126,13 +126,13 @@ def versions():
 
 def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
     """The zoo model with its preprocessing learnt from x_train (or a fine-tuned run's model, see
-    job/finetune.py), compiled with its own optimizer."""
+    job/train/finetune.py), compiled with its own optimizer."""
     import keras
 
-    from job.losses import DigitAccuracy, SparseSmoothedCrossentropy
+    from job.train.losses import DigitAccuracy, SparseSmoothedCrossentropy
 
     if getattr(cfg, "init_from", None):
-        from job.finetune import initial_model
+        from job.train.finetune import initial_model
 
         model = initial_model(cfg, x_train, classes)
     else:
@@ -146,9 +146,9 @@ def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
     return model
 
 
-def prepare(cfg, data, batch_size, scope=None):
+def model_and_pipelines(cfg, data, batch_size, scope=None):
     """The set-up every training run shares: validation split, tf.data pipelines, compiled model. `cfg` is
-    resolved (job.run_config): its epochs and outlier exposure are decided.
+    resolved (job.train.run_config): its epochs and outlier exposure are decided.
 
     Returns (model, train_ds, val_ds, n_fit, n_val, seeds): n_fit counts the samples an epoch passes over
     (the digits, plus stretched copies and outliers where they apply); seeds.callback() must run in fit, to
@@ -157,19 +157,19 @@ def prepare(cfg, data, batch_size, scope=None):
     digits = data.labels == DIGITS
     x_fit, y_fit = x_train, y_train.astype(np.int32)
     if digits and (cfg.augment or cfg.outliers):  # the crops reading a number makes: digits, and not
-        from job.segment_crops import segment_crops
+        from job.data.segment_crops import segment_crops
 
         (x_cut, y_cut), x_fragments = segment_crops(x_train, y_train, round(SEGMENT_SHARE * len(x_train)) * cfg.augment,
                                                     round(FRAGMENT_SHARE * len(x_train)) * bool(cfg.outliers), cfg.seed)
     if cfg.augment and digits:
-        from job.augment import stretched
+        from job.data.augment import stretched
 
         x_more, y_more = stretched(x_train, y_train, STRETCHED_SHARE, cfg.seed)
         x_fit, y_fit = np.concatenate([x_fit, x_more, x_cut]), np.concatenate([y_fit, y_more, y_cut])
     if cfg.outliers:
-        from job.letters import make_letters
-        from job.losses import OUTLIER
-        from job.outliers import make_outliers
+        from job.data.letters import make_letters
+        from job.train.losses import OUTLIER
+        from job.data.outliers import make_outliers
 
         extra = make_outliers(round(OUTLIER_SHARE * len(x_train)), cfg.seed)
         if digits:
@@ -221,7 +221,7 @@ def train(cfg, data=None, record=None):
     cfg = for_data(cfg, data)
     setup = set_up(cfg, data, run_dir, chief)
     if not chief:
-        from job.multiworker import train_other_worker
+        from job.distributed.multiworker import train_other_worker
 
         train_other_worker(cfg, worker, setup, run_dir, fit_worker)
         return run_dir, None
@@ -236,7 +236,7 @@ def train(cfg, data=None, record=None):
 
 def set_up(cfg, data, run_dir, chief):
     """Devices, seeds, the distribution strategy, the data pipelines and the compiled model (Setup)."""
-    from job import devices
+    from job.distributed import devices
 
     device = devices.detect_devices()  # logs the GPUs, or the CPU and its threads
     if cfg.mixed_precision:
@@ -250,7 +250,7 @@ def set_up(cfg, data, run_dir, chief):
         if recorded_batch != global_batch:
             raise JobError(f"{run_dir}: trained with a global batch of {recorded_batch}, now {global_batch} "
                            f"({replicas} replica(s)); resume with as many workers and GPUs as it started with")
-    model, train_ds, val_ds, n_fit, n_val, seeds = prepare(cfg, data, global_batch, strategy.scope())
+    model, train_ds, val_ds, n_fit, n_val, seeds = model_and_pipelines(cfg, data, global_batch, strategy.scope())
     devices.synchronize_batch_norm(model, strategy)
     base = base_candidate(cfg, run_dir, data, model, val_ds, chief)
     return Setup(model, train_ds, val_ds, n_fit, n_val, seeds, device, replicas, global_batch, base)
@@ -265,7 +265,7 @@ def write_config(cfg, data, setup, run_dir, record=None):
               "versions": versions(), "device": setup.device, "command": shlex.join(["mnist-job", *sys.argv[1:]]),
               "resumes": []}
     if cfg.init_from:
-        from job.finetune import lineage
+        from job.train.finetune import lineage
 
         config.update(lineage(cfg.init_from), base_val_accuracy=setup.base)
     rundir.write_json(run_dir / rundir.CONFIG, {**config, **(record or {})})
@@ -279,7 +279,7 @@ def base_candidate(cfg, run_dir, data, model, val_ds, chief):
         return None
     if cfg.resume:
         return rundir.read_json(run_dir / rundir.CONFIG).get("base_val_accuracy")
-    from job.finetune import base_config
+    from job.train.finetune import base_config
 
     if base_config(cfg.init_from)["labels"] != data.labels:
         return None
@@ -307,7 +307,7 @@ def fit_worker(cfg, worker, setup, work, history):
         return fit(cfg, setup, work, history)
     import tensorflow as tf
 
-    from job.multiworker import lost_peer, weights_fingerprint
+    from job.distributed.multiworker import lost_peer, weights_fingerprint
 
     try:
         trained = fit(cfg, setup, work, history)
@@ -380,7 +380,7 @@ def interrupted_in_training(cfg, run_dir):
 def finish(cfg, run_dir, data, n_fit, n_val, device, base=None):
     """Evaluate the best epoch (or a fine-tuned run's base, when no epoch beat it), then write metrics.json,
     the plots and, last, model.keras."""
-    from job.stats import kept_epoch as best_epoch
+    from job.train.stats import kept_epoch as best_epoch
 
     try:
         rows = rundir.read_history(run_dir / rundir.HISTORY)
@@ -404,7 +404,7 @@ def finish(cfg, run_dir, data, n_fit, n_val, device, base=None):
                    "stopped_early": fitted["stopped_early"],
                    "params": model.count_params(), "device": device["description"]}
         rundir.write_json(run_dir / rundir.METRICS, metrics)
-        from job.plots import plot_run
+        from job.train.plots import plot_run
 
         plot_run(run_dir, data.x_test, data.y_test, probabilities, data.labels, kept_epoch)
         rundir.save_model(model, run_dir / rundir.MODEL)  # last: its presence marks a finished run
@@ -467,7 +467,7 @@ def evaluate(run_dir, dataset=None, data=None):
     labelled folder is matched to the run's classes by name. On IDX or npz data, refuses what is plainly
     another dataset (JobError), and fails (GateError, exit 1) when the accuracy falls far below the recorded
     figure."""
-    from job.labelled import evaluation_set, is_labelled_folder
+    from job.data.labelled import evaluation_set, is_labelled_folder
 
     run_dir = rundir.run_dir_of(run_dir)
     if not rundir.is_finished(run_dir):
@@ -488,7 +488,7 @@ def evaluate(run_dir, dataset=None, data=None):
         out = run_dir / f"eval-{Path(data).resolve().name}"
         out.mkdir(exist_ok=True)
         rundir.write_json(out / rundir.METRICS, fresh)
-        from job.plots import plot_evaluation
+        from job.train.plots import plot_evaluation
 
         plot_evaluation(out, x, y, probabilities, config["labels"])
         fresh["plots"] = str(out)

@@ -3,7 +3,7 @@
 Sources, in order: an explicit path (`--data`), the `MNIST_DATA` environment variable, then Keras's own
 cache and download. `mnist-sample` is bundled with the package, so the job runs with no network at all.
 
-    from job.data import load_dataset
+    from job.data.datasets import load_dataset
     ds = load_dataset("mnist-sample")
     ds = load_dataset("fashion_mnist", "/usr/share/datasets/fashion-mnist")
 """
@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from job.errors import JobError
-from job.run_config import DEFAULTS
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
+TEST_SPLIT, SEED = 0.2, 42  # a labelled folder without test/ holds out this share, drawn with this seed
 DIGITS = [str(d) for d in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 # "custom": MNIST-format files of your own, with ten classes named 0-9 and no check of their content;
-# "folder": a labelled image folder (job/labelled.py), whose subfolders name the classes.
+# "folder": a labelled image folder (job/data/labelled.py), whose subfolders name the classes.
 DATASETS = {"mnist": DIGITS, "fashion_mnist": FASHION, "mnist-sample": DIGITS, "custom": DIGITS, "folder": None}
 # Pixel statistics that tell the two families apart: MNIST digits leave 81% of pixels black (76-85% in any 10
 # images of the sample), Fashion-MNIST items 50% (40-63%).
@@ -64,12 +64,12 @@ def canonical_name(name):
     return name
 
 
-def load_dataset(name="mnist", data=None, test_split=DEFAULTS["test_split"], seed=DEFAULTS["seed"]):
+def load_dataset(name="mnist", data=None, test_split=TEST_SPLIT, seed=SEED):
     """A dataset by name, from `data` (an npz, an IDX folder or a labelled image folder) when given.
 
     A labelled folder is its own dataset, "folder", whatever the name: its subfolders name the classes and
     `test_split` and `seed` carve its test set when it has no test/ of its own."""
-    from job.labelled import is_labelled_folder, load_folder
+    from job.data.labelled import is_labelled_folder, load_folder
 
     name = canonical_name(name)
     if name == "mnist-sample" and data:
@@ -198,7 +198,7 @@ def validate_pairs(arrays, source, classes=10):
 
 
 def training_split(cfg, data):
-    """(x_train, y_train, x_val, y_val) of a run (job.run_config): its validation split, and at most
+    """(x_train, y_train, x_val, y_val) of a run (job.train.run_config): its validation split, and at most
     cfg.max_train_samples of the rest to train on."""
     x_train, y_train, x_val, y_val = split_validation(data.x_train, data.y_train, cfg.val_split, cfg.seed)
     if cfg.max_train_samples:

@@ -1,6 +1,6 @@
 """Augmentation: in the tf.data pipeline, never in the model, so no exported graph carries randomness.
 
-    from job.augment import augmenter, stretched
+    from job.data.augment import augmenter, stretched
     ds = ds.map(augmenter(seed, mirror=False, robust=True))     # shifts, rotations, stroke, focus, contrast
     x_more, y_more = stretched(x_train, y_train, 0.1, seed)     # extra samples, once, before the pipeline
 """
@@ -38,7 +38,7 @@ def augmenter(seed, mirror=False, robust=False):
             x = step(x, training=True)
         return x[..., 0], labels
 
-    apply.layers = steps  # for job.epoch_seeds, which reseeds them every epoch
+    apply.layers = steps  # for job.train.epoch_seeds, which reseeds them every epoch
     return apply
 
 

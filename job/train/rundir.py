@@ -5,7 +5,7 @@ and the plots, so a run killed at any earlier moment is unfinished, and `--resum
 - backup/ (Keras BackupAndRestore) holds the last finished epoch while training is under way;
 - fit.json appears once training has ended (all epochs, or early stopping), before the results are written.
 
-    from job import rundir
+    from job.train import rundir
     rundir.is_finished("runs/demo"), rundir.read_history("runs/demo/history.csv")
 """
 
@@ -111,7 +111,7 @@ def load_keras_model(path):
 
     import keras
 
-    import job.losses  # noqa: F401  (registers the custom loss and metric the file may name)
+    import job.train.losses  # noqa: F401  (registers the custom loss and metric the file may name)
 
     megabytes = Path(path).stat().st_size / 1e6 if Path(path).is_file() else 0
     if megabytes > MAX_MODEL_MB:

@@ -9,7 +9,7 @@ so training sees exactly what prediction will. Decoding runs in parallel and is 
 $MNIST_JOB_CACHE (default ~/.cache/mnist-job), keyed by every file's path, size and modification time and by
 the preprocessing code itself, so a second run, or an export, does not decode again.
 
-    from job.labelled import load_folder
+    from job.data.labelled import load_folder
     arrays, classes, source = load_folder("photos/", test_split=0.2, seed=42)
 """
 
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from job.data.datasets import SEED, TEST_SPLIT
 from job.errors import JobError
-from job.run_config import DEFAULTS
 from mnist_predict.files import atomic_path, usable_cpus
 from mnist_predict.wording import count
 
@@ -91,7 +91,7 @@ def classes_of(folder):
     return classes
 
 
-def load_folder(path, test_split=DEFAULTS["test_split"], seed=DEFAULTS["seed"], workers=None):
+def load_folder(path, test_split=TEST_SPLIT, seed=SEED, workers=None):
     """(arrays with x_train, y_train, x_test, y_test; class names; a source description)."""
     path = Path(path).resolve()
     splits = layout(path)

@@ -12,7 +12,7 @@ export folds it into the graph, so every exported format outputs calibrated prob
 Calibration is only applied where it is supported and helps, else the raw softmax is exported with the
 reason (`calibrate` returns it):
 - The validation split must be able to see a miscalibration at all: the model's mean top probability must lie
-  outside the 95% interval of its validation accuracy (Wilson, job.stats), an interval that narrows with the
+  outside the 95% interval of its validation accuracy (Wilson, job.train.stats), an interval that narrows with the
   number of images. On 29 images right 97% of the time the interval is 83-99%, and a fit there chases noise.
 - The fitted temperature must lie inside its search range: a fit that runs to the edge (0.05 when every
   validation image is right) says "as sharp as possible", not "this sharp".
@@ -22,7 +22,7 @@ reason (`calibrate` returns it):
 
 import numpy as np
 
-from job.stats import wilson
+from job.train.stats import wilson
 
 BINS = 15
 GRID = (0.05, 20)  # the temperatures fit_temperature searches

@@ -5,7 +5,7 @@ black; output `probabilities` float32 (N, 10). Scaling and standardization are l
 training, SavedModel, ONNX and the edge predictor all read the same input. Augmentation is not a layer
 here: `augment=True` asks the training input pipeline for it, and it never reaches an exported graph.
 
-    from job.models import ZOO, build_model
+    from job.train.models import ZOO, build_model
     model = build_model("mnist-convnet", x_train)
 """
 
@@ -38,7 +38,7 @@ class ModelSpec:
     augment: bool = False
     min_samples: int = 0  # default epochs rise on small datasets until training sees this many samples
     label_smoothing: float = 0.0
-    outliers: bool = False  # outlier exposure on digit datasets (job.outliers)
+    outliers: bool = False  # outlier exposure on digit datasets (job.data.outliers)
     notes: str = ""
 
 

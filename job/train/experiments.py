@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from job import rundir
-from job.data import load_dataset
+from job.train import rundir
+from job.data.datasets import load_dataset
 from job.errors import JobError
-from job.models import get_spec
-from job.plots import pyplot, save
-from job.rundir import write_json
-from job.stats import tied, wilson
-from job.run_config import resolve
-from job.training import train
+from job.train.models import get_spec
+from job.train.plots import pyplot, save
+from job.train.rundir import write_json
+from job.train.stats import tied, wilson
+from job.train.run_config import resolve
+from job.train.training import train
 
 
 def stamp():
@@ -30,7 +30,7 @@ def stamp():
 
 
 def cross_validate(cfg, folds=5):
-    """k-fold CV on the training set: each fold is a whole `train` run (job.training.train, the recipe `train`
+    """k-fold CV on the training set: each fold is a whole `train` run (job.train.training.train, the recipe `train`
     ships: its validation split and best epoch, augmentation, outlier exposure, default epochs) on the other
     folds, tested on the fold held out, into OUT/fold-<k>/. Returns (out, summary)."""
     if folds < 2:

@@ -5,7 +5,7 @@ labelled-folder demo make their own from real MNIST strokes: each digit is drawn
 then lit, shadowed, rotated, blurred, noised and JPEG-compressed under one named condition. Every image is
 a pure function of (digit, condition, seed). TF-free: numpy and Pillow.
 
-    from job.photos import render, CONDITIONS
+    from job.data.photos import render, CONDITIONS
     image, suffix = render(x_test[0], "phone", seed=0)       # a PIL image and ".jpg" or ".png"
     mnist-job images --dataset mnist-sample --condition phone --limit 200 --out photos/
 """

@@ -1,11 +1,11 @@
 """Render whole numbers from MNIST digits, as scans and phone photos, for the reading benchmark and tests.
 
-Each digit is drawn as pen ink (job.photos.stroke), the digits set side by side with a spacing drawn from
-one of SPACINGS, and the strip put on paper under a condition of job.photos. Touching digits are pushed
+Each digit is drawn as pen ink (job.data.photos.stroke), the digits set side by side with a spacing drawn from
+one of SPACINGS, and the strip put on paper under a condition of job.data.photos. Touching digits are pushed
 together until their ink meets; overlapping ones further still, so that strokes cross. Letters and
-symbols come from job.letters in the same pen, alone or standing in a number.
+symbols come from job.data.letters in the same pen, alone or standing in a number.
 
-    from job.number_images import render_number
+    from job.data.number_images import render_number
     image, suffix, boxes = render_number([x[3], x[1], x[4]], "tight", "phone", seed=0)
     mnist-job images --numbers --spacing touching --condition phone --limit 100 --out numbers/
 """
@@ -13,7 +13,7 @@ symbols come from job.letters in the same pen, alone or standing in a number.
 import numpy as np
 from PIL import Image
 
-from job.photos import render_ink, stroke
+from job.data.photos import render_ink, stroke
 
 SPACINGS = {
     "loose": "a gap of a quarter to half a digit's height",
@@ -81,7 +81,7 @@ def _next_x(canvas, ink, y, x, spacing, rng, height):
 
 
 def render_number(glyphs, spacing, condition, seed=0, scale=None):
-    """One number under `condition` (a job.photos condition): (PIL image, suffix, boxes of each glyph in the
+    """One number under `condition` (a job.data.photos condition): (PIL image, suffix, boxes of each glyph in the
     image's pixels; under a photo's slight rotation they are the unrotated boxes)."""
     rng = np.random.default_rng(seed)
     scale = scale or int(rng.integers(3, 6))
@@ -101,8 +101,8 @@ def render_number(glyphs, spacing, condition, seed=0, scale=None):
 def write_numbers(images, labels, out, count=100, spacing="tight", condition="off-white", seed=0, overwrite=False):
     """Write `count` numbers of 2-8 of the digits `images` (labelled `labels`) into `out`, as
     <index>_<number><suffix> (`mnist-job score` reads the number from the name); atomically. Returns count."""
-    from job.folders import publish_folder
-    from job.photos import CONDITIONS as PHOTO_CONDITIONS
+    from job.data.image_sets import publish_folder
+    from job.data.photos import CONDITIONS as PHOTO_CONDITIONS
 
     if spacing not in SPACINGS:
         raise ValueError(f"unknown --spacing {spacing!r}: choose one of {', '.join(SPACINGS)}")

@@ -4,18 +4,18 @@ strokes cut short, and the fragments and merged pairs that a wrong cut makes.
 `mnist_predict.numbers` cuts a number into atoms and lets the model choose which runs of atoms are digits,
 so the model must read a digit whose cut was not perfect, and be unsure of half a digit or of two digits
 framed as one; a model trained on whole, clean digits is confidently wrong on both. These samples are made
-by the reader itself: training digits are set side by side (job.number_images.strip, tight and touching),
+by the reader itself: training digits are set side by side (job.data.number_images.strip, tight and touching),
 read into candidates by `numbers.layout_of`, and each candidate is labelled by the true digit boxes: a
 candidate that spans one digit's box (slivers of its neighbours allowed) is that digit; a fragment of one,
 or two digits framed as one, is an outlier; those between are left out.
 
-    from job.segment_crops import segment_crops
+    from job.data.segment_crops import segment_crops
     (x_pos, y_pos), x_neg = segment_crops(x_train, y_train, 600, 600, seed=0)
 """
 
 import numpy as np
 
-from job.number_images import strip
+from job.data.number_images import strip
 from mnist_predict import numbers
 
 COVER = 0.9  # a candidate that spans this share of a digit's width and height is that digit ...
