@@ -17,7 +17,9 @@ QUICK_NOTE = "QUICK MODE: tiny data and repeats, figures not comparable with the
 
 
 def cpu_count():
-    return len(os.sched_getaffinity(0))
+    from mnist_predict.files import usable_cpus
+
+    return usable_cpus()
 
 
 def device_line():

@@ -92,37 +92,39 @@ def models(as_json: bool = JsonOption):
     Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
-def setting(name, **extra):
-    """A train option whose help is the setting's own (job.train.run_config.TrainConfig); None: not given."""
-    return typer.Option(None, help=help_for(name), **extra)
+def settings_options(*names):
+    """Give a command one option per TrainConfig setting named (job.train.run_config): its name (CLI_NAMES), type,
+    default and help are the setting's own, so no command declares them again. The command takes them as
+    **settings; None means "not given"."""
+    import inspect
+    from dataclasses import fields
+    from typing import get_args
+
+    from job.train.run_config import CLI_NAMES, TrainConfig
+
+    declared = {f.name: f for f in fields(TrainConfig)}
+
+    def option(name):
+        f = declared[name]
+        kind = Strategy if name == "strategy" else next(t for t in (get_args(f.type) or (f.type,)) if t is not type(None))
+        annotation = kind if f.default is not None else Optional[kind]
+        return inspect.Parameter(CLI_NAMES.get(name, name), inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=typer.Option(f.default, help=help_for(name)))
+
+    def decorate(command):
+        own = [p for p in inspect.signature(command).parameters.values() if p.kind != p.VAR_KEYWORD]
+        command.__signature__ = inspect.Signature([*map(option, names), *(p.replace(kind=p.KEYWORD_ONLY) for p in own)])
+        return command
+
+    return decorate
 
 
 @app.command()
+@settings_options("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
+                  "test_split", "seed", "out", "init_from", "freeze_base", "restandardize", "resume", "resume_or_start",
+                  "augment", "outliers", "early_stopping", "mixed_precision", "jit", "strategy", "tensorboard",
+                  "max_train_samples")
 def train(
-    model: Optional[str] = setting("model"),
-    dataset: Optional[str] = setting("dataset"),
-    data: Optional[str] = setting("data"),
-    epochs: Optional[int] = setting("epochs"),
-    batch_size: Optional[int] = setting("batch_size"),
-    optimizer: Optional[str] = setting("optimizer"),
-    learning_rate: Optional[float] = setting("learning_rate"),
-    val_split: Optional[float] = setting("val_split"),
-    test_split: Optional[float] = setting("test_split"),
-    seed: Optional[int] = setting("seed"),
-    out: Optional[str] = setting("out"),
-    init_from: Optional[str] = setting("init_from"),
-    freeze_base: Optional[bool] = setting("freeze_base"),
-    restandardize: Optional[bool] = setting("restandardize"),
-    resume: bool = typer.Option(False, help=help_for("resume")),
-    resume_or_start: bool = typer.Option(False, help=help_for("resume_or_start")),
-    augment: Optional[bool] = setting("augment"),
-    outlier_exposure: Optional[bool] = setting("outliers"),
-    early_stopping: Optional[int] = setting("early_stopping"),
-    mixed_precision: Optional[bool] = setting("mixed_precision"),
-    jit: Optional[bool] = setting("jit"),
-    strategy: Optional[Strategy] = setting("strategy"),
-    tensorboard: bool = typer.Option(False, help=help_for("tensorboard")),
-    max_train_samples: Optional[int] = setting("max_train_samples"),
     local_workers: Optional[int] = typer.Option(None, min=1, help="Start this many multiworker processes on this "
                                                  "machine (loopback ports, a share of the cores each) and wait for "
                                                  "them; worker 0 writes the run."),
@@ -133,6 +135,7 @@ def train(
                                               "e.g. 'mnist-train-{i}.mnist-train:2222'."),
     connect_timeout: float = typer.Option(600.0, min=1.0, help=help_for("connect_timeout")),
     as_json: bool = JsonOption,
+    **settings,
 ):
     """Train a zoo model, evaluate its best epoch on the test set, and write a run directory.
 
@@ -144,18 +147,18 @@ def train(
     from job.train.rundir import default_out
     from job.train.training import TrainConfig, train as run_training
 
-    options = dict(locals())  # the settings given, by name (job.train.run_config.TrainConfig.of)
+    options = {**settings, "connect_timeout": connect_timeout}
     if local_workers:
         from job.distributed.launcher import launch
 
-        raise typer.Exit(launch(INVOCATION, local_workers, out or default_out(model or "cnn-bn-aug")))
+        raise typer.Exit(launch(INVOCATION, local_workers, settings["out"] or default_out(settings["model"] or "cnn-bn-aug")))
     if workers_from_indexed_job or worker_host:
         from job.distributed.multiworker import indexed_job_tf_config
 
         if not (workers_from_indexed_job and worker_host):
             raise JobError("--workers-from-indexed-job N and --worker-host PATTERN go together")
-        if strategy not in (None, Strategy.multiworker):
-            raise JobError(f"--workers-from-indexed-job runs --strategy multiworker, not {strategy.value}")
+        if settings["strategy"] not in (None, Strategy.multiworker):
+            raise JobError(f"--workers-from-indexed-job runs --strategy multiworker, not {settings['strategy'].value}")
         os.environ["TF_CONFIG"] = json.dumps(indexed_job_tf_config(workers_from_indexed_job, worker_host))
         options["strategy"] = Strategy.multiworker
     cfg = TrainConfig.of(options)
@@ -326,18 +329,12 @@ def score(predictions: str = typer.Argument(..., help="CSV or JSONL from mnist-p
 
 
 @app.command()
+@settings_options("model", "dataset", "data", "epochs", "batch_size", "learning_rate", "seed", "max_train_samples")
 def cv(
-    model: Optional[str] = setting("model"),
     folds: int = typer.Option(5, help="Number of folds over the training set."),
-    dataset: Optional[str] = setting("dataset"),
-    data: Optional[str] = setting("data"),
-    epochs: Optional[int] = setting("epochs"),
-    batch_size: Optional[int] = setting("batch_size"),
-    learning_rate: Optional[float] = setting("learning_rate"),
-    seed: Optional[int] = setting("seed"),
     out: Optional[str] = typer.Option(None, help="Default: runs/cv-<model>-<UTC timestamp>."),
-    max_train_samples: Optional[int] = setting("max_train_samples"),
     as_json: bool = JsonOption,
+    **settings,
 ):
     """k-fold cross-validation on the training set: each fold's accuracy, mean ± std, and a box plot.
 
@@ -346,7 +343,7 @@ def cv(
     from job.train.experiments import cross_validate
     from job.train.training import TrainConfig
 
-    cfg = TrainConfig.of(locals())
+    cfg = TrainConfig.of({**settings, "out": out})
     with json_stdout(as_json):
         out_dir, summary = cross_validate(cfg, folds)
     if as_json:
@@ -356,16 +353,14 @@ def cv(
 
 
 @app.command()
+@settings_options("dataset", "data", "seed", "max_train_samples")
 def sweep(
     models: str = typer.Option(..., help="Comma-separated zoo names, e.g. dense-128,cnn-mit."),
     epochs: Optional[str] = typer.Option(None, help="Comma-separated, e.g. 2,5. Default: each model's."),
     learning_rate: Optional[str] = typer.Option(None, help="Comma-separated, e.g. 1e-3,1e-2."),
     batch_size: Optional[str] = typer.Option(None, help="Comma-separated, e.g. 64,256."),
-    dataset: str = typer.Option("mnist", help=DATASET_HELP),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
-    seed: int = typer.Option(42),
     out: Optional[str] = typer.Option(None, help="Default: runs/sweep-<UTC timestamp>."),
-    max_train_samples: Optional[int] = typer.Option(None, help="Use at most this many training samples."),
+    **settings,
 ):
     """Train every combination of models and hyper-parameters, then write report.md comparing them.
 
@@ -374,7 +369,7 @@ def sweep(
     from job.train.experiments import sweep as run_sweep
     from job.train.training import TrainConfig
 
-    base = TrainConfig(dataset=dataset, data=data, seed=seed, max_train_samples=max_train_samples)
+    base = TrainConfig.of(settings)
     report, bests = run_sweep(base, models, epochs, learning_rate, batch_size, out)
     print(f"report: {report} (best by validation: {', '.join(b['dir'].name for b in bests.values())})")
 

@@ -398,7 +398,7 @@ class Summary:
         }
 
 
-def run(predictor, paths, out, on_row=None, skipped=None, task="predict", **options):
+def predict_to_file(predictor, paths, out, on_row=None, skipped=None, task="predict", **options):
     """Predict (task="read": read numbers in) `paths` into the file `out` and return the summary; options
     go to predict_files (read_files), and `skipped` (from list_images) goes into the summary. A reading's
     histogram counts its digits."""

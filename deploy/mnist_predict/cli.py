@@ -287,7 +287,7 @@ def _batch(task, images, model, out, options, workers, recursive, decode_timeout
         except UsageError as error:
             _fail(error)
         try:
-            summary = _run_with_progress(batch.run, predictor, paths, out, pool=pool, skipped=skipped, task=task,
+            summary = _run_with_progress(batch.predict_to_file, predictor, paths, out, pool=pool, skipped=skipped, task=task,
                                          **options)
         except KeyboardInterrupt:
             _fail(f"interrupted; nothing was written to {out}", 130)
