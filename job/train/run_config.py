@@ -1,11 +1,12 @@
 """The settings of a training run: declared once, resolved once, recorded as they were used.
 
-`TrainConfig` is frozen. Each field is one setting with its help and default; None means "not given".
+`TrainConfig` is frozen. Each field is one setting with its help, and with its fill: what it takes when it
+is not given (a value, or the zoo entry's; DEFAULTS and ZOO_DEFAULTS collect them). None means "not given".
 `resolve(cfg)` fills in every setting before any work starts, and `for_data(cfg, data)` the few that the data
 decides. Each setting comes from the first of these that has it: the command line; a resumed run's
-config.json (the command line must agree with it); the base run of a fine-tune (job.train.finetune); the zoo
-entry (job.train.models); DEFAULTS; and the data itself (its name, default epochs for its size, outlier exposure
-for digits). `train`, `cv` and the benchmarks read the object that results and never fill it in.
+config.json (the command line must agree with it); the base run of a fine-tune (job.train.finetune); the
+field's fill (a value, or the zoo entry's: job.train.models); and the data itself (its name, default epochs
+for its size, outlier exposure for digits). `train`, `cv` and the benchmarks read the object that results and never fill it in.
 config.json records it field by field, and `recorded()` reads it back, for export and evaluate.
 
     cfg = resolve(TrainConfig(model="cnn-mit", dataset="mnist-sample"))
@@ -22,57 +23,56 @@ from job.data.datasets import SEED, TEST_SPLIT
 from job.errors import JobError
 
 log = logging.getLogger(__name__)
-# The defaults that no zoo entry sets (the data layer holds test_split and seed: labelled folders split by them).
-DEFAULTS = {"model": "cnn-bn-aug", "dataset": "mnist", "val_split": 0.1, "test_split": TEST_SPLIT, "seed": SEED,
-            "mixed_precision": False, "jit": False, "strategy": "auto", "freeze_base": False, "restandardize": False}
-ZOO_DEFAULTS = ("batch_size", "optimizer", "learning_rate", "augment")  # each zoo entry's own (job.train.models)
 CLI_NAMES = {"outliers": "outlier_exposure"}  # the fields whose option has another name
+ZOO = "the zoo entry's"  # a setting's fill: the zoo model's own value (job.train.models.ZooSpec)
 
 
-def setting(help, default=None):
-    """A field that is None until resolve() fills it; `help` is what --help says of it."""
-    return field(default=default, metadata={"help": help})
+def setting(help, default=None, fill=None):
+    """A field: `help` is what --help says of it, `default` what it holds when not given (None: not given),
+    and `fill` what resolve() puts in its place: a value, ZOO for the zoo entry's, or None where the data or
+    another setting decides."""
+    return field(default=default, metadata={"help": help, "fill": fill})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str | None = setting("Zoo model name (see `mnist-job models`).")
+    model: str | None = setting("Zoo model name (see `mnist-job models`).", fill="cnn-bn-aug")
     dataset: str | None = setting("mnist, fashion_mnist, mnist-sample (bundled, offline; takes no --data), or "
                                   "custom (your own MNIST-format files; skips the check that the data looks like "
-                                  "the dataset named).")
+                                  "the dataset named).", fill="mnist")
     data: str | None = setting("A Keras mnist.npz, a folder with the four IDX files (.gz or raw), or a labelled "
                                "image folder (one subfolder per class, optionally under train/ and test/). "
                                "Default: $MNIST_DATA, then Keras's cache/download.")
     epochs: int | None = setting("Default: the zoo entry's (more on small data, see `mnist-job models`).")
-    batch_size: int | None = setting("Per-replica batch size. Default: the zoo entry's.")
-    optimizer: str | None = setting("adam, rmsprop, sgd, adamw... Default: the zoo entry's.")
-    learning_rate: float | None = setting("Default: the zoo entry's.")
-    val_split: float | None = setting("Fraction of the training data held out for validation.")
+    batch_size: int | None = setting("Per-replica batch size.", fill=ZOO)
+    optimizer: str | None = setting("adam, rmsprop, sgd, adamw...", fill=ZOO)
+    learning_rate: float | None = setting("", fill=ZOO)
+    val_split: float | None = setting("Fraction of the training data held out for validation.", fill=0.1)
+    # the data layer holds test_split's and seed's fills: labelled folders are split by them
     test_split: float | None = setting("Share of a labelled folder held out for testing (by class, with the "
-                                       "seed) when it has no test/.")
-    seed: int | None = setting("Same seed on the CPU gives identical metrics.")
+                                       "seed) when it has no test/.", fill=TEST_SPLIT)
+    seed: int | None = setting("Same seed on the CPU gives identical metrics.", fill=SEED)
     out: str | None = setting("Run directory. Default: runs/<model>-<UTC timestamp>.")
     resume: bool = setting("Continue an unfinished run in --out (default: the newest) with its recorded "
                            "settings, from its last finished epoch.", False)
     resume_or_start: bool = setting("Resume the run in --out if it has started, else start it: for pods that a "
                                     "Kubernetes Job retries.", False)
     augment: bool | None = setting("Augmentation in the input pipeline: shifts, plus rotations, stroke width, "
-                                   "blur and contrast for digits, or mirror flips for Fashion-MNIST. Default: the "
-                                   "zoo entry's.")
+                                   "blur and contrast for digits, or mirror flips for Fashion-MNIST.", fill=ZOO)
     outliers: bool | None = setting("Train on synthetic non-digits too, pushed towards a uniform output, so junk "
                                     "is not called a digit. Default: on for cnn-bn-aug on digits.")
     early_stopping: int | None = setting("Stop after this many epochs without a better validation accuracy (and "
                                          "keep the best weights).")
-    mixed_precision: bool | None = setting("mixed_float16 (GPU); the output layer stays float32.")
+    mixed_precision: bool | None = setting("mixed_float16 (GPU); the output layer stays float32.", fill=False)
     jit: bool | None = setting("XLA-compile the train step: helps on GPUs, 2x slower on this CPU; turns off op "
-                               "determinism.")  # measured 2-6x slower than the default on CPU (bench/train_speed.py)
-    strategy: str | None = setting("auto picks MirroredStrategy on >1 GPU.")
+                               "determinism.", fill=False)  # measured 2-6x slower on CPU (bench/train_speed.py)
+    strategy: str | None = setting("auto picks MirroredStrategy on >1 GPU.", fill="auto")
     init_from: str | None = setting("Fine-tune the model of this finished run: its weights, a new output layer "
                                     "when the classes differ, a tenth of the zoo's learning rate and a third of its "
                                     "epochs unless given.")
-    freeze_base: bool | None = setting("With --init-from: train the output layer alone.")
+    freeze_base: bool | None = setting("With --init-from: train the output layer alone.", fill=False)
     restandardize: bool | None = setting("With --init-from: re-estimate the input standardization on the new data "
-                                         "(default: keep the base's).")
+                                         "(default: keep the base's).", fill=False)
     tensorboard: bool = setting("Write TensorBoard logs into the run directory.", False)
     deterministic: bool = setting("Op determinism (off under --jit).", True)
     max_train_samples: int | None = setting("Train on at most this many samples.")
@@ -92,6 +92,8 @@ class TrainConfig:
         return cls(**given)
 
 
+DEFAULTS = {f.name: f.metadata["fill"] for f in fields(TrainConfig) if f.metadata["fill"] not in (None, ZOO)}
+ZOO_DEFAULTS = tuple(f.name for f in fields(TrainConfig) if f.metadata["fill"] is ZOO)
 # What a run computes depends on these; a resume takes them from config.json and refuses to change them.
 RUN_SETTINGS = ("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
                 "test_split", "seed", "augment", "outliers", "max_train_samples", "early_stopping", "mixed_precision",
@@ -103,10 +105,11 @@ def help_text(name):
 
 
 def help_for(name):
-    """--help for a setting: its help, and its default where DEFAULTS holds it."""
-    text = help_text(name)
-    shown = name in DEFAULTS and not isinstance(DEFAULTS[name], bool) and name != "strategy"
-    return f"{text} Default: {DEFAULTS[name]}." if shown else text
+    """--help for a setting: its help, and what it is when not given (a flag's default Typer shows itself)."""
+    text, fill = help_text(name), next(f.metadata["fill"] for f in fields(TrainConfig) if f.name == name)
+    if fill is None or isinstance(fill, bool) or name == "strategy":
+        return text
+    return f"{text} Default: {fill}.".strip()
 
 
 def resolve(cfg):
