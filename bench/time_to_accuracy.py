@@ -16,7 +16,6 @@ Runs, in turn:
 Writes bench/results/time_to_accuracy.json.
 """
 
-import tempfile
 import time
 
 import numpy as np
@@ -67,9 +66,8 @@ def timed_training(name, data, goal=None, quarters=False, epochs=None, max_train
     from job.train.run_config import for_data, resolve
     from job.train.training import TrainConfig, model_and_pipelines, seed_everything
 
-    with tempfile.TemporaryDirectory() as out:
-        cfg = for_data(resolve(TrainConfig(model=name, dataset=data.name, epochs=epochs, out=out,
-                                           max_train_samples=max_train, augment=augment)), data)
+    cfg = for_data(resolve(TrainConfig(model=name, dataset=data.name, epochs=epochs, max_train_samples=max_train,
+                                       augment=augment)), data)
     seed_everything(cfg.seed, cfg.deterministic)
     start = time.perf_counter()
     model, train_ds, val_ds, n_train, _, seeds = model_and_pipelines(cfg, data, cfg.batch_size)

@@ -17,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from job.distributed.multiworker import DEFAULT_CONNECT_TIMEOUT
 from job.errors import ExitError, Interrupted, JobError
 from job.train.run_config import help_for, help_text
 
@@ -133,7 +134,7 @@ def train(
                                                            "TF_CONFIG; see deploy/k8s/train-multiworker.yaml)."),
     worker_host: Optional[str] = typer.Option(None, help="With --workers-from-indexed-job: the address of pod {i}, "
                                               "e.g. 'mnist-train-{i}.mnist-train:2222'."),
-    connect_timeout: float = typer.Option(600.0, min=1.0, help=help_for("connect_timeout")),
+    connect_timeout: float = typer.Option(DEFAULT_CONNECT_TIMEOUT, min=1.0, help=help_for("connect_timeout")),
     as_json: bool = JsonOption,
     **settings,
 ):

@@ -16,6 +16,7 @@ from conftest import BIN, error_line, run_cli
 from job import export as ex
 from job.data.datasets import load_dataset, split_validation
 from job.export import gate, publish
+from mnist_predict.files import recover
 from job.export.formats import onnx as onnx_format
 from job.train.training import TrainConfig, train
 
@@ -327,7 +328,7 @@ def test_recover_restores_an_export_caught_between_renames(tmp_path):
     backup.mkdir()
     (backup / "model.onnx").write_bytes(b"previous")
     (tmp_path / f".export.tmp-{dead.pid}-abc").mkdir()
-    publish.recover(out)
+    recover(out)
     assert (out / "model.onnx").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-
 from fuzz import MUTATIONS, write
 from predict_fixtures import export_dir, glyphs, read_rows  # noqa: F401
 

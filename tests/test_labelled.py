@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 
 from job.data import labelled
 from job.data.datasets import load_dataset
-from job.errors import JobError
 from job.data.image_sets import write_images
+from job.errors import JobError
 from job.train.training import TrainConfig, train
 
 pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
@@ -313,7 +313,12 @@ def test_compare_ranks_only_runs_on_the_same_classes_and_images(tmp_path, shapes
 
 
 def test_default_epochs_on_a_small_folder_follow_a_stated_rule(tmp_path, shapes, caplog):
-    from job.train.models import MAX_DEFAULT_EPOCHS, default_epochs, get_spec, why_epochs
+    from job.train.models import (
+        MAX_DEFAULT_EPOCHS,
+        default_epochs,
+        get_spec,
+        why_epochs,
+    )
 
     spec = get_spec("cnn-bn-aug")
     assert default_epochs(spec, 260) == MAX_DEFAULT_EPOCHS == 100  # 160,000 / 260 = 616, capped

@@ -79,6 +79,8 @@ def test_tensorflow_and_keras_are_pinned_once_and_every_other_place_follows():
     assert f"# resolved with tensorflow=={tf};" in (ROOT / "requirements/gpu.lock").read_text()
     locked = pins((ROOT / "requirements/cpu.lock").read_text())
     assert locked["tensorflow-cpu"] == tf and f"=={locked['keras']}" == cpu["keras"]
-    from job.distributed.multiworker import KERAS_PATCHED  # the multi-worker patch names the Keras it was written for
+    from job.distributed.multiworker import (
+        KERAS_PATCHED,  # the multi-worker patch names the Keras it was written for
+    )
 
     assert locked["keras"].startswith(KERAS_PATCHED + ".")

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from synthetic import make_digits
 
-from job.train.models import BEST, PARAMS, ZOO, build_model, count_params, make_optimizer
+from job.train.models import (
+    BEST,
+    PARAMS,
+    ZOO,
+    build_model,
+    count_params,
+    make_optimizer,
+)
 
 ARCHITECTURES = {  # layer types after the input preprocessing, from the zoo table
     "dense-512": ["Flatten", "Dense", "Dense"],

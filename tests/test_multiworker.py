@@ -16,8 +16,8 @@ import pytest
 from conftest import BIN, error_line, run_cli
 
 from job.distributed import multiworker
-from job.errors import JobError
 from job.distributed.launcher import free_ports, worker_args
+from job.errors import JobError
 
 pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
 

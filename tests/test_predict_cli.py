@@ -17,8 +17,8 @@ from predict_fixtures import (  # noqa: F401
     fresh_export,
     glyphs,
     model_path,
-    read_rows,
     predict_cli,
+    read_rows,
     template_weights,
     write_export,
 )

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from mnist_predict import Predictor, images
 from PIL import Image
-from predict_fixtures import export_dir, glyphs, model_path, read_rows, render, predict_cli  # noqa: F401
+from predict_fixtures import (  # noqa: F401
+    export_dir,
+    glyphs,
+    model_path,
+    predict_cli,
+    read_rows,
+    render,
+)
 
 
 def in_mode(glyph, mode):

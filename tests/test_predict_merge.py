@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from conftest import BIN
 from PIL import Image
-from predict_fixtures import build_model, export_dir, glyphs, predict_cli, template_weights  # noqa: F401
+from predict_fixtures import (  # noqa: F401
+    build_model,
+    export_dir,
+    glyphs,
+    predict_cli,
+    template_weights,
+)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from mnist_predict import Predictor, images
 from mnist_predict.cli import main
 from PIL import Image
-from predict_fixtures import export_dir, glyphs, model_path, read_rows, predict_cli  # noqa: F401
+from predict_fixtures import export_dir, glyphs, model_path, predict_cli, read_rows  # noqa: F401
 
 from job.data.datasets import load_dataset
 from job.data.photos import CONDITIONS, JUNK, phone_photo, render, render_junk

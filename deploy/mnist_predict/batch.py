@@ -23,9 +23,8 @@ import numpy as np
 import pebble
 from pebble import ProcessExpired
 
-from . import files
+from . import files, numbers
 from . import images as image_io
-from . import numbers
 from .predictor import UsageError
 from .review import DEFAULT_MIN_CONFIDENCE
 from .wording import count

@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from .files import MAX_MODEL_MB
 from .review import DEFAULT_MIN_CONFIDENCE
 from .wording import count
 
@@ -184,7 +185,7 @@ def predict(
     decode_timeout: DecodeTimeoutOption = None,
     threads: ThreadsOption = None,
     shard: ShardOption = None,
-    max_model_mb: MaxModelOption = 200.0,
+    max_model_mb: MaxModelOption = float(MAX_MODEL_MB),
     manifest_sha256: PinOption = None,
     as_json: SummaryJsonOption = False,
 ):
@@ -229,7 +230,7 @@ def read(
     decode_timeout: DecodeTimeoutOption = None,
     threads: ThreadsOption = None,
     shard: ShardOption = None,
-    max_model_mb: MaxModelOption = 200.0,
+    max_model_mb: MaxModelOption = float(MAX_MODEL_MB),
     manifest_sha256: PinOption = None,
     as_json: SummaryJsonOption = False,
 ):
@@ -314,7 +315,7 @@ def _check_top_k(top_k, predictor):
 
 
 @contextmanager
-def _session(model, threads, workers, paths, max_model_mb=200.0, manifest_sha256=None, keep_pool=False):
+def _session(model, threads, workers, paths, max_model_mb=float(MAX_MODEL_MB), manifest_sha256=None, keep_pool=False):
     """The decode pool and the onnxruntime session, with their failures as one-line errors."""
     from . import batch
     from .files import usable_cpus
@@ -440,7 +441,7 @@ def check(
         float, typer.Option(help="Smallest argmax agreement for an int8 (*.int8.onnx) model.")
     ] = 0.99,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Inference threads (onnxruntime or LiteRT).")] = None,
-    max_model_mb: MaxModelOption = 200.0,
+    max_model_mb: MaxModelOption = float(MAX_MODEL_MB),
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ):
     """Compare the runtime's outputs on the export's reference inputs with the recorded Keras outputs.

@@ -124,8 +124,8 @@ def usable_cpus():
 
 def first_sentence(error, limit=300):
     """An error message on one line, cut after the last whole sentence that fits in `limit` characters (at
-    least the first): never in the middle of one. TensorFlow's errors carry theirs in `.message`."""
-    text = " ".join(str(getattr(error, "message", None) or error).split()) or type(error).__name__
+    least the first): never in the middle of one."""
+    text = " ".join(str(error).split()) or type(error).__name__
     ends = [i + 1 for i, c in enumerate(text) if c in ".!?" and (i + 1 == len(text) or text[i + 1] == " ")]
     fitting = [end for end in ends if end <= limit]
     if fitting:

@@ -9,8 +9,8 @@ import numpy as np
 
 from . import formats
 from . import images as image_io
-from .review import DEFAULT_MIN_CONFIDENCE
 from .files import MAX_MODEL_MB, first_sentence, sha256, usable_cpus
+from .review import DEFAULT_MIN_CONFIDENCE
 from .runtimes import ModelError, open_runtime
 
 SHAPE = (image_io.SIZE, image_io.SIZE)

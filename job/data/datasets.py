@@ -197,6 +197,16 @@ def validate_pairs(arrays, source, classes=10):
         arrays[f"y_{split}"] = y.astype(np.uint8)
 
 
+def training_size(cfg, data):
+    """How many images training_split gives a run to train on, without splitting."""
+    n = len(data.x_train) - validation_size(len(data.x_train), cfg.val_split)
+    return min(n, cfg.max_train_samples) if cfg.max_train_samples else n
+
+
+def validation_size(n, val_split):
+    return max(1, int(round(n * val_split)))
+
+
 def training_split(cfg, data):
     """(x_train, y_train, x_val, y_val) of a run (job.train.run_config): its validation split, and at most
     cfg.max_train_samples of the rest to train on."""
@@ -211,6 +221,6 @@ def split_validation(x, y, val_split, seed):
     if not 0.0 < val_split < 1.0:
         raise JobError(f"--val-split must be in (0, 1), got {val_split}")
     order = np.random.default_rng(seed).permutation(len(x))
-    n_val = max(1, int(round(len(x) * val_split)))
+    n_val = validation_size(len(x), val_split)
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]

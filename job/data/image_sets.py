@@ -14,8 +14,9 @@ import os
 import shutil
 from pathlib import Path
 
-from job.errors import Interrupted, JobError
 from mnist_predict.files import publish_directory, temp_dir_beside
+
+from job.errors import Interrupted, JobError
 
 LAYOUTS = ("flat", "classes")
 

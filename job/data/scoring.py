@@ -29,8 +29,8 @@ import difflib
 import json
 from pathlib import Path
 
-from job.errors import JobError
 from job.data.image_sets import folder_name
+from job.errors import JobError
 
 
 def read_rows(path):

@@ -19,8 +19,9 @@ import logging
 import os
 import platform
 
-from job.errors import JobError
 from mnist_predict.files import usable_cpus
+
+from job.errors import JobError
 
 log = logging.getLogger(__name__)
 

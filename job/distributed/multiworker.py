@@ -28,8 +28,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from job.errors import ClusterError, JobError
 from mnist_predict.files import first_sentence
+
+from job.errors import ClusterError, JobError
 
 log = logging.getLogger(__name__)
 DEFAULT_CONNECT_TIMEOUT = 600.0  # seconds: long enough for pods to pull a GPU image and start

@@ -20,19 +20,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from mnist_predict import web
+from mnist_predict.files import first_sentence, publish_directory
+from mnist_predict.formats import FAMILIES, chosen, fp32_of  # by name: here `formats` is job.export.formats
 
 from job import interrupts
-
-from job.train import rundir
 from job.data.datasets import training_split
 from job.errors import GateError, Interrupted, JobError, WriteError
 from job.export import gate, publish
 from job.export.formats import WRITERS, onnx, savedmodel
 from job.export.manifest import make_manifest, metadata, print_report  # noqa: F401  (the CLI's report)
+from job.train import rundir
 from job.train.run_config import recorded
-from mnist_predict import formats, web
 
-CHOICES = (*formats.FAMILIES, "all")  # --format
+CHOICES = (*FAMILIES, "all")  # --format
 CALIBRATION_IMAGES = 300
 
 
@@ -51,7 +52,7 @@ class ExportConfig:
 def check_args(cfg):
     """Every argument checked before TensorFlow is imported, so mistakes cost nothing."""
     if cfg.format not in CHOICES:
-        raise JobError(f"unknown --format {cfg.format!r}: choose {', '.join(formats.FAMILIES)} or all")
+        raise JobError(f"unknown --format {cfg.format!r}: choose {', '.join(FAMILIES)} or all")
     if cfg.opset not in onnx.OPSETS:
         raise JobError(f"unsupported --opset {cfg.opset}: tf2onnx {onnx.OPSETS.start}-{onnx.OPSETS.stop - 1} works "
                        f"here (int8 per-channel needs 13 or later)")
@@ -110,7 +111,7 @@ def export(cfg, log=say):
             build = Build(model, tmp, cfg.opset, metadata(config, metrics, run_dir, calibration))
             results = {}
             interrupt.check()
-            for fmt in formats.chosen(cfg.format):  # fp32: each written, then gated against Keras
+            for fmt in chosen(cfg.format):  # fp32: each written, then gated against Keras
                 results[fmt.key] = timed(log, fmt, lambda: gate.parity(
                     gate.runner(fmt, write(fmt, build)), reference, cfg.atol))
                 interrupt.check()
@@ -118,11 +119,11 @@ def export(cfg, log=say):
             if cfg.quantize:
                 build.images, source = calibration_images(config, data)
                 extra = {"calibration": {"source": source, "split": "train", "images": len(build.images)}}
-                for fmt in formats.chosen(cfg.format, quantize=True):
+                for fmt in chosen(cfg.format, quantize=True):
                     if fmt.quantized:  # made from its family's fp32 file, gated against it and Keras
                         settings = WRITERS[fmt.key](build, tmp / fmt.file)
                         results[fmt.key] = timed(log, fmt, lambda: gate.quantized(
-                            tmp / formats.fp32_of(fmt).file, tmp / fmt.file, data, reference, {**extra, "quantization": settings}))
+                            tmp / fp32_of(fmt).file, tmp / fmt.file, data, reference, {**extra, "quantization": settings}))
                         interrupt.check()
                 int8 = {key: result for key, result in results.items() if result.kind == "int8"}
                 for key, result in int8.items():
@@ -138,14 +139,14 @@ def export(cfg, log=say):
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
             rundir.write_json(tmp / "manifest.json", manifest)
             interrupt.check()  # the last moment to stop: the two renames of publish() are not interrupted
-            publish.publish(tmp, out)
+            publish_directory(tmp, out)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; nothing was published, {out} left as it was") from None
         except Exception as e:
             if interrupt.pending:  # whatever a half-stopped library raised, the cause was the Ctrl-C
                 raise Interrupted(f"interrupted; nothing was published, {out} left as it was") from None
             if isinstance(e, OSError) or type(e).__module__.startswith("tensorflow"):  # TF's own write errors
-                raise WriteError(f"cannot write the export ({rundir.first_sentence(getattr(e, 'strerror', None) or e)}); "
+                raise WriteError(f"cannot write the export ({first_sentence(getattr(e, 'strerror', None) or e)}); "
                                  f"nothing published, {out} left as it was") from None
             raise
         finally:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mnist_predict import formats
 
 from job.errors import JobError
-from mnist_predict import formats
 
 BATCH = 256
 # Keras, the TensorFlow-served format beside it, then each edge format with its int8 file

@@ -8,8 +8,9 @@ import fcntl
 import os
 from contextlib import contextmanager
 
+from mnist_predict.files import temp_dir_beside
+
 from job.errors import JobError
-from mnist_predict.files import publish_directory as publish, recover, temp_dir_beside  # noqa: F401  (export's API)
 
 
 @contextmanager

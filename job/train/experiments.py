@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from job.train import rundir
 from job.data.datasets import load_dataset
 from job.errors import JobError
+from job.train import rundir
 from job.train.models import get_spec
 from job.train.plots import pyplot, save
+from job.train.run_config import resolve
 from job.train.rundir import write_json
 from job.train.stats import tied, wilson
-from job.train.run_config import resolve
 from job.train.training import train
 
 

@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
-from job.train import rundir
-from job.errors import JobError
-from job.train.models import build_model
 from mnist_predict.files import sha256
+
+from job.errors import JobError
+from job.train import rundir
+from job.train.models import build_model
 
 log = logging.getLogger(__name__)
 LEARNING_RATE_FACTOR = 0.1

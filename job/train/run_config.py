@@ -6,8 +6,9 @@ is not given (a value, or the zoo entry's; DEFAULTS and ZOO_DEFAULTS collect the
 decides. Each setting comes from the first of these that has it: the command line; a resumed run's
 config.json (the command line must agree with it); the base run of a fine-tune (job.train.finetune); the
 field's fill (a value, or the zoo entry's: job.train.models); and the data itself (its name, default epochs
-for its size, outlier exposure for digits). `train`, `cv` and the benchmarks read the object that results and never fill it in.
-config.json records it field by field, and `recorded()` reads it back, for export and evaluate.
+for its size, outlier exposure for digits). `train`, `cv` and the benchmarks read the object that results
+and never fill it in. config.json records it field by field, and `recorded()` reads it back, for export and
+evaluate.
 
     cfg = resolve(TrainConfig(model="cnn-mit", dataset="mnist-sample"))
     cfg = for_data(cfg, load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed))
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 
-from job.data.datasets import SEED, TEST_SPLIT
+from job.data.datasets import DIGITS, SEED, TEST_SPLIT, training_size
 from job.errors import JobError
 
 log = logging.getLogger(__name__)
@@ -144,14 +145,12 @@ def resolve(cfg):
 def for_data(cfg, data):
     """The resolved config completed by what the data decides: its name (a labelled folder is the dataset
     "folder", whatever --dataset said), the default epochs for its size, outlier exposure for digits."""
-    from job.data.datasets import DIGITS
     from job.train.models import default_epochs, get_spec, why_epochs
-    from job.data.datasets import training_split
 
     spec = get_spec(cfg.model)
     cfg = replace(cfg, dataset=data.name)
     if cfg.epochs is None:
-        n = len(training_split(cfg, data)[0])
+        n = training_size(cfg, data)
         log.info(why_epochs(spec, n))
         cfg = replace(cfg, epochs=default_epochs(spec, n))
     if cfg.outliers is None:

@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from mnist_predict.files import first_sentence
 
-from job.train import rundir
 from job.data.datasets import DIGITS, load_dataset, training_split
-from job.train.epoch_seeds import EpochSeeds
 from job.errors import GateError, Interrupted, JobError
+from job.train import rundir
+from job.train.epoch_seeds import EpochSeeds
 from job.train.models import build_model, get_spec, make_optimizer
 from job.train.run_config import TrainConfig, for_data, recorded, resolve, worker_of  # noqa: F401  (TrainConfig: the API)
 
@@ -168,8 +169,8 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
         x_fit, y_fit = np.concatenate([x_fit, x_more, x_cut]), np.concatenate([y_fit, y_more, y_cut])
     if cfg.outliers:
         from job.data.letters import make_letters
-        from job.train.losses import OUTLIER
         from job.data.outliers import make_outliers
+        from job.train.losses import OUTLIER
 
         extra = make_outliers(round(OUTLIER_SHARE * len(x_train)), cfg.seed)
         if digits:
@@ -358,7 +359,7 @@ def fit(cfg, setup, run_dir, history):
     except OSError as e:
         if not cfg.resume:
             raise
-        raise JobError(f"{run_dir}/{rundir.BACKUP}: unreadable ({rundir.first_sentence(e)}); it was killed while "
+        raise JobError(f"{run_dir}/{rundir.BACKUP}: unreadable ({first_sentence(e)}); it was killed while "
                        "writing its first epoch: train again without --resume") from None
     except KeyboardInterrupt:
         raise Interrupted(interrupted_in_training(cfg, run_dir)) from None

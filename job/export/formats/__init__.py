@@ -10,8 +10,9 @@ its file goes to; an int8 writer returns its quantization settings for the manif
 in mnist_predict/formats.py, a module here and its writer below (tests check that each row has one).
 """
 
-from job.export.formats import litert, onnx, savedmodel
 from mnist_predict import formats
+
+from job.export.formats import litert, onnx, savedmodel
 
 
 def _onnx(build, path):
