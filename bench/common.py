@@ -73,7 +73,7 @@ def target(what, measured, goal, higher=True, unit=""):
                 "met": False, "verdict": "MISSED (not reached)"}
     measured = round(float(measured), 9)  # 2.0000000000000018 is 2
     met = bool(measured >= goal if higher else measured <= goal)
-    short = abs(measured - goal) / goal
+    short = abs(measured - goal) / abs(goal) if goal else abs(measured)
     return {"target": what, "measured": num(measured) + unit, "goal": f"{'>=' if higher else '<='} {goal:g}{unit}",
             "met": met, "verdict": "met" if met else f"MISSED by {short:.0%}"}
 

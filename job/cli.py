@@ -122,7 +122,7 @@ def settings_options(*names):
 
 @app.command()
 @settings_options("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
-                  "test_split", "seed", "out", "init_from", "freeze_base", "restandardize", "resume", "resume_or_start",
+                  "test_split", "seed", "out", "init_from", "freeze_base", "restandardize", "replay", "resume", "resume_or_start",
                   "augment", "outliers", "early_stopping", "mixed_precision", "jit", "strategy", "tensorboard",
                   "max_train_samples")
 def train(
@@ -171,7 +171,7 @@ def train(
         return
     summary = {"run_dir": str(run_dir), **{k: metrics[k] for k in
                ("test_accuracy", "test_loss", "val_accuracy", "kept_epoch", "epochs_run", "train_seconds",
-                "samples_per_second")}}
+                "samples_per_second")}, **({"versus_base": metrics["versus_base"]} if "versus_base" in metrics else {})}
     if as_json:
         print(json.dumps(summary))
     else:
@@ -185,6 +185,14 @@ def train(
         print(f"{read_json(run_dir / 'config.json')['model']}: {kept} validation accuracy {metrics['val_accuracy']:.4f}); test accuracy "
               f"{metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}; {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s -> {run_dir}")
+        versus = metrics.get("versus_base")
+        if versus:
+            pct = lambda a: "-" if a is None else f"{a:.1%}"  # noqa: E731
+            base, new = versus["base"], versus["new"]
+            print(f"on its {versus['images']} held-out new images, base -> new: accuracy {pct(base['accuracy'])} -> "
+                  f"{pct(new['accuracy'])}, flagged {pct(base['flagged'])} -> {pct(new['flagged'])}, accuracy of the "
+                  f"unflagged {pct(base['unflagged_accuracy'])} -> {pct(new['unflagged_accuracy'])} (top probability "
+                  f"below {versus['threshold']:g}, before export's calibration)")
 
 
 @app.command()
@@ -403,16 +411,29 @@ def export(
     out: Optional[str] = typer.Option(None, help="Export directory. Default: RUN_DIR/export."),
     calibrate: bool = typer.Option(True, help="Fit a temperature on the validation split and fold it into "
                                    "the exported graph, so its probabilities are calibrated."),
+    review_data: Optional[str] = typer.Option(None, help="A labelled folder of images like those the model will "
+                                              "see: choose the review threshold on it (with --max-error), which "
+                                              "mnist-predict and the web page then take as their default."),
+    max_error: Optional[float] = typer.Option(None, help="With --review-data: the largest error rate allowed among "
+                                              "rows not flagged for review, e.g. 0.01."),
+    delta: Optional[float] = typer.Option(None, help="With --review-data: the chance, at most, that the threshold "
+                                          "misses --max-error on such images (learn-then-test). Default: 0.05."),
+    force: bool = typer.Option(False, help="Export a fine-tuned run even when it is worse than its base on its "
+                               "held-out new images."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON (progress to stderr)."),
 ):
     """Export to ONNX, SavedModel and LiteRT, gate each on parity with Keras (exit 1), publish atomically.
 
+    With --review-data FOLDER --max-error E, the review threshold is chosen so that, with probability at least
+    1 - delta, at most E of the unflagged rows are wrong on images like the folder's (exchangeable with them).
+
     Example: mnist-job export runs/cnn-bn-aug-20250101T000000Z --format all --quantize int8
+    Example: mnist-job export runs/demo --review-data my-labelled-scans/ --max-error 0.01
     """
     from job import export as ex
 
     cfg = ex.ExportConfig(run_dir=str(run_dir), format=format, opset=opset, quantize=quantize, atol=atol, out=out,
-                          calibrate=calibrate)
+                          calibrate=calibrate, review_data=review_data, max_error=max_error, delta=delta, force=force)
     log = (lambda message, err=False: ex.say(message, err=True)) if as_json else ex.say
     with json_stdout(as_json):
         out_dir, manifest = ex.export(cfg, log=log)
@@ -420,6 +441,70 @@ def export(
         print(json.dumps({"out": str(out_dir), **manifest}))
     else:
         ex.print_report(out_dir, manifest)
+
+
+review_app = typer.Typer(help="The review loop: flagged rows to a queue a person labels, and the labels back into a "
+                         "folder that `train --init-from RUN --data FOLDER` fine-tunes on.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("export")
+def review_export(
+    predictions: str = typer.Argument(..., help="CSV or JSONL from `mnist-predict` or `mnist-predict read`."),
+    out: str = typer.Option(..., help="The queue folder to write; it must be new or empty."),
+    model: Optional[str] = typer.Option(None, help="The model's run directory, export folder or model file: the "
+                                        "labels the queue offers. Default: the one --shard recorded."),
+    every: bool = typer.Option(False, "--all", help="Queue every row, not only those flagged for review."),
+    overwrite: bool = typer.Option(False, help="Replace what --out holds."),
+    as_json: bool = JsonOption,
+):
+    """Write a review queue: review.csv (path, predicted, probability and an empty label column to fill in),
+    tasks.json and label_config.xml (the same rows as Label Studio tasks, the prediction as a pre-annotation),
+    preview.png (a contact sheet of its head) and queue.json.
+
+    Flagged rows come first, least sure first; with --all the rest follow, by rising probability.
+
+    Example: mnist-job review export predictions.csv --out queue/ --model runs/demo
+    """
+    from job.review.queue import export_queue
+
+    out_dir, counts = export_queue(predictions, out, model, every, overwrite)
+    if as_json:
+        print(json.dumps({"out": str(out_dir), **counts}))
+    else:
+        print(f"queued {counts['rows']} rows ({counts['flagged']} flagged for review) -> {out_dir}/review.csv, "
+              "tasks.json (Label Studio), preview.png")
+
+
+@review_app.command("import")
+def review_import(
+    labelled: str = typer.Argument(..., help="The queue's review.csv with its label column filled in, or a Label "
+                                   "Studio JSON export of its tasks.json."),
+    into: str = typer.Option(..., help="The labelled folder to add to: FOLDER/<label>/, as `train --data` reads it."),
+    model: Optional[str] = typer.Option(None, help="The labels the model knows, from its run or export. Default: "
+                                        "those the queue recorded (queue.json beside the file)."),
+    new_classes: bool = typer.Option(False, help="Accept labels the model does not know, as new classes."),
+    as_json: bool = JsonOption,
+):
+    """Add each labelled image to FOLDER/<label>/, named by its content's sha256: rows without a label are
+    skipped, an image already there is not copied again, and no file is overwritten. A label the model does
+    not know stops the import before anything is copied. A whole number's digits are cropped by the boxes
+    `read` found, each filed under its digit.
+
+    Example: mnist-job review import queue/review.csv --into corrections/ && mnist-job train --init-from runs/demo --data corrections/
+    """
+    from job.review.queue import import_queue
+
+    report = import_queue(labelled, into, model, new_classes).summary()
+    if as_json:
+        print(json.dumps({"into": str(into), **report}))
+        return
+    classes = ", ".join(f"{name}: {n}" for name, n in report["by_class"].items()) or "none"
+    print(f"added {report['added']} images to {into} ({classes}); skipped {report['unlabelled']} without a label, "
+          f"{report['duplicates']} already there, {report['conflicts']} already there under another label, "
+          f"{report['mismatched']} numbers whose digits did not match their label, {report['missing']} unreadable")
+    for problem in report["problems"][:10]:
+        print(f"  {problem}", file=sys.stderr)
 
 
 INTERRUPTED = {

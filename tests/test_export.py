@@ -11,33 +11,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import BIN, error_line, run_cli
+from conftest import BIN, error_line, run_cli, tiny_run
 
 from job import export as ex
 from job.data.datasets import load_dataset, split_validation
 from job.export import gate, publish
 from mnist_predict.files import recover
 from job.export.formats import onnx as onnx_format
-from job.train.training import TrainConfig, train
 
 pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
-
-
-def tiny_run(path, model, data, epochs=1, samples=256, dataset="mnist"):
-    run_dir, _ = train(TrainConfig(model=model, dataset=dataset, data=data and str(data), epochs=epochs,
-                                   max_train_samples=samples, batch_size=64, out=str(path), verbose=0))
-    return run_dir
-
-
-@pytest.fixture(scope="session")
-def run_dir(tmp_path_factory):
-    # cnn-bn-aug has everything a converter can trip on: Normalization constants, BatchNormalization,
-    # Dropout, and augmentation in its training pipeline.
-    # Trained far enough to be sure of its answers: int8 must keep them (an untrained model's near-ties flip).
-    # On the sample's real digits, with its 600 validation images: label smoothing leaves the model less sure
-    # than it is right, by more than those images' uncertainty, so export calibrates it.
-    return tiny_run(tmp_path_factory.mktemp("runs") / "cnn", "cnn-bn-aug", None, epochs=4, samples=1080,
-                    dataset="mnist-sample")
 
 
 @pytest.fixture(scope="session")

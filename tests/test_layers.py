@@ -8,7 +8,8 @@ ALLOWED = {  # package: the job packages it may import (mnist_predict is open to
     "job.data": {"job.data", "job.errors"},
     "job.distributed": {"job.distributed", "job.errors", "job.train.rundir"},
     "job.train": {"job.train", "job.data", "job.distributed", "job.errors", "job.interrupts"},
-    "job.export": {"job.export", "job.train", "job.data", "job.errors", "job.interrupts"},
+    "job.export": {"job.export", "job.train", "job.data", "job.review", "job.errors", "job.interrupts"},
+    "job.review": {"job.review", "job.data", "job.errors"},
 }
 
 

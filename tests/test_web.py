@@ -331,7 +331,12 @@ def reading_run(tmp_path_factory, digit_export):
         Image.fromarray(gray).save(folder / f"{k:02d}.png")  # PNG: the page and Pillow decode the same pixels
     (tmp / "strokes.json").write_text(json.dumps(pen_number("4710")))
     (tmp / "out").mkdir()
-    server = Server(digit_export)
+    export = shutil.copytree(digit_export, tmp / "export")  # with a review threshold export chose for digits
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["review_threshold"] = {"threshold": 0.95, "max_error": 0.01, "delta": 0.05, "n": 800,
+                                    "method": "learn-then-test"}
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    server = Server(export)
     try:
         drive = subprocess.run(["node", str(ROOT / "tests" / "web" / "read.mjs"), server.url, str(tmp / "out"),
                                 str(tmp / "strokes.json"), str(folder)], capture_output=True, text=True, timeout=600)
@@ -342,6 +347,13 @@ def reading_run(tmp_path_factory, digit_export):
     assert done.returncode in (0, 3), done.stderr
     cli = {Path(row["path"]).name: row for row in read_rows(tmp / "numbers.csv")}
     return {**json.loads(drive.stdout), "cli": cli, "folder": folder}
+
+
+def test_the_page_takes_the_exported_review_threshold_for_digits_and_keeps_0_8_for_numbers(reading_run):
+    """As mnist-predict does: the threshold export chose (with its guarantee) flags digits; a number's
+    confidence is flagged below 0.8 (the dropped readings' review column matches `read`'s, below)."""
+    assert reading_run["threshold"] == "0.95"
+    assert "0.95: at most 0.01 of unflagged answers wrong, with probability 0.95" in reading_run["model_info"]
 
 
 def test_a_number_drawn_with_the_mouse_is_read(reading_run):

@@ -139,8 +139,9 @@ MaxModelOption = Annotated[
     float, typer.Option(min=0.001, help="Refuse a model file larger than this many MB, before loading it.")
 ]
 MinConfidenceOption = Annotated[
-    float,
-    typer.Option(min=0.0, max=1.0, help="Flag rows whose top probability is below this for review."),
+    Optional[float],
+    typer.Option(min=0.0, max=1.0, help="Flag rows whose top probability is below this for review. [default: the "
+                 f"review threshold export chose for the model (--review-data), else {DEFAULT_MIN_CONFIDENCE:g}]"),
 ]
 # The options `predict` and `read` share (their batch runs are one code path, _batch).
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per model call.")]
@@ -181,7 +182,7 @@ def predict(
     top_k: Annotated[int, typer.Option(min=1, help="Labels with probabilities per row.")] = 3,
     invert: InvertOption = Invert.auto,
     resize: ResizeOption = Resize.mnist,
-    min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: MinConfidenceOption = None,
     decode_timeout: DecodeTimeoutOption = None,
     threads: ThreadsOption = None,
     shard: ShardOption = None,
@@ -283,6 +284,8 @@ def _batch(task, images, model, out, options, workers, recursive, decode_timeout
         try:
             if task == "predict":
                 _check_top_k(options["top_k"], predictor)
+                if options["min_confidence"] is None:  # recorded as used, so shards merge by what they did
+                    options["min_confidence"] = predictor.min_confidence
             else:
                 predictor.check_digits()
         except UsageError as error:
@@ -350,7 +353,7 @@ def preview(
     recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
     invert: InvertOption = Invert.auto,
     resize: ResizeOption = Resize.mnist,
-    min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
+    min_confidence: MinConfidenceOption = None,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes. [default: CPUs]")] = None,
     reading: Annotated[bool, typer.Option("--read", help="Draw readings of whole numbers, as `read` makes "
                                           "them: digit boxes, digits and their probabilities.")] = False,
@@ -384,8 +387,8 @@ def preview(
         try:
             if reading:
                 predictor.check_digits()
-                found = batch.read_files(predictor, paths, pool=pool, invert=invert.value,
-                                         min_confidence=min_confidence, length=parsed)
+                found = batch.read_files(predictor, paths, pool=pool, invert=invert.value, length=parsed,
+                                         min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence)
             else:
                 found = batch.predict_files(predictor, paths, pool=pool, invert=invert.value, resize=resize.value,
                                             min_confidence=min_confidence)

@@ -86,7 +86,22 @@ class Predictor:
             raise UsageError(str(error)) from None
         self.session = getattr(self.runtime, "session", None)  # onnxruntime's, for callers that tune it
         self.labels = self._read_labels(self.runtime.classes)
+        self.min_confidence = self._read_threshold()
         self._outputs_checked = False
+
+    def _read_threshold(self):
+        """The review threshold `mnist-job export --review-data` chose for this model (its metadata, or the
+        manifest beside a .tflite), else the fixed default: what predict flags below unless told otherwise."""
+        value = getattr(self.runtime, "metadata", {}).get("review_threshold")
+        if value is None:
+            value = (manifest_entry(self.path, "review_threshold") or {}).get("threshold")
+        try:
+            value = float(value) if value is not None else DEFAULT_MIN_CONFIDENCE
+        except (TypeError, ValueError):
+            raise UsageError(f"{self.path.name}: its review_threshold {value!r} is not a number") from None
+        if not 0 <= value <= 1:
+            raise UsageError(f"{self.path.name}: its review_threshold {value} is not in [0, 1]")
+        return value
 
     def _read_labels(self, classes):
         labels = self.runtime.labels
@@ -118,14 +133,16 @@ class Predictor:
         self._outputs_checked = True
 
     def predict(self, images, invert="auto", resize="mnist", batch_size=256,
-                min_confidence=DEFAULT_MIN_CONFIDENCE, on_error="raise"):
+                min_confidence=None, on_error="raise"):
         """Labels and probabilities for an array (N, 28, 28) or (28, 28), or a list of image paths.
 
         Arrays go to the model as they are (white digit on black, 0-255). Paths are decoded exactly
         as the CLI decodes them, with the same `invert` and `resize` choices. A bad file raises
         ImageError (a ValueError) naming the file and the reason, or with on_error="row" becomes a row of
         its own, as in the CLI: `errors[i]` holds the reason, `labels[i]` is -1, `probabilities[i]` NaN,
-        `names[i]` None, and `ok` marks the rows that were predicted.
+        `names[i]` None, and `ok` marks the rows that were predicted. `review` marks the rows whose top
+        probability is below `min_confidence`; None takes the model's own threshold (`min_confidence`, which
+        `mnist-job export --review-data` chose with a guarantee), else 0.8.
 
         >>> result = Predictor("export/model.onnx").predict(paths, on_error="row")
         >>> [(path, error) for path, error in zip(paths, result.errors) if error]
@@ -140,7 +157,8 @@ class Predictor:
         ok = result.ok
         result.probabilities[ok] = good
         result.labels[ok] = good.argmax(axis=1)
-        result.review[ok] = good.max(axis=1, initial=0) < min_confidence
+        threshold = self.min_confidence if min_confidence is None else min_confidence
+        result.review[ok] = good.max(axis=1, initial=0) < threshold
         result.names = [self.labels[label] if label >= 0 else None for label in result.labels]
         return result
 
@@ -228,11 +246,16 @@ def _load(image, invert, resize, on_error="raise"):
 
 def manifest_labels(model_path):
     """The class names that manifest.json beside the model lists, or None."""
+    labels = manifest_entry(model_path, "labels")
+    return labels if isinstance(labels, list) else None
+
+
+def manifest_entry(model_path, key):
+    """manifest.json's `key` beside the model, or None."""
     try:
-        labels = json.loads(model_path.with_name("manifest.json").read_text()).get("labels")
+        return json.loads(model_path.with_name("manifest.json").read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         return None
-    return labels if isinstance(labels, list) else None
 
 
 MODEL_FILES = formats.edge_files()  # what an export folder is searched for, in this order

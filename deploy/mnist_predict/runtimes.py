@@ -58,7 +58,7 @@ class Onnx:
             raise ModelError(f"model output must be (N, classes), got {_shapes([output])}")
         self.input_name, self.output_name = inputs[0].name, output.name
         self.classes = output.shape[1] if isinstance(output.shape[1], int) else None
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = self.metadata = self.session.get_modelmeta().custom_metadata_map
         try:
             self.labels = json.loads(meta["labels"]) if "labels" in meta else None
         except ValueError:
@@ -97,6 +97,7 @@ class LiteRt:
         self.input_index, self.output_index = inputs[0]["index"], outputs[0]["index"]
         self.classes = int(outputs[0]["shape"][1])
         self.labels = None  # a .tflite file carries none here: the Predictor reads them from manifest.json
+        self.metadata = {}
         self.threads = threads
         self.batch = None
 

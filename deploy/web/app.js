@@ -21,6 +21,9 @@ let rows = [], columns = COLUMNS;
 const ready = (async () => {
   manifest = await (await fetch(EXPORT + "manifest.json")).json();
   labels = manifest.labels;
+  // the threshold export chose with a guarantee (--review-data), as mnist-predict takes it; the input overrides it
+  const chosen = manifest.review_threshold?.threshold;
+  if (typeof chosen === "number") $("threshold").value = String(chosen);
   const bytes = new Uint8Array(await (await fetch(EXPORT + "model.onnx")).arrayBuffer());
   const digest = hex(await crypto.subtle.digest("SHA-256", bytes));
   const expected = manifest.files?.["model.onnx"]?.sha256;
@@ -52,6 +55,15 @@ async function run(digits) {
 
 function threshold() {
   return Number($("threshold").value);
+}
+
+// A number's confidence is not a digit's probability, and the guarantee of export's threshold is for digits: a
+// reading is flagged below 0.8, as `mnist-predict read` does, unless the person set the threshold here.
+const FIXED_THRESHOLD = 0.8; // mnist_predict.review.DEFAULT_MIN_CONFIDENCE
+let thresholdSet = false;
+
+function readingThreshold() {
+  return thresholdSet ? threshold() : FIXED_THRESHOLD;
 }
 
 function answer(probabilities) {
@@ -109,7 +121,10 @@ pad.addEventListener("pointerdown", (event) => {
 pad.addEventListener("pointermove", (event) => drawing && stroke(event));
 for (const type of ["pointerup", "pointercancel"]) pad.addEventListener(type, () => (drawing = false));
 $("clear").addEventListener("click", clearPad);
-$("threshold").addEventListener("change", () => predictPad());
+$("threshold").addEventListener("change", () => {
+  thresholdSet = true;
+  predictPad();
+});
 
 function stroke(event) {
   const [x, y] = point(event);
@@ -162,7 +177,7 @@ async function read(gray, length = null) {
   const layout = layoutOf(gray);
   const reading = choose(layout, await run(layout.inputs), length);
   const reasons = [...reading.review];
-  if (reading.confidence < threshold()) reasons.unshift(`confidence below ${threshold()}`);
+  if (reading.confidence < readingThreshold()) reasons.unshift(`confidence below ${readingThreshold()}`);
   return { ...reading, reasons, inputs: layout.inputs };
 }
 
@@ -413,9 +428,17 @@ function showModel(digest) {
     ["test accuracy", m.test_accuracy === undefined ? "-" : `${(m.test_accuracy * 100).toFixed(2)}%`],
     ["calibration", manifest.calibration ? `temperature ${manifest.calibration.temperature}`
       : manifest.calibration_skipped ? `none: ${manifest.calibration_skipped.skipped}` : "none"],
+    ["review threshold", reviewThreshold(manifest.review_threshold)],
     ["model.onnx sha256", `${digest} (matches the manifest)`],
   ];
   $("model").replaceChildren(...items.flatMap(([k, v]) => [text("dt", k), text("dd", v)]));
+}
+
+function reviewThreshold(chosen) {
+  if (!chosen) return `${FIXED_THRESHOLD} (the fixed default)`;
+  if (chosen.threshold === null) return `${FIXED_THRESHOLD} (the fixed default): ${chosen.skipped}`;
+  return `${chosen.threshold}: at most ${chosen.max_error} of unflagged answers wrong, with probability ` +
+    `${1 - chosen.delta}, on images like ${chosen.n} labelled ones (${chosen.method})`;
 }
 
 function floats(base64) {

@@ -64,11 +64,12 @@ def canonical_name(name):
     return name
 
 
-def load_dataset(name="mnist", data=None, test_split=TEST_SPLIT, seed=SEED):
+def load_dataset(name="mnist", data=None, test_split=TEST_SPLIT, seed=SEED, labels=None):
     """A dataset by name, from `data` (an npz, an IDX folder or a labelled image folder) when given.
 
-    A labelled folder is its own dataset, "folder", whatever the name: its subfolders name the classes and
-    `test_split` and `seed` carve its test set when it has no test/ of its own."""
+    A labelled folder is its own dataset, "folder", whatever the name: its subfolders name the classes (or,
+    when they are some of `labels`, those `labels`) and `test_split` and `seed` carve its test set when it
+    has no test/ of its own."""
     from job.data.labelled import is_labelled_folder, load_folder
 
     name = canonical_name(name)
@@ -81,7 +82,7 @@ def load_dataset(name="mnist", data=None, test_split=TEST_SPLIT, seed=SEED):
         path = data or os.environ.get("MNIST_DATA")
         source = str(path) if path else None
     if path and is_labelled_folder(path):
-        arrays, labels, source = load_folder(path, test_split, seed)
+        arrays, labels, source = load_folder(path, test_split, seed, labels=labels)
         validate_pairs(arrays, source, len(labels))
         return Dataset(name="folder", source=source, labels=labels, **arrays)
     if name == "folder":

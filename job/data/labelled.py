@@ -91,11 +91,19 @@ def classes_of(folder):
     return classes
 
 
-def load_folder(path, test_split=TEST_SPLIT, seed=SEED, workers=None):
-    """(arrays with x_train, y_train, x_test, y_test; class names; a source description)."""
+def load_folder(path, test_split=TEST_SPLIT, seed=SEED, workers=None, labels=None):
+    """(arrays with x_train, y_train, x_test, y_test; class names; a source description). The class names
+    are the subfolders', sorted, or `labels` when every subfolder names one of them (by folder_name)."""
+    from job.data.image_sets import folder_name
+
     path = Path(path).resolve()
     splits = layout(path)
-    classes = sorted(splits.get("train", splits.get("all")))
+    present = sorted(splits.get("train", splits.get("all")))
+    by_folder = {folder_name(label): label for label in labels or []}
+    classes = present
+    if labels and set(present) <= set(by_folder):
+        splits = {split: {by_folder[name]: paths for name, paths in by_class.items()} for split, by_class in splits.items()}
+        classes = list(labels)
     files, labels, parts = [], [], []
     for split, by_class in splits.items():
         for name, paths in by_class.items():
@@ -108,7 +116,7 @@ def load_folder(path, test_split=TEST_SPLIT, seed=SEED, workers=None):
     files, labels, parts = [files[i] for i in order], np.array(labels, np.uint8)[order], np.array(parts)[order]
     pixels, keep = decode_cached(path, files, workers)
     for k, name in enumerate(classes):
-        if not (keep & (labels == k) & (parts != "test")).any():
+        if name in splits.get("train", splits.get("all")) and not (keep & (labels == k) & (parts != "test")).any():
             raise JobError(f"{path}: class {name!r} has no readable image")
     x, y, parts = pixels[keep], labels[keep], parts[keep]
     if "all" in splits:
@@ -118,7 +126,7 @@ def load_folder(path, test_split=TEST_SPLIT, seed=SEED, workers=None):
     arrays = {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test]}
     how = f"{test_split:.0%} held out by seed {seed}" if "all" in splits else "its own train/ and test/"
     untested = [f"{name!r} ({count(int((y == k).sum()), 'image')})"
-                for k, name in enumerate(classes) if not (test & (y == k)).any()]
+                for k, name in enumerate(classes) if (y == k).any() and not (test & (y == k)).any()]
     if untested:
         log.warning("%s: no test image of class %s: too few to hold one out, so its test accuracy will be n/a; "
                     "add images of it%s", path, ", ".join(untested), "" if "all" in splits else " to test/")

@@ -35,6 +35,7 @@ from job.train.run_config import recorded
 
 CHOICES = (*FAMILIES, "all")  # --format
 CALIBRATION_IMAGES = 300
+DELTA = 0.05  # --delta: the chance that the review threshold's guarantee fails
 
 
 @dataclass
@@ -47,6 +48,10 @@ class ExportConfig:
     out: str | None = None
     command: str | None = None
     calibrate: bool = True
+    review_data: str | None = None  # a labelled folder to choose the review threshold on (job.review.threshold)
+    max_error: float | None = None
+    delta: float | None = None
+    force: bool = False  # export a fine-tuned run that is worse than its base
 
 
 def check_args(cfg):
@@ -65,10 +70,29 @@ def check_args(cfg):
     run_dir = Path(cfg.run_dir)
     if not run_dir.is_dir():
         raise JobError(f"{run_dir}: no such run directory")
+    if cfg.review_data is None and (cfg.max_error is not None or cfg.delta is not None):
+        raise JobError("--max-error and --delta set the review threshold chosen on --review-data: add --review-data "
+                       "LABELLED_FOLDER")
+    if cfg.review_data is not None:
+        if cfg.max_error is None:
+            raise JobError("--review-data chooses the review threshold for an error rate: add --max-error, e.g. 0.01")
+        if not 0 < cfg.max_error < 1 or not 0 < (cfg.delta or DELTA) < 1:
+            raise JobError(f"--max-error and --delta must be in (0, 1), got {cfg.max_error} and {cfg.delta or DELTA}")
+        from job.data.labelled import is_labelled_folder
+
+        if not is_labelled_folder(cfg.review_data):
+            raise JobError(f"--review-data {cfg.review_data}: not a labelled image folder (one subfolder of images "
+                           "per class)")
     for name in ("model.keras", "config.json", "metrics.json"):
         if not (run_dir / name).is_file():
             raise JobError(f"{run_dir}: no {name} (not a finished run directory)")
-    return run_dir, rundir.read_json(run_dir / "config.json"), rundir.read_json(run_dir / "metrics.json")
+    metrics = rundir.read_json(run_dir / "metrics.json")
+    from job.train.finetune import worse_than_base
+
+    worse = worse_than_base(metrics.get("versus_base"))
+    if worse and not cfg.force:
+        raise GateError(f"{run_dir} is worse than its base run: {worse}; export the base instead, or add --force")
+    return run_dir, rundir.read_json(run_dir / "config.json"), metrics
 
 
 def say(message, err=False):
@@ -104,11 +128,12 @@ def export(cfg, log=say):
         tmp = publish.make_temp_dir(out)
         try:
             model, data, calibration, not_calibrated = calibrated_model(cfg, run_dir, config, log)
+            threshold = review_threshold(cfg, model, config, log) if cfg.review_data else None
             interrupt.check()
             reference = gate.write_reference(model, data, tmp / "parity.npz")
             # the same set for the browser page (mnist-predict web), which cannot read .npz
             (tmp / "parity.json").write_text(json.dumps(web.parity_json(reference)))
-            build = Build(model, tmp, cfg.opset, metadata(config, metrics, run_dir, calibration))
+            build = Build(model, tmp, cfg.opset, metadata(config, metrics, run_dir, calibration, threshold))
             results = {}
             interrupt.check()
             for fmt in chosen(cfg.format):  # fp32: each written, then gated against Keras
@@ -136,6 +161,8 @@ def export(cfg, log=say):
             manifest = make_manifest(cfg, tmp, config, metrics, run_dir, results, calibration)
             if not_calibrated:
                 manifest["calibration_skipped"] = not_calibrated
+            if threshold:
+                manifest["review_threshold"] = threshold
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
             rundir.write_json(tmp / "manifest.json", manifest)
             interrupt.check()  # the last moment to stop: the two renames of publish() are not interrupted
@@ -181,6 +208,29 @@ def calibrated_model(cfg, run_dir, config, log):
     return model, data, calibration, None
 
 
+def review_threshold(cfg, model, config, log):
+    """The review threshold chosen on --review-data's images, as the exported (calibrated) model scores them
+    through the predictor's own preprocessing (job.review.threshold); its report either way."""
+    from job.data.labelled import evaluation_set
+    from job.review.threshold import guaranteed_threshold
+    from mnist_predict.review import DEFAULT_MIN_CONFIDENCE
+
+    x, y, source = evaluation_set(cfg.review_data, config["labels"])
+    probabilities = np.asarray(model.predict(x.astype(np.float32), batch_size=1024, verbose=0))
+    report = guaranteed_threshold(probabilities.max(axis=1), probabilities.argmax(axis=1) == y, cfg.max_error,
+                                  cfg.delta or DELTA)
+    report["data"] = source
+    if report["threshold"] is None:
+        log(f"warning: review threshold: {report['skipped']}; the fixed default {DEFAULT_MIN_CONFIDENCE:g} is kept",
+            err=True)
+    else:
+        log(f"review threshold: {report['threshold']:g}, so that at most {cfg.max_error:g} of unflagged rows are wrong "
+            f"with probability {1 - report['delta']:g} on images like {len(y)} of {cfg.review_data} "
+            f"({report['unflagged']} pass it there, {report['unflagged_errors']} of them wrong; {report['flagged_share']:.1%} "
+            "flagged)")
+    return report
+
+
 def write(fmt, build):
     path = build.tmp / fmt.file
     WRITERS[fmt.key](build, path)
@@ -212,8 +262,15 @@ def quiet_converters():
 
 
 def validation_split(config, data):
-    """The run's own validation images and labels (same val_split and seed as training)."""
+    """The run's own validation images and labels (same val_split and seed as training); a fine-tune that
+    replayed its base's training images adds its base's validation split, which neither run trained on, so
+    that its temperature is fitted on hundreds of images rather than a few corrections."""
     _, _, x_val, y_val = training_split(replace(recorded(config), max_train_samples=None), data)
+    if config.get("init_from") and config.get("replay"):
+        from job.train.finetune import base_validation
+
+        x_base, y_base = base_validation(config["init_from"])
+        x_val, y_val = np.concatenate([x_val, x_base]), np.concatenate([y_val, y_base])
     return x_val, y_val
 
 

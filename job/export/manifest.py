@@ -12,13 +12,16 @@ INPUT_DESCRIPTION = ("float32 (batch, 28, 28), raw pixels 0-255, a white digit (
                      "background; no scaling needed, it is inside the model")
 
 
-def metadata(config, metrics, run_dir, calibration=None):
-    """ONNX metadata_props: what the predictor reads (labels) and what a person needs to trace the file."""
+def metadata(config, metrics, run_dir, calibration=None, threshold=None):
+    """ONNX metadata_props: what the predictor reads (labels, the review threshold) and what a person needs to
+    trace the file."""
     props = {"labels": json.dumps(config["labels"]), "input_description": INPUT_DESCRIPTION,
              "model": config["model"], "test_accuracy": str(metrics.get("test_accuracy")),
              "versions": json.dumps(versions()), "source_run": str(run_dir)}
     if calibration:
         props["temperature"] = str(calibration["temperature"])
+    if threshold and threshold["threshold"] is not None:
+        props["review_threshold"] = str(threshold["threshold"])
     return props
 
 
@@ -81,4 +84,11 @@ def print_report(out, manifest):
         test = calibration["test"]
         console.print(f"calibrated: temperature {calibration['temperature']:.3f}, expected calibration error on the "
                       f"test set {test['ece_before']:.2%} -> {test['ece_after']:.2%}")
+    threshold = manifest.get("review_threshold")
+    if threshold and threshold["threshold"] is not None:
+        console.print(f"review threshold {threshold['threshold']:g}: unflagged rows at most {threshold['max_error']:g} "
+                      f"wrong with probability {1 - threshold['delta']:g} ({threshold['n']} labelled images, "
+                      f"{threshold['flagged_share']:.1%} of them flagged)")
+    elif threshold:
+        console.print(f"review threshold: the fixed default is kept: {threshold['skipped']}")
     console.print(f"exported to {out} in {manifest['export_seconds']:.1f} s")

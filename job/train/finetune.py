@@ -11,6 +11,7 @@ least 5), and --freeze-base trains the head alone.
 """
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 LEARNING_RATE_FACTOR = 0.1
 EPOCHS_FACTOR = 1 / 3
 MIN_EPOCHS = 5
+REPLAY = 5.0  # base training images per new image: 2 lost 0.65-0.8 MNIST points in bench/review_loop.py, 5 about 0.3
 
 
 def base_config(run_dir):
@@ -51,6 +53,84 @@ def defaults(cfg, spec, base):
         log.info("fine-tune: epochs: %d (a third of %s's %d, at least %d; --epochs N chooses)", settings["epochs"],
                  spec.name, spec.epochs, MIN_EPOCHS)
     return settings
+
+
+def replay_share(cfg, data):
+    """--replay as given, or its default: REPLAY when the new data has the base's classes, else 0 (images of
+    other classes cannot be replayed under a new head)."""
+    same = base_config(cfg.init_from)["labels"] == data.labels
+    if cfg.replay and not same:
+        raise JobError(f"--replay: {data.source} has other classes than the base run {cfg.init_from}, so its images "
+                       "cannot be replayed; leave --replay out")
+    return cfg.replay if cfg.replay is not None else REPLAY if same else 0.0
+
+
+def base_data(run_dir):
+    """(the base run's settings, its data as it split it), or JobError saying it is not at hand."""
+    from job.data.datasets import load_dataset
+    from job.train.run_config import recorded
+
+    config = base_config(run_dir)
+    settings = recorded(config)
+    try:
+        return settings, load_dataset(settings.dataset, settings.data, settings.test_split, settings.seed,
+                                      config["labels"])
+    except JobError as e:
+        raise JobError(f"--replay: the base run's training data is not at hand ({e}); pass --replay 0 to fine-tune "
+                       "on the new images alone") from None
+
+
+def base_validation(run_dir):
+    """The base run's own validation split (x, y): images neither it nor a fine-tune of it trained on."""
+    from job.data.datasets import training_split
+
+    settings, data = base_data(run_dir)
+    _, _, x_val, y_val = training_split(replace(settings, max_train_samples=None), data)
+    return x_val, y_val
+
+
+def replay_set(cfg, n_new):
+    """round(cfg.replay * n_new) images of the base run's own training split (its data, val_split and seed),
+    drawn with cfg.seed: what the fine-tune trains on beside the new images so the base's skill is kept."""
+    from job.data.datasets import training_split
+
+    settings, base = base_data(cfg.init_from)
+    x, y, _, _ = training_split(replace(settings, max_train_samples=None), base)
+    n = min(len(x), round(cfg.replay * n_new))
+    rows = np.random.default_rng(cfg.seed).choice(len(x), n, replace=False)
+    log.info("fine-tune: replaying %d of the base run's %d training images (%s) beside the %d new ones", n, len(x),
+             base.name, n_new)
+    return x[rows], y[rows]
+
+
+def versus_base(cfg, model, data, threshold):
+    """The fine-tuned model against its base on the held-out new images: accuracy, the share flagged for review
+    (top probability below `threshold`, before export's calibration) and the accuracy of the rest, or None
+    when the base predicts other classes."""
+    if base_config(cfg.init_from)["labels"] != data.labels or not len(data.y_test):
+        return None
+    base = rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL)
+    y = data.y_test.astype(np.int64)
+
+    def figures(m):
+        probabilities = np.asarray(m.predict(data.x_test.astype(np.float32), batch_size=1024, verbose=0))
+        right, unflagged = probabilities.argmax(axis=1) == y, probabilities.max(axis=1) >= threshold
+        return {"accuracy": round(float(right.mean()), 6), "flagged": round(float(1 - unflagged.mean()), 6),
+                "unflagged_accuracy": round(float(right[unflagged].mean()), 6) if unflagged.any() else None}
+
+    return {"images": int(len(y)), "threshold": threshold, "probabilities": "uncalibrated softmax",
+            "base": figures(base), "new": figures(model)}
+
+
+def worse_than_base(versus):
+    """Why a fine-tuned run is worse than its base on its held-out new images, or None."""
+    if not versus:
+        return None
+    base, new = versus["base"], versus["new"]
+    if new["accuracy"] < base["accuracy"]:
+        return (f"its accuracy on the {versus['images']} held-out new images is {new['accuracy']:.4f}, below its "
+                f"base's {base['accuracy']:.4f}")
+    return None
 
 
 def initial_model(cfg, x_train, classes):

@@ -74,6 +74,9 @@ class TrainConfig:
     freeze_base: bool | None = setting("With --init-from: train the output layer alone.", fill=False)
     restandardize: bool | None = setting("With --init-from: re-estimate the input standardization on the new data "
                                          "(default: keep the base's).", fill=False)
+    replay: float | None = setting("With --init-from: train on this many of the base run's own training images per "
+                                   "image of --data too, so that the model does not forget them (0: none). Default: "
+                                   "5 when the classes are the base's, else 0.")
     tensorboard: bool = setting("Write TensorBoard logs into the run directory.", False)
     deterministic: bool = setting("Op determinism (off under --jit).", True)
     max_train_samples: int | None = setting("Train on at most this many samples.")
@@ -98,7 +101,7 @@ ZOO_DEFAULTS = tuple(f.name for f in fields(TrainConfig) if f.metadata["fill"] i
 # What a run computes depends on these; a resume takes them from config.json and refuses to change them.
 RUN_SETTINGS = ("model", "dataset", "data", "epochs", "batch_size", "optimizer", "learning_rate", "val_split",
                 "test_split", "seed", "augment", "outliers", "max_train_samples", "early_stopping", "mixed_precision",
-                "jit", "strategy", "init_from", "freeze_base", "restandardize")
+                "jit", "strategy", "init_from", "freeze_base", "restandardize", "replay")
 
 
 def help_text(name):
@@ -125,8 +128,8 @@ def resolve(cfg):
 
         base = finetune.base_config(cfg.init_from)
         cfg = replace(cfg, **finetune.defaults(cfg, get_spec(base["model"]), base))
-    elif cfg.freeze_base or cfg.restandardize:
-        raise JobError("--freeze-base and --restandardize fine-tune: add --init-from RUN_DIR")
+    elif not cfg.init_from and (cfg.freeze_base or cfg.restandardize or cfg.replay is not None):
+        raise JobError("--freeze-base, --restandardize and --replay fine-tune: add --init-from RUN_DIR")
     cfg = replace(cfg, **{name: value for name, value in DEFAULTS.items() if getattr(cfg, name) is None})
     spec = get_spec(cfg.model)
     cfg = replace(cfg, **{name: getattr(spec, name) for name in ZOO_DEFAULTS if getattr(cfg, name) is None})
@@ -155,6 +158,10 @@ def for_data(cfg, data):
         cfg = replace(cfg, epochs=default_epochs(spec, n))
     if cfg.outliers is None:
         cfg = replace(cfg, outliers=spec.outliers and data.labels == DIGITS)
+    if cfg.init_from:
+        from job.train.finetune import replay_share
+
+        cfg = replace(cfg, replay=replay_share(cfg, data))
     return cfg
 
 
@@ -182,6 +189,8 @@ def check(cfg):
 
     if cfg.optimizer.lower() not in OPTIMIZERS:
         raise JobError(f"unknown optimizer {cfg.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.replay is not None and cfg.replay < 0:
+        raise JobError(f"--replay must be 0 or more, got {cfg.replay}")
     if cfg.early_stopping is not None and cfg.early_stopping < 1:
         raise JobError(f"--early-stopping must be at least 1 epoch, got {cfg.early_stopping}")
 

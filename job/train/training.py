@@ -155,6 +155,11 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
     (the digits, plus stretched copies and outliers where they apply); seeds.callback() must run in fit, to
     draw each epoch's shuffle and augmentation from its number."""
     x_train, y_train, x_val, y_val = training_split(cfg, data)
+    if cfg.init_from and cfg.replay:  # validation stays the new images' alone: what an epoch must do better on
+        from job.train.finetune import replay_set
+
+        x_old, y_old = replay_set(cfg, len(x_train))
+        x_train, y_train = np.concatenate([x_train, x_old]), np.concatenate([y_train, y_old])
     digits = data.labels == DIGITS
     x_fit, y_fit = x_train, y_train.astype(np.int32)
     if digits and (cfg.augment or cfg.outliers):  # the crops reading a number makes: digits, and not
@@ -214,7 +219,7 @@ def train(cfg, data=None, record=None):
     # Only the chief creates and checks the run directory; the others may find the chief's files there already.
     run_dir = rundir.start(cfg.out, cfg.resume) if chief else Path(cfg.out)
     try:
-        data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed) if data is None else data
+        data = load_dataset(cfg.dataset, cfg.data, cfg.test_split, cfg.seed, base_labels(cfg)) if data is None else data
     except JobError:
         if chief and not any(run_dir.iterdir()):
             run_dir.rmdir()  # leave no empty run behind a bad --data
@@ -233,6 +238,16 @@ def train(cfg, data=None, record=None):
     if not (run_dir / rundir.FIT).is_file():
         fit_worker(cfg, worker, setup, run_dir, rundir.read_history(run_dir / rundir.HISTORY))
     return finish(cfg, run_dir, data, setup.n_fit, setup.n_val, setup.device, setup.base)
+
+
+def base_labels(cfg):
+    """A fine-tune's base classes, which a labelled folder of some of them is read as (a folder of corrections
+    may hold a few digits only, and must not train a head of its own)."""
+    if not cfg.init_from:
+        return None
+    from job.train.finetune import base_config
+
+    return base_config(cfg.init_from)["labels"]
 
 
 def set_up(cfg, data, run_dir, chief):
@@ -404,6 +419,11 @@ def finish(cfg, run_dir, data, n_fit, n_val, device, base=None):
                    "val_accuracy": round(base if kept == "base" else scores[kept_epoch - 1], 6),
                    "stopped_early": fitted["stopped_early"],
                    "params": model.count_params(), "device": device["description"]}
+        if cfg.init_from:
+            from job.train.finetune import versus_base
+            from mnist_predict.review import DEFAULT_MIN_CONFIDENCE
+
+            metrics["versus_base"] = versus_base(cfg, model, data, DEFAULT_MIN_CONFIDENCE)
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         from job.train.plots import plot_run
 
@@ -427,7 +447,9 @@ def run_dataset(config, dataset=None, data=None):
     name = dataset or settings.dataset
     if data is not None and name == "mnist-sample" and not dataset:
         name = "mnist"
-    return load_dataset(name, data if data is not None else settings.data, settings.test_split, settings.seed)
+    # the run's own labels: a fine-tune's folder of some of its base's classes is read as those classes again
+    return load_dataset(name, data if data is not None else settings.data, settings.test_split, settings.seed,
+                        config.get("labels"))
 
 
 def record_resume(run_dir, epochs_done):

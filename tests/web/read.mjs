@@ -23,6 +23,8 @@ try {
   await page.goto(url);
   await page.evaluate(() => window.mnist.ready);
   result.draw_heading = await page.textContent("#drawWhat");
+  result.threshold = await page.inputValue("#threshold");
+  result.model_info = await page.textContent("#model");
 
   // the strokes are in the pad's own pixels; the page may show it smaller
   const pad = await page.locator("#pad").boundingBox();
