@@ -299,3 +299,5 @@ def test_review_options_without_what_they_apply_to_are_refused(tmp_path):
     (tmp_path / "folder" / "a").mkdir(parents=True)
     result = run_cli("export", tmp_path, "--review-data", tmp_path / "folder")
     assert result.returncode == 2 and "--max-error" in result.stderr
+    result = run_cli("export", tmp_path, "--review-data", tmp_path / "folder", "--max-error", "0.01", "--delta", "0")
+    assert result.returncode == 2 and "must be in (0, 1)" in result.stderr  # not taken for the default 0.05

@@ -352,10 +352,15 @@ def _csv_reading_writer(file):
             **dict.fromkeys(READ_COLUMNS, ""), **row,
             "confidence": "" if confidence is None else f"{confidence:.6f}",
             "digits": " ".join(f"{label}:{p:.6f}" for label, p in row["digits"]),
-            "boxes": " ".join(",".join(str(int(v)) for v in box) for box in row["boxes"]),
+            "boxes": boxes_text(row["boxes"]),
         })
 
     return write
+
+
+def boxes_text(boxes):
+    """Digit boxes as a CSV cell: "x,y,w,h x,y,w,h"."""
+    return " ".join(",".join(str(int(v)) for v in box) for box in boxes)
 
 
 def _jsonl_reading_writer(file):

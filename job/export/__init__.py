@@ -76,8 +76,8 @@ def check_args(cfg):
     if cfg.review_data is not None:
         if cfg.max_error is None:
             raise JobError("--review-data chooses the review threshold for an error rate: add --max-error, e.g. 0.01")
-        if not 0 < cfg.max_error < 1 or not 0 < (cfg.delta or DELTA) < 1:
-            raise JobError(f"--max-error and --delta must be in (0, 1), got {cfg.max_error} and {cfg.delta or DELTA}")
+        if not 0 < cfg.max_error < 1 or not 0 < delta_of(cfg) < 1:
+            raise JobError(f"--max-error and --delta must be in (0, 1), got {cfg.max_error} and {delta_of(cfg)}")
         from job.data.labelled import is_labelled_folder
 
         if not is_labelled_folder(cfg.review_data):
@@ -93,6 +93,10 @@ def check_args(cfg):
     if worse and not cfg.force:
         raise GateError(f"{run_dir} is worse than its base run: {worse}; export the base instead, or add --force")
     return run_dir, rundir.read_json(run_dir / "config.json"), metrics
+
+
+def delta_of(cfg):
+    return DELTA if cfg.delta is None else cfg.delta  # --delta 0 is refused, not taken for the default
 
 
 def say(message, err=False):
@@ -213,12 +217,13 @@ def review_threshold(cfg, model, config, log):
     through the predictor's own preprocessing (job.review.threshold); its report either way."""
     from job.data.labelled import evaluation_set
     from job.review.threshold import guaranteed_threshold
+    from job.train.training import predict_probabilities
     from mnist_predict.review import DEFAULT_MIN_CONFIDENCE
 
     x, y, source = evaluation_set(cfg.review_data, config["labels"])
-    probabilities = np.asarray(model.predict(x.astype(np.float32), batch_size=1024, verbose=0))
+    probabilities = predict_probabilities(model, x)
     report = guaranteed_threshold(probabilities.max(axis=1), probabilities.argmax(axis=1) == y, cfg.max_error,
-                                  cfg.delta or DELTA)
+                                  delta_of(cfg))
     report["data"] = source
     if report["threshold"] is None:
         log(f"warning: review threshold: {report['skipped']}; the fixed default {DEFAULT_MIN_CONFIDENCE:g} is kept",

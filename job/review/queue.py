@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from mnist_predict.files import atomic_file, publish_directory, temp_dir_beside
+from mnist_predict.batch import boxes_text
+from mnist_predict.files import sha256
 
-from job.data.image_sets import folder_name
+from job.data.image_sets import folder_name, publish_folder
 from job.data.scoring import model_labels, read_rows, recorded_labels
 from job.errors import JobError
 
@@ -46,7 +47,7 @@ def queue_rows(predictions, every=False):
         probability = float(row["confidence" if kind == "read" else "probability"])
         out.append({"path": str(source_path(row["path"], base)), "predicted": row["text" if kind == "read" else "class_name"],
                     "probability": f"{probability:.6f}", "label": "", "review": "yes" if flagged else "",
-                    "boxes": boxes_text(row.get("boxes")) if kind == "read" else ""})
+                    "boxes": as_text(row.get("boxes")) if kind == "read" else ""})
     out.sort(key=lambda r: (r["review"] != "yes", float(r["probability"])))
     return kind, out
 
@@ -59,10 +60,13 @@ def source_path(path, base):
     return (base / path).resolve()
 
 
-def boxes_text(boxes):
-    if isinstance(boxes, list):  # JSONL: [[x, y, w, h], ...]
-        return " ".join(",".join(str(int(v)) for v in box) for box in boxes)
-    return boxes or ""
+def as_text(boxes):
+    """A read row's boxes as its CSV holds them ("x,y,w,h x,y,w,h"), from CSV or JSONL ([[x, y, w, h], ...])."""
+    return boxes_text(boxes) if isinstance(boxes, list) else boxes or ""
+
+
+def parse_boxes(text):
+    return [tuple(int(v) for v in box.split(",")) for box in text.split()]
 
 
 def export_queue(predictions, out, model=None, every=False, overwrite=False):
@@ -71,16 +75,12 @@ def export_queue(predictions, out, model=None, every=False, overwrite=False):
     Returns (out, counts)."""
     labels = model_labels(model) if model else recorded_labels(predictions)
     kind, rows = queue_rows(predictions, every)
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise JobError(f"--out {out}: not empty (a queue's labels may be in it); choose a new folder, or add "
-                       "--overwrite")
     if not rows:
         raise JobError(f"{predictions}: no row to review ({'no readable row' if every else 'none is flagged'}; "
                        "--all queues every row)")
-    tmp = temp_dir_beside(out)
-    try:
-        with atomic_file(tmp / "review.csv") as file:
+
+    def fill(tmp):
+        with open(tmp / "review.csv", "w", newline="") as file:
             writer = csv.DictWriter(file, COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
@@ -89,13 +89,9 @@ def export_queue(predictions, out, model=None, every=False, overwrite=False):
         (tmp / META).write_text(json.dumps({"kind": kind, "labels": labels, "predictions": str(Path(predictions).resolve()),
                                             "rows": len(rows)}, indent=1))
         draw_sheet(rows[:SHEET_ROWS], kind, tmp / "preview.png")
-        publish_directory(tmp, out)
-    except BaseException:
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out, {"rows": len(rows), "flagged": sum(r["review"] == "yes" for r in rows), "kind": kind}
+    publish_folder(out, fill, overwrite)  # refuses a folder that is not empty: a queue's labels may be in it
+    return Path(out), {"rows": len(rows), "flagged": sum(r["review"] == "yes" for r in rows), "kind": kind}
 
 
 def label_studio_tasks(rows, kind):
@@ -129,10 +125,9 @@ def draw_sheet(rows, kind, out):
     from mnist_predict.preview import contact_sheet, reading_sheet
 
     if kind == "read":
-        boxes = [[tuple(int(v) for v in box.split(",")) for box in row["boxes"].split()] for row in rows]
         reading_sheet([{"path": row["path"], "status": "ok", "review": row["review"], "text": row["predicted"],
-                        "confidence": float(row["probability"]), "boxes": box, "digits": [],
-                        "review_reason": "", "error": ""} for row, box in zip(rows, boxes)], out)
+                        "confidence": float(row["probability"]), "boxes": parse_boxes(row["boxes"]), "digits": [],
+                        "review_reason": "", "error": ""} for row in rows], out)
     else:
         contact_sheet([{"path": row["path"], "status": "ok", "review": row["review"], "class_name": row["predicted"],
                         "probability": float(row["probability"])} for row in rows], out)
@@ -257,13 +252,11 @@ def queue_meta(source):
 
 def existing_hashes(into):
     """{sha256: class folder} of every file already in INTO's class folders."""
-    import hashlib
-
     found = {}
     if into.is_dir():
         for path in sorted(into.glob("*/*")):
             if path.is_file() and not path.name.startswith("."):
-                found.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path.parent.name)
+                found.setdefault(sha256(path), path.parent.name)
     return found
 
 
@@ -300,7 +293,7 @@ def digit_crops(path, label, boxes):
 
     from PIL import Image, ImageOps
 
-    boxes = [tuple(int(v) for v in box.split(",")) for box in boxes.split()] if isinstance(boxes, str) else boxes
+    boxes = parse_boxes(boxes) if isinstance(boxes, str) else boxes
     if len(boxes) != len(label):
         raise MismatchError(f"labelled {label} ({len(label)} digits), but {len(boxes)} were found in it; crop and "
                             "file its digits by hand")

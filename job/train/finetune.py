@@ -103,23 +103,24 @@ def replay_set(cfg, n_new):
     return x[rows], y[rows]
 
 
-def versus_base(cfg, model, data, threshold):
-    """The fine-tuned model against its base on the held-out new images: accuracy, the share flagged for review
-    (top probability below `threshold`, before export's calibration) and the accuracy of the rest, or None
-    when the base predicts other classes."""
+def versus_base(cfg, probabilities, data, threshold):
+    """The fine-tuned model (its `probabilities` on data.x_test) against its base on the held-out new images:
+    accuracy, the share flagged for review (top probability below `threshold`, before export's calibration)
+    and the accuracy of the rest, or None when the base predicts other classes."""
     if base_config(cfg.init_from)["labels"] != data.labels or not len(data.y_test):
         return None
-    base = rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL)
+    from job.train.training import predict_probabilities
+
+    base = predict_probabilities(rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL), data.x_test)
     y = data.y_test.astype(np.int64)
 
-    def figures(m):
-        probabilities = np.asarray(m.predict(data.x_test.astype(np.float32), batch_size=1024, verbose=0))
-        right, unflagged = probabilities.argmax(axis=1) == y, probabilities.max(axis=1) >= threshold
+    def figures(p):
+        right, unflagged = p.argmax(axis=1) == y, p.max(axis=1) >= threshold
         return {"accuracy": round(float(right.mean()), 6), "flagged": round(float(1 - unflagged.mean()), 6),
                 "unflagged_accuracy": round(float(right[unflagged].mean()), 6) if unflagged.any() else None}
 
     return {"images": int(len(y)), "threshold": threshold, "probabilities": "uncalibrated softmax",
-            "base": figures(base), "new": figures(model)}
+            "base": figures(base), "new": figures(probabilities)}
 
 
 def worse_than_base(versus):

@@ -423,7 +423,7 @@ def finish(cfg, run_dir, data, n_fit, n_val, device, base=None):
             from job.train.finetune import versus_base
             from mnist_predict.review import DEFAULT_MIN_CONFIDENCE
 
-            metrics["versus_base"] = versus_base(cfg, model, data, DEFAULT_MIN_CONFIDENCE)
+            metrics["versus_base"] = versus_base(cfg, probabilities, data, DEFAULT_MIN_CONFIDENCE)
         rundir.write_json(run_dir / rundir.METRICS, metrics)
         from job.train.plots import plot_run
 
