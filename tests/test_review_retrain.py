@@ -50,6 +50,7 @@ def test_a_fine_tune_on_a_few_digits_keeps_the_ten_classes_and_replays_the_base(
     config = rundir.read_json(run / rundir.CONFIG)
     assert config["labels"] == DIGITS  # not a three-class head: the folder holds corrections of three digits
     assert config["replay"] == 5.0
+    assert config["distill"] == 0.5  # and where the base is right, half of each target is the base's probabilities
     arrays, _, _ = load_folder(corrections, labels=DIGITS)
     new_train = len(arrays["x_train"]) - round(0.1 * len(arrays["x_train"]))  # less the validation split
     assert config["train_samples"] >= new_train * 6  # the new images and five times as many of the base's, at least

@@ -359,6 +359,53 @@ def test_label_smoothing_and_outlier_loss():
     assert float(metric.result()) == 0.5  # the outlier row is not counted
 
 
+def test_the_distilled_loss_mixes_the_base_where_it_is_right_and_keeps_the_label_elsewhere():
+    import keras
+
+    from job.train.losses import DigitAccuracy, DistilledCrossentropy, SparseSmoothedCrossentropy
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(10), size=4).astype(np.float32)
+    base = rng.dirichlet(np.ones(10), size=4).astype(np.float32)
+    labels = base.argmax(axis=1)
+    labels[1] = (labels[1] + 1) % 10  # the base is wrong here: a correction
+    labels[2] = -1  # an outlier
+    rows = np.concatenate([labels[:, None].astype(np.float32), base], axis=1)
+    smoothed = 0.9 * np.eye(10)[np.maximum(labels, 0)] + 0.01
+    smoothed[2] = 0.1
+    target = smoothed.copy()
+    target[[0, 3]] = 0.5 * base[[0, 3]] + 0.5 * smoothed[[0, 3]]
+    expected = keras.losses.categorical_crossentropy(target, probs)
+    ours = DistilledCrossentropy(0.1, 0.5)(rows, probs)
+    assert float(ours) == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    # with no weight on the base it is the label's loss alone, row by row
+    plain = SparseSmoothedCrossentropy(0.1)(labels, probs)
+    assert float(DistilledCrossentropy(0.1, 0.0)(rows, probs)) == pytest.approx(float(plain), rel=1e-6)
+    again = keras.losses.deserialize(keras.losses.serialize(DistilledCrossentropy(0.1, 0.3)))
+    assert (again.label_smoothing, again.weight) == (0.1, 0.3)
+    metric = DigitAccuracy()
+    metric.update_state(rows, np.eye(10)[[labels[0], 0, 0, labels[3]]])
+    assert float(metric.result()) == pytest.approx(2 / 3)  # scored on the label column, the outlier left out
+
+
+def test_a_distilled_pipeline_carries_the_teachers_probabilities_of_each_augmented_image():
+    import keras
+
+    from job.train.training import make_dataset
+
+    inputs = keras.Input((28, 28))
+    teacher = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(10)(keras.layers.Flatten()(inputs))))
+    x = np.random.default_rng(0).integers(0, 255, (20, 28, 28), dtype=np.uint8)
+    y = np.arange(20, dtype=np.int32) % 10
+    seen = []
+    for images, rows in make_dataset(x, y, 8, seed=0, training=True, augment=True, teacher=teacher):
+        rows = rows.numpy()
+        assert rows.shape[1] == 11
+        np.testing.assert_allclose(rows[:, 1:], teacher.predict(images.numpy(), verbose=0), atol=1e-5)
+        seen += list(rows[:, 0])
+    assert sorted(seen) == sorted(y.astype(float))  # every label once, in the first column
+
+
 def test_augmentation_flips_clothing_but_never_digits():
     from job.data.augment import augmenter
 

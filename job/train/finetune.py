@@ -3,7 +3,9 @@
 The new model is the base run's zoo model, built again and given the base's weights layer by layer. Its
 output layer is replaced when the class count differs; its input standardization keeps the base's
 statistics (what the base's weights expect) unless --restandardize; its batch normalization stays in
-inference mode. Defaults suit fine-tuning: a tenth of the zoo's learning rate and a third of its epochs (at
+inference mode. When the new images have the base's classes, the fine-tune also trains on --replay base
+training images per new one and distills the base: where the base is right, half of each image's target
+is the base's own probabilities (learning without forgetting), so the digits it was unsure of stay so. Defaults suit fine-tuning: a tenth of the zoo's learning rate and a third of its epochs (at
 least 5), and --freeze-base trains the head alone.
 
     mnist-job train --init-from runs/demo --data photos/ --out runs/demo-photos
@@ -26,6 +28,10 @@ LEARNING_RATE_FACTOR = 0.1
 EPOCHS_FACTOR = 1 / 3
 MIN_EPOCHS = 5
 REPLAY = 5.0  # base training images per new image: 2 lost 0.65-0.8 MNIST points in bench/review_loop.py, 5 about 0.3
+# The base's share of a distilled target. On 115 meter corrections at 3 seeds (bench/README.md, "Forgetting"),
+# replay alone lost 0.35, 0.05 and 0.35 MNIST points; with 0.5, -0.05, 0 and 0.2 (1.0: 0.05-0.15, but the
+# meters 3-4 points worse)
+DISTILL = 0.5
 
 
 def base_config(run_dir):
@@ -101,6 +107,18 @@ def replay_set(cfg, n_new):
     log.info("fine-tune: replaying %d of the base run's %d training images (%s) beside the %d new ones", n, len(x),
              base.name, n_new)
     return x[rows], y[rows]
+
+
+def distills(cfg):
+    """Whether a run distills its base (job.train.losses.DistilledCrossentropy): a fine-tune that replays."""
+    return bool(getattr(cfg, "init_from", None) and cfg.replay)
+
+
+def base_model(cfg):
+    """The base run's model, frozen: the teacher whose probabilities a distilled fine-tune's labels carry."""
+    model = rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL)
+    model.trainable = False
+    return model
 
 
 def versus_base(cfg, probabilities, data, threshold):

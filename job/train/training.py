@@ -48,11 +48,13 @@ def seed_everything(seed, deterministic):
         tf.config.experimental.enable_op_determinism()
 
 
-def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, robust=False, seeds=None):
+def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, robust=False, seeds=None,
+                 teacher=None):
     """tf.data: uint8 arrays cached in memory, cast per batch, augmented on the fly, prefetched.
 
     With `seeds` (job.train.epoch_seeds.EpochSeeds), a training set's order and augmentation are drawn from the
-    epoch's number, so that a resumed run repeats the epochs of one never stopped."""
+    epoch's number, so that a resumed run repeats the epochs of one never stopped. With a `teacher` model, each
+    label becomes a row [label, the teacher's probabilities of the image as augmented] (distillation)."""
     import tensorflow as tf
 
     if training and seeds is not None:
@@ -70,6 +72,9 @@ def make_dataset(x, y, batch_size, seed, training, augment=False, mirror=False, 
         if seeds is not None:
             seeds.track(*augment_batch.layers)
         ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if teacher is not None:
+        ds = ds.map(lambda a, b: (a, tf.concat([tf.cast(tf.reshape(b, (-1, 1)), tf.float32),
+                                                teacher(a, training=False)], axis=1)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -130,7 +135,8 @@ def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
     job/train/finetune.py), compiled with its own optimizer."""
     import keras
 
-    from job.train.losses import DigitAccuracy, SparseSmoothedCrossentropy
+    from job.train.finetune import DISTILL, distills
+    from job.train.losses import DigitAccuracy, DistilledCrossentropy, SparseSmoothedCrossentropy
 
     if getattr(cfg, "init_from", None):
         from job.train.finetune import initial_model
@@ -138,11 +144,16 @@ def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
         model = initial_model(cfg, x_train, classes)
     else:
         model = build_model(cfg.model, x_train, classes)
+    if distills(cfg):
+        loss = DistilledCrossentropy(spec.label_smoothing, DISTILL)
+    elif spec.label_smoothing or spec.outliers:
+        loss = SparseSmoothedCrossentropy(spec.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
     model.compile(
         optimizer=make_optimizer(cfg.optimizer, cfg.learning_rate, spec.schedule, spec.decay,
                                  total_steps=steps_per_epoch * cfg.epochs),
-        loss=(SparseSmoothedCrossentropy(spec.label_smoothing) if spec.label_smoothing or spec.outliers
-              else keras.losses.SparseCategoricalCrossentropy()),
+        loss=loss,
         metrics=[DigitAccuracy()], jit_compile=cfg.jit)
     return model
 
@@ -154,10 +165,10 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
     Returns (model, train_ds, val_ds, n_fit, n_val, seeds): n_fit counts the samples an epoch passes over
     (the digits, plus stretched copies and outliers where they apply); seeds.callback() must run in fit, to
     draw each epoch's shuffle and augmentation from its number."""
-    x_train, y_train, x_val, y_val = training_split(cfg, data)
-    if cfg.init_from and cfg.replay:  # validation stays the new images' alone: what an epoch must do better on
-        from job.train.finetune import replay_set
+    from job.train.finetune import base_model, distills, replay_set
 
+    x_train, y_train, x_val, y_val = training_split(cfg, data)
+    if distills(cfg):  # validation stays the new images' alone: what an epoch must do better on
         x_old, y_old = replay_set(cfg, len(x_train))
         x_train, y_train = np.concatenate([x_train, x_old]), np.concatenate([y_train, y_old])
     digits = data.labels == DIGITS
@@ -183,9 +194,10 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
         x_fit = np.concatenate([x_fit, extra])
         y_fit = np.concatenate([y_fit, np.full(len(extra), OUTLIER, np.int32)])
     seeds = EpochSeeds(cfg.seed)
+    teacher = base_model(cfg) if distills(cfg) else None  # validation is scored with the same loss
     train_ds = make_dataset(x_fit, y_fit, batch_size, cfg.seed, training=True, augment=cfg.augment,
-                            mirror=data.mirror_symmetric, robust=digits, seeds=seeds)
-    val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False)
+                            mirror=data.mirror_symmetric, robust=digits, seeds=seeds, teacher=teacher)
+    val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False, teacher=teacher)
     with scope or contextlib.nullcontext():
         model = compiled_model(cfg, get_spec(cfg.model), x_train, -(-len(x_fit) // batch_size), len(data.labels))
     seeds.track(model)
@@ -281,9 +293,9 @@ def write_config(cfg, data, setup, run_dir, record=None):
               "versions": versions(), "device": setup.device, "command": shlex.join(["mnist-job", *sys.argv[1:]]),
               "resumes": []}
     if cfg.init_from:
-        from job.train.finetune import lineage
+        from job.train.finetune import DISTILL, distills, lineage
 
-        config.update(lineage(cfg.init_from), base_val_accuracy=setup.base)
+        config.update(lineage(cfg.init_from), base_val_accuracy=setup.base, distill=DISTILL if distills(cfg) else 0.0)
     rundir.write_json(run_dir / rundir.CONFIG, {**config, **(record or {})})
 
 
