@@ -378,7 +378,7 @@ def test_the_distilled_loss_mixes_the_base_where_it_is_right_and_keeps_the_label
     expected = keras.losses.categorical_crossentropy(target, probs)
     ours = DistilledCrossentropy(0.1, 0.5)(rows, probs)
     assert float(ours) == pytest.approx(float(np.mean(expected)), rel=1e-5)
-    # with no weight on the base it is the label's loss alone, row by row
+    # with no weight on the base it is the label's loss alone
     plain = SparseSmoothedCrossentropy(0.1)(labels, probs)
     assert float(DistilledCrossentropy(0.1, 0.0)(rows, probs)) == pytest.approx(float(plain), rel=1e-6)
     again = keras.losses.deserialize(keras.losses.serialize(DistilledCrossentropy(0.1, 0.3)))

@@ -5,8 +5,9 @@ output layer is replaced when the class count differs; its input standardization
 statistics (what the base's weights expect) unless --restandardize; its batch normalization stays in
 inference mode. When the new images have the base's classes, the fine-tune also trains on --replay base
 training images per new one and distills the base: where the base is right, half of each image's target
-is the base's own probabilities (learning without forgetting), so the digits it was unsure of stay so. Defaults suit fine-tuning: a tenth of the zoo's learning rate and a third of its epochs (at
-least 5), and --freeze-base trains the head alone.
+is the base's own probabilities (learning without forgetting), so the digits it was unsure of stay so.
+Defaults suit fine-tuning: a tenth of the zoo's learning rate and a third of its epochs (at least 5), and
+--freeze-base trains the head alone.
 
     mnist-job train --init-from runs/demo --data photos/ --out runs/demo-photos
     mnist-job train --init-from runs/demo --data letters/ --freeze-base --epochs 20
@@ -28,9 +29,9 @@ LEARNING_RATE_FACTOR = 0.1
 EPOCHS_FACTOR = 1 / 3
 MIN_EPOCHS = 5
 REPLAY = 5.0  # base training images per new image: 2 lost 0.65-0.8 MNIST points in bench/review_loop.py, 5 about 0.3
-# The base's share of a distilled target. On 115 meter corrections at 3 seeds (bench/README.md, "Forgetting"),
-# replay alone lost 0.35, 0.05 and 0.35 MNIST points; with 0.5, -0.05, 0 and 0.2 (1.0: 0.05-0.15, but the
-# meters 3-4 points worse)
+# The base's share of a distilled target. On 115 meter corrections at 3 seeds (README.md, "Forgetting"),
+# replay alone lost 0.35, 0.05 and 0.35 MNIST points; with 0.5, -0.05 (a gain), 0 and 0.2 (1.0: 0.05-0.15,
+# but the meters 3-4 points worse)
 DISTILL = 0.5
 
 
@@ -115,8 +116,11 @@ def distills(cfg):
 
 
 def base_model(cfg):
-    """The base run's model, frozen: the teacher whose probabilities a distilled fine-tune's labels carry."""
+    """The base run's model, frozen (the fine-tune copies its weights into a model of its own): where the
+    weights start from, and the teacher whose probabilities a distilled fine-tune's labels carry."""
     model = rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL)
+    if tuple(model.input.shape[1:]) != (28, 28):
+        raise JobError(f"--init-from {cfg.init_from}: its model takes {tuple(model.input.shape[1:])} images, not 28x28")
     model.trainable = False
     return model
 
@@ -152,12 +156,9 @@ def worse_than_base(versus):
     return None
 
 
-def initial_model(cfg, x_train, classes):
-    """The zoo model with the base run's weights, a new head if the class count differs, and the base's
-    standardization unless cfg.restandardize."""
-    base = rundir.load_keras_model(Path(cfg.init_from) / rundir.MODEL)
-    if tuple(base.input.shape[1:]) != (28, 28):
-        raise JobError(f"--init-from {cfg.init_from}: its model takes {tuple(base.input.shape[1:])} images, not 28x28")
+def initial_model(cfg, x_train, classes, base):
+    """The zoo model with the weights of `base` (base_model(cfg)), a new head if the class count differs, and
+    the base's standardization unless cfg.restandardize."""
     stats = None
     if "standardize" in [layer.name for layer in base.layers] and not cfg.restandardize:
         settings = base.get_layer("standardize").get_config()

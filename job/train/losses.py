@@ -44,7 +44,7 @@ class DistilledCrossentropy(SparseSmoothedCrossentropy):
     model's top class is the label, the target is `weight` of the base's probabilities and the rest of the
     smoothed label; elsewhere (a correction the base got wrong, an outlier) the label's target alone. The
     replayed images then keep the base's unsure digits unsure, rather than teaching them as certain.
-    y_true rows are [label, base probabilities...] (job.train.finetune.with_base_probabilities)."""
+    y_true rows are [label, base probabilities...] (job.train.training.make_dataset's teacher)."""
 
     def __init__(self, label_smoothing=0.1, weight=0.5, name="distilled_crossentropy", **kwargs):
         super().__init__(label_smoothing, name=name, **kwargs)

@@ -130,18 +130,18 @@ def versions():
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10):
-    """The zoo model with its preprocessing learnt from x_train (or a fine-tuned run's model, see
-    job/train/finetune.py), compiled with its own optimizer."""
+def compiled_model(cfg, spec, x_train, steps_per_epoch, classes=10, base=None):
+    """The zoo model with its preprocessing learnt from x_train (or a fine-tuned run's model, from `base` or
+    the run it names, see job/train/finetune.py), compiled with its own optimizer."""
     import keras
 
-    from job.train.finetune import DISTILL, distills
+    from job.train.finetune import DISTILL, base_model, distills
     from job.train.losses import DigitAccuracy, DistilledCrossentropy, SparseSmoothedCrossentropy
 
     if getattr(cfg, "init_from", None):
         from job.train.finetune import initial_model
 
-        model = initial_model(cfg, x_train, classes)
+        model = initial_model(cfg, x_train, classes, base or base_model(cfg))
     else:
         model = build_model(cfg.model, x_train, classes)
     if distills(cfg):
@@ -194,12 +194,14 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
         x_fit = np.concatenate([x_fit, extra])
         y_fit = np.concatenate([y_fit, np.full(len(extra), OUTLIER, np.int32)])
     seeds = EpochSeeds(cfg.seed)
-    teacher = base_model(cfg) if distills(cfg) else None  # validation is scored with the same loss
+    base = base_model(cfg) if cfg.init_from else None
+    teacher = base if distills(cfg) else None  # validation is scored with the same loss
     train_ds = make_dataset(x_fit, y_fit, batch_size, cfg.seed, training=True, augment=cfg.augment,
                             mirror=data.mirror_symmetric, robust=digits, seeds=seeds, teacher=teacher)
     val_ds = make_dataset(x_val, y_val, batch_size, cfg.seed, training=False, teacher=teacher)
     with scope or contextlib.nullcontext():
-        model = compiled_model(cfg, get_spec(cfg.model), x_train, -(-len(x_fit) // batch_size), len(data.labels))
+        model = compiled_model(cfg, get_spec(cfg.model), x_train, -(-len(x_fit) // batch_size), len(data.labels),
+                               base)
     seeds.track(model)
     return model, train_ds, val_ds, len(x_fit), len(x_val), seeds
 
