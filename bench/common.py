@@ -127,6 +127,26 @@ def exported_model(name, dataset, data=None, samples=10_000, epochs=3):
     return run_dir
 
 
+def best_sample_model(quick=False):
+    """The model `make demo` trains: cnn-bn-aug on the bundled sample with its defaults (letters, fragments and
+    cut digits included), exported with int8; cached in bench/results/models/ and shared by the benchmarks
+    that need the best model (its metrics.json holds its test accuracy and training time). --quick trains 3
+    epochs."""
+    import shutil
+    import subprocess
+
+    run_dir = RESULTS / "models" / ("mnist-sample-cnn-bn-aug-e3" if quick else "mnist-sample-cnn-bn-aug-full")
+    if (run_dir / "export" / "manifest.json").is_file():
+        return run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"training cnn-bn-aug on mnist-sample with its defaults into {run_dir} ...", flush=True)
+    for command in (["train", "--model", "cnn-bn-aug", "--dataset", "mnist-sample", "--out", str(run_dir),
+                     *(["--epochs", "3"] if quick else [])],
+                    ["export", str(run_dir), "--quantize", "int8"]):
+        subprocess.run([str(BIN / "mnist-job"), *command], check=True, stdout=subprocess.DEVNULL)
+    return run_dir
+
+
 def png_folder(dataset, data=None):
     """The dataset's test images as <index>_<label>.png files, written once into bench/results/data/."""
     folder = RESULTS / "data" / f"{dataset}-test-png"

@@ -1,7 +1,8 @@
-"""Folder prediction: `mnist-predict` on 10,000 PNGs against a tutorial's per-image `model.predict` loop.
+"""Folder prediction: `mnist-predict` on 10,000 PNGs against a tutorial's per-image `model.predict` loop, and
+on 12-megapixel phone JPEGs against the JPEG decode floor.
 
-    .venv/bin/python bench/folder_predict.py            # ~2.5 min on 2 quiet cores
-    .venv/bin/python bench/folder_predict.py --quick    # ~1 min: the sample's 2,000 test digits
+    .venv/bin/python bench/folder_predict.py            # ~4 min on 2 quiet cores
+    .venv/bin/python bench/folder_predict.py --quick    # ~1 min: the sample's 2,000 test digits, 24 photos
 
 The Fashion-MNIST test set is written once as <index>_<label>.png (bench/results/data/). For dense-512 and
 cnn-bn-aug (three epochs each, exported with int8, cached in bench/results/models/):
@@ -16,6 +17,13 @@ cnn-bn-aug (three epochs each, exported with int8, cached in bench/results/model
   overheads the bound leaves out. CPU time (process_time), not wall time, so that other load on the
   machine does not inflate the costs; the achieved rate, in wall time, does suffer from such load.
 - accuracy from the predictions CSV (labels are in the file names) next to the model's Keras test accuracy.
+
+Phone photos: 150 JPEGs of 4000x3000 (`job.data.photos.phone_photo`, 1.5-3 MB each) of the sample's test
+digits, made once. `mnist-predict` on them as a user runs it (the best sample model, the whole command), in
+turns with the decode floor: Pillow's DCT-scaled greyscale decode alone (`draft("L", (w/8, h/8))` and
+`load()`), the same files spread over one process per core that is already running. The floor is what any predictor that reads
+these files with Pillow must pay; everything else the CLI does (process start, cleaning, framing, the model,
+the CSV) shows as the distance from it.
 Writes bench/results/folder_predict.json.
 """
 
@@ -28,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (BIN, bench_models, cpu_count, exported_model, header, interleaved_medians, num,
+from common import (BIN, RESULTS, bench_models, best_sample_model, cpu_count, exported_model, header, interleaved_medians, num,
                     parse_args, png_folder, print_table, print_targets, target, write_results)
 
 MODELS = ["dense-512", "cnn-bn-aug"]
-FULL = {"repeats": 3, "loop_images": 300, "decode_images": 2000}
-QUICK = {"repeats": 1, "loop_images": 40, "decode_images": 500}
+FULL = {"repeats": 2, "loop_images": 150, "decode_images": 1000, "photos": 150}
+QUICK = {"repeats": 1, "loop_images": 40, "decode_images": 500, "photos": 24}
+PHOTO_VERSION = 1  # bump when job.data.photos.phone_photo changes, so the photos are made again
 BATCH = 256  # the CLI's default --batch-size
 
 
@@ -92,6 +101,72 @@ def infer_seconds(onnx, x):
                                clock=time.process_time)["run"] / BATCH
 
 
+def phone_folder(count):
+    """bench/results/data/phone-12mp-v<N>-<count>/<index>_<label>.jpg: 12 MP phone JPEGs, made once."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    folder = RESULTS / "data" / f"phone-12mp-v{PHOTO_VERSION}-{count}"
+    if not (folder / ".complete").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        print(f"writing {count} 12-megapixel phone JPEGs to {folder} ...", flush=True)
+        with ProcessPoolExecutor(cpu_count()) as pool:
+            list(pool.map(_phone_file, [(folder, i) for i in range(count)]))
+        (folder / ".complete").write_text("")
+    return folder
+
+
+def _phone_file(job):
+    from job.data.datasets import load_dataset
+    from job.data.photos import phone_photo
+
+    folder, i = job
+    test = load_dataset("mnist-sample")
+    (folder / f"{i:04d}_{test.y_test[i]}.jpg").write_bytes(phone_photo(test.x_test[i], seed=i))
+
+
+def _floor_decode(paths):
+    """The decode floor for a few files: Pillow's greyscale decode at 1/8 scale, nothing else."""
+    from PIL import Image
+
+    for path in paths:
+        with Image.open(path) as image:
+            image.draft("L", (image.width // 8, image.height // 8))
+            image.load()
+    return len(paths)
+
+
+def photos(plan, tmp):
+    """The CLI on the phone JPEGs against the decode floor on every core, in turns: a result row."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from job.data.scoring import score_predictions
+
+    folder = phone_folder(plan["photos"])
+    paths = sorted(folder.glob("*.jpg"))
+    model = best_sample_model(plan is QUICK) / "export" / "model.onnx"
+    cores = cpu_count()
+    chunks = [paths[i::4 * cores] for i in range(4 * cores)]  # several per core, so that none waits at the end
+    with ProcessPoolExecutor(cores) as pool:
+        list(pool.map(abs, range(cores)))  # every process started before the clock runs
+        summary = {}
+
+        def cli_run():
+            wall, summary["cli"] = cli(folder, model, tmp / "phone.csv")
+            return wall
+
+        wall = interleaved_medians({"floor": lambda: sum(pool.map(_floor_decode, chunks)), "cli": cli_run},
+                                   repeats=plan["repeats"], warmup=1)
+    scores = score_predictions(tmp / "phone.csv")
+    megabytes = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
+    return {"files": len(paths), "mean_mb": round(megabytes, 2), "cores": cores,
+            "floor_images_per_second": round(len(paths) / wall["floor"], 1),
+            "cli_images_per_second": round(len(paths) / wall["cli"], 1),
+            "cli_reported_images_per_second": summary["cli"]["images_per_second"],
+            "of_floor": round(wall["floor"] / wall["cli"], 3),
+            "csv_accuracy": round(scores["correct"] / len(paths), 4), "errors": summary["cli"]["failed"]}
+
+
 def main():
     args = parse_args(__doc__)
     plan = QUICK if args.quick else FULL
@@ -139,6 +214,8 @@ def main():
         two = rows[-1]
         targets.append(target(f"{name}: --workers 2, share of the bound", 100 * two["of_bound"], 70, unit="%"))
         targets.append(target(f"{name}: --workers 2 / per-image predict loop", two["vs_loop"], 500, unit="x"))
+    phone = photos(plan, tmp)
+    targets.append(target("12 MP phone JPEGs: share of the decode floor", 100 * phone["of_floor"], 85, unit="%"))
     shutil.rmtree(tmp)
 
     print(f"\n{len(paths):,} PNG files of {dataset}; {cores} cores; bound = cores / (decode + infer at batch "
@@ -149,11 +226,19 @@ def main():
                   num(r["decode_us"]), num(r["infer_us"]), num(r["bound"]), f"{r['of_bound']:.0%}",
                   num(r["loop_images_per_second"]), f"{r['vs_loop']:,.0f}x", f"{r['csv_accuracy']:.4f}",
                   f"{r['keras_test_accuracy']:.4f}"] for r in rows])
+    print(f"\n{phone['files']} phone JPEGs of 4000x3000 ({phone['mean_mb']} MB each), the best sample model; decode floor: "
+          f"Pillow's 1/8-scale greyscale decode alone on {phone['cores']} running processes; median of "
+          f"{plan['repeats']} run(s), in turns")
+    print_table(["decode floor images/s", "mnist-predict images/s", "(CLI's own)", "of floor", "CSV acc", "errors"],
+                [[num(phone["floor_images_per_second"]), num(phone["cli_images_per_second"]),
+                  num(phone["cli_reported_images_per_second"]), f"{phone['of_floor']:.0%}",
+                  f"{phone['csv_accuracy']:.1%}", phone["errors"]]])
     print()
     print_targets(targets)
     write_results("folder_predict" + ("-quick" if args.quick else ""),
                   {"quick": args.quick, "dataset": dataset, "files": len(paths), "cores": cores,
-                   "pillow_decode_us": round(1e6 * decode["pillow"], 1), **plan, "rows": rows, "targets": targets})
+                   "pillow_decode_us": round(1e6 * decode["pillow"], 1), **plan, "rows": rows, "phone": phone,
+                   "targets": targets})
 
 
 if __name__ == "__main__":

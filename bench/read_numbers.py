@@ -1,6 +1,7 @@
 """Reading whole numbers: accuracy per spacing and condition, letters refused, Tesseract side by side, speed.
 
-    .venv/bin/python bench/numbers.py                    # ~12 min on 2 cores (trains and exports once)
+    .venv/bin/python bench/numbers.py                    # ~4 min on 2 cores, and the best sample model once
+    .venv/bin/python bench/numbers.py --full             # ~8 min: 200 numbers a condition, not 100
     .venv/bin/python bench/numbers.py --quick            # ~2 min: 20 images a condition, 3 epochs
     .venv/bin/python bench/numbers.py --model runs/demo/export/model.onnx
 
@@ -39,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (BIN, RESULTS, header, interleaved_medians, num, parse_args, print_table, print_targets,
-                    target, write_results)
+from common import (BIN, RESULTS, best_sample_model, header, interleaved_medians, num, parse_args, print_table,
+                    print_targets, target, write_results)
 
-FULL = {"per_condition": 200, "per_letters": 400, "mixed": 200, "repeats": 3, "photos_12mp": 24}
+DEFAULT = {"per_condition": 100, "per_letters": 200, "mixed": 100, "repeats": 3, "photos_12mp": 24}
+FULL = {**DEFAULT, "per_condition": 200, "per_letters": 400, "mixed": 200}
 QUICK = {"per_condition": 20, "per_letters": 40, "mixed": 20, "repeats": 1, "photos_12mp": 4}
 SCAN, PHOTO = "off-white", "phone"
 DATA_VERSION = 1  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
@@ -247,10 +249,11 @@ def evaluate_tesseract(path, truth):
 
 def main():
     args = parse_args(__doc__, **{
-        "--model": {"help": "the model.onnx to read with [default: cnn-bn-aug trained on the sample, cached]"}})
-    plan = QUICK if args.quick else FULL
+        "--model": {"help": "the model.onnx to read with [default: cnn-bn-aug trained on the sample, cached]"},
+        "--full": {"action": "store_true", "help": "200 numbers a condition and 400 letters a set"}})
+    plan = QUICK if args.quick else FULL if args.full else DEFAULT
     header("numbers: reading whole numbers, refusing letters", args.quick)
-    model = Path(args.model) if args.model else trained_model(args.quick) / "export" / "model.onnx"
+    model = Path(args.model) if args.model else best_sample_model(args.quick) / "export" / "model.onnx"
     data = folders(plan)
     tmp = Path(tempfile.mkdtemp(prefix="numbers-"))
     numbers_ = [name for name in data if not name.startswith(("letters-", "digits-"))]
@@ -346,21 +349,6 @@ def main():
                   "images_per_second": {f"{name} | {what}": rate for (name, what), rate in per_second.items()},
                   "single_digit_accuracy": single, "ceiling": ceiling,
                    "targets": targets})
-
-
-def trained_model(quick=False):
-    """cnn-bn-aug trained on the sample with its defaults (letters, fragments and cut digits included) and
-    exported; cached. --quick trains 3 epochs."""
-    run_dir = RESULTS / "models" / ("mnist-sample-cnn-bn-aug-read-e3" if quick else "mnist-sample-cnn-bn-aug-read")
-    if (run_dir / "export" / "manifest.json").is_file():
-        return run_dir
-    shutil.rmtree(run_dir, ignore_errors=True)
-    print(f"training cnn-bn-aug on mnist-sample into {run_dir} ...", flush=True)
-    for command in (["train", "--model", "cnn-bn-aug", "--dataset", "mnist-sample", "--out", str(run_dir),
-                     *(["--epochs", "3"] if quick else [])],
-                    ["export", str(run_dir), "--quantize", "int8"]):
-        subprocess.run([str(BIN / "mnist-job"), *command], check=True, stdout=subprocess.DEVNULL)
-    return run_dir
 
 
 if __name__ == "__main__":

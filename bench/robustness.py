@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (RESULTS, ROOT, header, interleaved_medians, num, parse_args, print_table, print_targets,
-                    target, write_results)
+from common import (RESULTS, ROOT, best_sample_model, header, interleaved_medians, num, parse_args, print_table,
+                    print_targets, target, write_results)
 
 FULL = {"per_condition": 300, "per_junk": 200, "photos_12mp": 96, "repeats": 3}
 QUICK = {"per_condition": 30, "per_junk": 20, "photos_12mp": 4, "repeats": 1}
@@ -223,7 +223,7 @@ def main():
     from mnist_predict.review import DEFAULT_MIN_CONFIDENCE
 
     threshold = args.min_confidence if args.min_confidence is not None else DEFAULT_MIN_CONFIDENCE
-    model = Path(args.model) if args.model else trained_model() / "export" / "model.onnx"
+    model = Path(args.model) if args.model else best_sample_model() / "export" / "model.onnx"
     variants = [{"name": "now", "package": "mnist_predict", "path": str(ROOT / "deploy"), "model": model}]
     if args.before:
         path, package = baseline_package(args.before)
@@ -291,20 +291,6 @@ def main():
                   {"quick": args.quick, **plan, "threshold": threshold, "model": str(model), "variants": names,
                    "results": results, "speed": {f"{w} | {n}": r for (w, n), r in rates.items()},
                    "digits_top_median": float(np.median(all_digits_top)), "targets": targets})
-
-
-def trained_model():
-    """cnn-bn-aug trained on the sample with its defaults and exported with int8; cached."""
-    run_dir = RESULTS / "models" / "mnist-sample-cnn-bn-aug-full"
-    if (run_dir / "export" / "manifest.json").is_file():
-        return run_dir
-    shutil.rmtree(run_dir, ignore_errors=True)
-    print(f"training cnn-bn-aug on mnist-sample with its defaults into {run_dir} ...", flush=True)
-    for command in (["train", "--model", "cnn-bn-aug", "--dataset", "mnist-sample", "--out", str(run_dir)],
-                    ["export", str(run_dir), "--quantize", "int8"]):
-        subprocess.run([str(Path(sys.executable).parent / "mnist-job"), *command], check=True,
-                       stdout=subprocess.DEVNULL)
-    return run_dir
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Run the benchmark suite one script after another, then tabulate every target: `make bench` calls this.
 
-    .venv/bin/python bench/run_all.py              # full: ~43 min on 2 cores, target < 20 (make bench)
-    .venv/bin/python bench/run_all.py --quick      # < 3 min, checks that it all runs: make bench BENCH_FLAGS=--quick
+    .venv/bin/python bench/run_all.py              # ~15 min on 2 cores (make bench)
+    .venv/bin/python bench/run_all.py --full       # ~45 min: the long schedules too (make bench BENCH_FLAGS=--full)
+    .venv/bin/python bench/run_all.py --quick      # < 4 min, checks that it all runs: make bench BENCH_FLAGS=--quick
     .venv/bin/python bench/run_all.py --only inference,folder_predict
 
 Each script runs in its own process (nothing shared but the cached models and PNG folders under
 bench/results/), never two at once. Targets that are missed are reported, not failed: the exit code is
-non-zero only when a script crashed. Writes bench/results/summary.json and summary.md (the README table).
+non-zero only when a script crashed. Writes bench/results/summary.json and summary.md (the README table)
+and, for a whole run that is not --quick, bench/latest.json: the record the READMEs quote, kept in git and
+stamped with the commit measured. tests/test_bench.py holds every table row the READMEs mark as quoted
+from it (`<!-- quoted from bench/latest.json -->` above the table) to a target row of it.
 """
 
 import argparse
@@ -19,13 +23,28 @@ from pathlib import Path
 from common import RESULTS, device_line, load_average, print_table, write_results
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["train_speed", "time_to_accuracy", "inference", "folder_predict", "predictor_start_memory", "numbers"]
+SCRIPTS = ["train_speed", "time_to_accuracy", "inference", "folder_predict", "predictor_start_memory", "numbers",
+           "web_page"]
+LONG = {"time_to_accuracy", "numbers"}  # the scripts --full changes: their long schedules and larger sets
 
 
-def markdown(rows, quick, seconds):
-    lines = [f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {device_line()} ({load_average()} at the end)"
-             f"{', QUICK MODE: not comparable' if quick else ''}; whole suite {seconds / 60:.1f} min.", "",
-             "| benchmark | target | measured | goal | verdict |", "| --- | --- | --- | --- | --- |"]
+LATEST = HERE / "latest.json"
+QUOTED = "<!-- quoted from bench/latest.json -->"
+
+
+def commit():
+    """The commit measured, with "+changes" when the work tree differs from it."""
+    head = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)
+    return (head.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
+
+
+def markdown(rows, quick, seconds, measured_commit=None):
+    at = f" at commit {measured_commit}" if measured_commit else ""
+    lines = [f"Measured {time.strftime('%Y-%m-%d', time.gmtime())}{at} on {device_line()} ({load_average()} at "
+             f"the end){', QUICK MODE: not comparable' if quick else ''}; whole suite {seconds / 60:.1f} min.", "",
+             QUOTED, "| benchmark | target | measured | goal | verdict |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['benchmark']} | {r['target']} | {r['measured']} | {r['goal']} | {r['verdict']} |" for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -33,8 +52,11 @@ def markdown(rows, quick, seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny data and repeats: checks the suite runs")
+    parser.add_argument("--full", action="store_true", help=f"the long schedules of {' and '.join(sorted(LONG))}")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCRIPTS)}")
     args = parser.parse_args()
+    if args.quick and args.full:
+        parser.error("--quick and --full contradict each other: choose one")
     scripts = args.only.split(",") if args.only else SCRIPTS
     unknown = set(scripts) - set(SCRIPTS)
     if unknown:
@@ -45,7 +67,7 @@ def main():
     suffix = "-quick" if args.quick else ""
     for name in scripts:
         t = time.perf_counter()
-        flags = ["--quick"] if args.quick else []
+        flags = ["--quick"] if args.quick else ["--full"] if args.full and name in LONG else []
         code = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *flags]).returncode
         timings[name] = round(time.perf_counter() - t, 1)
         result = RESULTS / f"{name}{suffix}.json"
@@ -65,10 +87,16 @@ def main():
     missed = [r for r in rows if not r["met"]]
     print(f"\n{len(rows) - len(missed)} of {len(rows)} targets met"
           + (f"; crashed: {', '.join(crashed)}" if crashed else ""))
-    (RESULTS / f"summary{suffix}.md").write_text(markdown(rows, args.quick, seconds))
-    write_results(f"summary{suffix}", {"quick": args.quick, "device": device_line(), "load_at_end": load_average(),
-                                       "seconds": round(seconds, 1), "script_seconds": timings, "targets": rows,
-                                       "crashed": crashed})
+    measured = commit()
+    (RESULTS / f"summary{suffix}.md").write_text(markdown(rows, args.quick, seconds, measured))
+    record = {"quick": args.quick, "full": args.full, "commit": measured, "device": device_line(),
+              "load_at_end": load_average(), "seconds": round(seconds, 1), "script_seconds": timings,
+              "targets": rows, "crashed": crashed}
+    write_results(f"summary{suffix}", record)
+    if not args.quick and not args.only and not crashed:
+        LATEST.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record},
+                                     indent=2) + "\n")
+        print(f"the record the READMEs quote: {LATEST}")
     sys.exit(1 if crashed else 0)
 
 

@@ -49,3 +49,44 @@ def test_numbers_and_table(capsys):
         "dense-512     1,000",
         "      cnn         5",
     ]
+
+
+QUOTED = "<!-- quoted from bench/latest.json -->"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def quoted_rows(markdown):
+    """The rows of every table that follows the QUOTED marker: [cells, ...] per row, header and rule left out."""
+    rows, inside = [], False
+    for line in markdown.splitlines():
+        if line.strip() == QUOTED:
+            inside, header = True, True
+            continue
+        if inside and line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if not header and not set("".join(cells)) <= set("-: "):
+                rows.append(cells)
+            header = False
+        elif inside and line.strip():
+            inside = False
+    return rows
+
+
+def test_every_figure_the_readmes_quote_from_the_bench_is_in_its_last_record():
+    """bench/run_all.py writes bench/latest.json; the READMEs' tables marked as quoted from it must be rows of
+    it, figure for figure, so that a README cannot keep a figure the bench no longer measures."""
+    import json
+
+    record = json.loads((ROOT / "bench" / "latest.json").read_text())
+    recorded = {(r["benchmark"], r["target"], r["measured"], r["goal"], r["verdict"]) for r in record["targets"]}
+    quoted = {path: quoted_rows((ROOT / path).read_text()) for path in ("README.md", "bench/README.md")}
+    assert quoted["bench/README.md"], "bench/README.md's Latest results are not marked as quoted"
+    for path, rows in quoted.items():
+        for cells in rows:
+            assert tuple(cells) in recorded, f"{path} quotes a row bench/latest.json does not hold: {cells}"
+    assert not record["quick"] and record["commit"], "bench/latest.json is a quick run, or names no commit"
+
+
+def test_quoted_rows_are_read_from_marked_tables_only():
+    text = "| a | b |\n| --- | --- |\n| 1 | 2 |\n\n" + QUOTED + "\n| a | b |\n| --- | --- |\n| 3 | 4 |\n| 5 | 6 |\n\nafter\n| 7 | 8 |\n"
+    assert quoted_rows(text) == [["3", "4"], ["5", "6"]]

@@ -68,6 +68,20 @@ def test_output_order_is_the_same_for_any_number_of_workers(tmp_path, digit_fold
     assert outputs[0].read_bytes() == outputs[1].read_bytes() == outputs[2].read_bytes()
 
 
+@pytest.mark.parametrize("cores, files", [(2, 150), (2, 256), (4, 100), (16, 256)])
+def test_a_batch_is_shared_evenly_between_the_decode_workers(cores, files, monkeypatch):
+    """Tasks go to the workers in turns, so the busiest worker decodes whole tasks beyond its fair share: with
+    32-file tasks, 150 photos on 2 cores were 5 tasks, and one worker decoded 96 of them while the other
+    waited. Now no worker gets more than 15% over its share, and no task more than an eighth of a batch."""
+    from mnist_predict import batch, files as files_module
+
+    monkeypatch.setattr(files_module, "usable_cpus", lambda: cores)
+    chunk = batch.chunk_size(files, 256)
+    tasks = [min(chunk, files - start) for start in range(0, files, chunk)]
+    busiest = max(sum(tasks[worker::cores]) for worker in range(cores))
+    assert 1 <= chunk <= 256 // 8 and busiest <= 1.15 * files / cores, (chunk, busiest)
+
+
 def test_shards_are_complete_and_disjoint(tmp_path, digit_folder, model_path, predict_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shards = []

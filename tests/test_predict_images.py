@@ -216,3 +216,31 @@ def test_bad_files_become_error_rows_and_the_batch_finishes(tmp_path, model_path
     for name, row in rows.items():
         assert row["status"] == "error" and expected[name] in row["error"], row
         assert row["label"] == row["probability"] == ""
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 19, 33])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, bool])
+def test_rank_filter_is_the_k_wide_max_and_min_with_edges_repeated(k, dtype):
+    """The doubling rank filter against its definition, pixel by pixel: the max (min) of the k pixels around
+    each one along an axis, the edge pixel standing in beyond the edge."""
+    rng = np.random.default_rng(k)
+    a = (rng.random((23, 41)) * 255).astype(dtype) if dtype is not bool else rng.random((23, 41)) > 0.8
+    for op in (np.maximum, np.minimum):
+        for axis in (0, 1):
+            n = a.shape[axis]
+            index = np.clip(np.arange(n)[:, None] + np.arange(k) - k // 2, 0, n - 1)  # (n, k) neighbours
+            windows = a[index] if axis == 0 else a[:, index]
+            expected = op.reduce(windows, axis=axis + 1)
+            got = images.rank_filter(a, k, op, (axis,))
+            assert got.dtype == a.dtype and np.array_equal(got, expected), (op.__name__, axis)
+
+
+def test_otsu_counts_values_as_numpys_histogram_does():
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(5000, dtype=np.float32) ** 3, np.float32([0, 1, 0.5, 255 / 256, 1 / 256])])
+    counts, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    between = [(counts[:i + 1].sum() * counts[i + 1:].sum()) * ((counts[:i + 1] * centres[:i + 1]).sum() /
+               counts[:i + 1].sum() - (counts[i + 1:] * centres[i + 1:]).sum() / max(counts[i + 1:].sum(), 1)) ** 2
+               for i in range(255)]
+    assert images.otsu(values) == edges[int(np.argmax(between)) + 1]

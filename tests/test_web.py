@@ -14,6 +14,7 @@ installs them.
 """
 
 import base64
+import gzip
 import json
 import re
 import shutil
@@ -81,9 +82,10 @@ class Server:
             raise RuntimeError(f"the server did not start: {line}{self.process.stderr.read()}")
         self.url = line.split(" at ", 1)[1].split()[0]
 
-    def get(self, path):
+    def get(self, path, headers=None):
         try:
-            with urllib.request.urlopen(self.url + path.lstrip("/")) as response:
+            request = urllib.request.Request(self.url + path.lstrip("/"), headers=headers or {})
+            with urllib.request.urlopen(request) as response:
                 return response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.headers, b""
@@ -247,6 +249,15 @@ def test_the_server_sends_wasm_and_isolation_headers_and_nothing_else(server, ex
         inputs = np.frombuffer(base64.b64decode(parity["inputs"]), "<f4")
         assert np.array_equal(inputs.reshape(reference["inputs"].shape), reference["inputs"])
         assert parity["kinds"] == list(reference["kinds"])
+
+
+def test_the_wasm_goes_gzipped_to_a_browser_that_takes_gzip(server):
+    wasm = PAGE / "node_modules" / "onnxruntime-web" / "dist" / "ort-wasm-simd-threaded.wasm"
+    status, headers, body = server.get("/ort/ort-wasm-simd-threaded.wasm", {"Accept-Encoding": "gzip, deflate"})
+    assert status == 200 and headers["Content-Encoding"] == "gzip" and headers["Content-Type"] == "application/wasm"
+    assert int(headers["Content-Length"]) == len(body) < wasm.stat().st_size / 3
+    assert gzip.decompress(body) == wasm.read_bytes()
+    assert "Content-Encoding" not in server.get("/ort/ort-wasm-simd-threaded.wasm")[1]  # asked for nothing
 
 
 def test_web_refuses_a_folder_that_is_not_an_export(tmp_path):

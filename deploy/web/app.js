@@ -3,6 +3,7 @@
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { NoDigit, SIZE, prepare, toGrayscale } from "./preprocess.js";
 import { choose, layoutOf } from "./numbers.js";
+import { decode, prepareFile } from "./decode.js";
 
 const EXPORT = "./export/";
 const COLUMNS = ["path", "label", "class_name", "probability", "top_k", "status", "review", "error"];
@@ -71,15 +72,59 @@ function answer(probabilities) {
   return { label, class_name: labels[label], probabilities, review: probabilities[label] < threshold() };
 }
 
-async function decode(blob) {
-  // No colour management and no premultiplied alpha: the pixels as stored, as Pillow reads them.
-  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
-  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-  const context = canvas.getContext("2d", { willReadFrequently: true });
-  context.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
-  return toGrayscale(data, canvas.width, canvas.height);
+// Dropped files are decoded and prepared by workers, one per core (the page's thread runs the model and the
+// table); where a worker cannot start, on the page's thread. Each worker holds a few files at a time, so that
+// it never waits for the page's thread to hand it the next one, and no worker is left with a long queue.
+const PREPARERS = Math.max(1, Math.min(8, navigator.hardwareConcurrency || 1));
+const IN_FLIGHT = 4;
+let preparers = null, jobs = 0;
+const queue = [];
+
+function startPreparers() {
+  preparers = [];
+  for (let i = 0; i < PREPARERS; i++) {
+    let worker;
+    try {
+      worker = new Worker(new URL("./prepare_worker.js", import.meta.url), { type: "module" });
+    } catch {
+      break;
+    }
+    const preparer = { worker, jobs: new Map() };
+    worker.onmessage = ({ data: { id, ...result } }) => {
+      // by id: a worker takes the next file while it waits for a decode, so its answers may come out of order
+      preparer.jobs.get(id).resolve(result);
+      preparer.jobs.delete(id);
+      dispatch();
+    };
+    worker.onerror = (event) => {
+      // this browser's workers cannot run the page's modules: its file, and the rest, on the page's thread
+      event.preventDefault();
+      preparers = preparers.filter((p) => p !== preparer);
+      for (const job of preparer.jobs.values()) prepareFile(job.file).then(job.resolve);
+      if (!preparers.length) queue.splice(0).forEach((job) => prepareFile(job.file).then(job.resolve));
+    };
+    preparers.push(preparer);
+  }
+}
+
+function dispatch() {
+  for (const preparer of preparers) {
+    while (preparer.jobs.size < IN_FLIGHT && queue.length) {
+      const job = queue.shift(), id = jobs++;
+      preparer.jobs.set(id, job);
+      preparer.worker.postMessage({ id, file: job.file });
+    }
+  }
+}
+
+/** decode.prepareFile(file), in a worker. */
+function prepareElsewhere(file) {
+  if (preparers === null) startPreparers();
+  if (!preparers.length) return prepareFile(file);
+  return new Promise((resolve) => {
+    queue.push({ file, resolve });
+    dispatch();
+  });
 }
 
 // ---- drawing ---------------------------------------------------------------------------------------------
@@ -280,15 +325,12 @@ async function predictFiles(files, skipped = 0) {
   if ($("readNumbers").checked) return readFiles(files, skipped);
   const body = startTable(COLUMNS, ["file", "label", "probability", "top 3", "status", "review"], skipped);
   const start = performance.now();
+  const prepareBatch = (i) => Promise.all(files.slice(i, i + BATCH).map(prepareElsewhere));
+  let next = prepareBatch(0);
   for (let i = 0; i < files.length; i += BATCH) {
     const batch = files.slice(i, i + BATCH), digits = [], good = [];
-    const prepared = await Promise.all(batch.map(async (file) => {
-      try {
-        return { digit: prepare(await decode(file)) };
-      } catch (error) {
-        return { error: error instanceof NoDigit ? "no digit found" : `not an image the browser can read: ${error.message}` };
-      }
-    }));
+    const prepared = await next;
+    if (i + BATCH < files.length) next = prepareBatch(i + BATCH); // the workers go on while the model runs
     prepared.forEach((p, j) => p.digit && (digits.push(p.digit), good.push(j)));
     const probabilities = digits.length ? await run(digits) : [];
     const byIndex = new Map(good.map((j, n) => [j, probabilities[n]]));

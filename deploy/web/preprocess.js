@@ -22,6 +22,7 @@ const MIN_SIDE = 96;
 const MIN_CONTRAST = 0.2;
 const MIN_SEPARATION = 9.0;
 const f32 = Math.fround;
+const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255); // np.float32(v) / 255
 
 export class NoDigit extends Error {}
 
@@ -109,7 +110,9 @@ export function workingCopy(gray, longest = WORK) {
   } else if (scale > 1) {
     image = resize(gray, roundHalfEven(width * scale), roundHalfEven(height * scale), "bicubic");
   }
-  let work = { width: image.width, height: image.height, data: Float32Array.from(image.data, (v) => f32(v / 255)) };
+  const data = new Float32Array(image.data.length), src = image.data;
+  for (let i = 0; i < src.length; i++) data[i] = UNIT[src[i]];
+  let work = { width: image.width, height: image.height, data };
   const crop = scale > 1;
   let margin = 0;
   if (crop) {
@@ -130,18 +133,22 @@ export function inkMap(work, crop) {
   } else {
     background = backgroundOf(image);
   }
-  const floor = f32(0.05);
-  return zip(background, image, (b, v) => clip01(f32(f32(b - v) / Math.max(b, floor))));
+  const floor = f32(0.05), b = background.data, v = image.data, data = new Float32Array(v.length);
+  for (let i = 0; i < v.length; i++) data[i] = clip01(f32(f32(b[i] - v[i]) / Math.max(b[i], floor)));
+  return { width: work.width, height: work.height, data };
 }
 
 function darkInk(work) {
   const { width, height } = work;
   const scale = POLARITY / Math.max(height, width);
   const w = Math.max(1, roundHalfEven(width * scale)), h = Math.max(1, roundHalfEven(height * scale));
-  const bytes = { width, height, data: Uint8Array.from(work.data, (v) => Math.trunc(f32(v * 255))) };
+  const bytes = { width, height, data: new Uint8Array(work.data.length) };
+  for (let i = 0; i < work.data.length; i++) bytes.data[i] = f32(work.data[i] * 255); // a Uint8Array truncates
   const low = resize(bytes, w, h, "box");
   const local = medianFilter(low, Math.max(3, roundHalfEven(Math.max(w, h) * 0.6) | 1));
-  const residual = Float64Array.from(low.data, (v, i) => v - local.data[i]).sort();
+  const residual = new Float64Array(low.data.length);
+  for (let i = 0; i < residual.length; i++) residual[i] = low.data[i] - local.data[i];
+  residual.sort();
   const darkest = percentileSorted(residual, 1), brightest = percentileSorted(residual, 99);
   return -darkest > brightest;
 }
@@ -151,25 +158,36 @@ function backgroundOf(paperBright) {
   const low = resize(paperBright, Math.max(1, width >> 1), Math.max(1, height >> 1), "box");
   const k = Math.max(3, roundHalfEven(Math.max(low.width, low.height) / 4) | 1);
   const closed = rankFilter(rankFilter(low, k, Math.max), k, Math.min);
-  const background = resize(closed, width, height, "bilinear");
-  return zip(background, paperBright, Math.max);
+  const background = resize(closed, width, height, "bilinear").data, bright = paperBright.data;
+  for (let i = 0; i < background.length; i++) if (bright[i] > background[i]) background[i] = bright[i];
+  return { width, height, data: background };
 }
 
 function smooth(a) {
-  const weights = [1, 4, 6, 4, 1];
+  const { width, height } = a;
   for (const axis of [0, 1]) {
-    const out = new Float32Array(a.data.length);
-    for (let y = 0; y < a.height; y++) {
-      for (let x = 0; x < a.width; x++) {
-        let sum = 0;
-        for (let i = 0; i < 5; i++) {
-          const v = axis === 0 ? at(a, x, y + i - 2) : at(a, x + i - 2, y);
-          sum = f32(sum + f32(weights[i] * v));
+    const src = a.data, out = new Float32Array(src.length);
+    const n = axis === 0 ? height : width, step = axis === 0 ? width : 1;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const j = axis === 0 ? y : x, i = y * width + x;
+        // the taps at j - 2 ... j + 2, edges repeated
+        let m2 = i - 2 * step, m1 = i - step, p1 = i + step, p2 = i + 2 * step;
+        if (j < 2 || j >= n - 2) {
+          m2 = i + (Math.max(j - 2, 0) - j) * step;
+          m1 = i + (Math.max(j - 1, 0) - j) * step;
+          p1 = i + (Math.min(j + 1, n - 1) - j) * step;
+          p2 = i + (Math.min(j + 2, n - 1) - j) * step;
         }
-        out[y * a.width + x] = f32(sum / 16);
+        let sum = src[m2];
+        sum = f32(sum + f32(4 * src[m1]));
+        sum = f32(sum + f32(6 * src[i]));
+        sum = f32(sum + f32(4 * src[p1]));
+        sum = f32(sum + src[p2]);
+        out[i] = f32(sum / 16);
       }
     }
-    a = { width: a.width, height: a.height, data: out };
+    a = { width, height, data: out };
   }
   return a;
 }
@@ -180,21 +198,30 @@ function digitMask(ink) {
   const { labels, stats } = components(found.mask, found.denoised);
   const keep = new Set(chooseComponents(stats, ink.width, ink.height));
   if (!keep.size) return null;
-  return { width: ink.width, height: ink.height, data: labels.map((label) => (keep.has(label) ? 1 : 0)) };
+  const data = new Uint8Array(labels.length);
+  for (let i = 0; i < labels.length; i++) if (labels[i] && keep.has(labels[i])) data[i] = 1;
+  return { width: ink.width, height: ink.height, data };
 }
 
 /** {mask, denoised}: Otsu on the denoised ink map without thin rules, or null when nothing stands out of
  * the paper's noise. */
 export function inkMask(ink) {
   const denoised = removeRules(smooth(ink));
-  const threshold = otsu(denoised.data);
-  const mask = denoised.data.map((v) => (v > threshold ? 1 : 0));
-  const inside = [], outside = [];
-  denoised.data.forEach((v, i) => (mask[i] ? inside : outside).push(v));
-  if (!inside.length) return null;
-  const strong = percentileSorted(Float64Array.from(inside).sort(), 90);
+  const threshold = otsu(denoised.data), values = denoised.data;
+  const mask = new Uint8Array(values.length);
+  let count = 0;
+  for (let i = 0; i < values.length; i++) if (values[i] > threshold) (mask[i] = 1), count++;
+  if (!count) return null;
+  const inside = new Float64Array(count), outside = new Float64Array(values.length - count);
+  for (let i = 0, a = 0, b = 0; i < values.length; i++) {
+    if (mask[i]) inside[a++] = values[i];
+    else outside[b++] = values[i];
+  }
+  const strong = percentile(inside, 90);
   const paperMean = outside.length ? mean(outside) : NaN;
-  const noise = outside.length ? Math.sqrt(mean(outside.map((v) => (v - paperMean) ** 2))) : 0;
+  let squares = 0;
+  for (const v of outside) squares += (v - paperMean) ** 2;
+  const noise = outside.length ? Math.sqrt(squares / outside.length) : 0;
   if (strong < MIN_CONTRAST || strong - paperMean < MIN_SEPARATION * noise) return null;
   return { mask: { width: ink.width, height: ink.height, data: mask }, denoised };
 }
@@ -203,9 +230,10 @@ function removeRules(ink, k = 5) {
   if (Math.min(ink.width, ink.height) < Math.floor((4 * MIN_SIDE) / 3)) return ink;
   const tenth = f32(0.1);
   for (const axis of [0, 1]) {
-    const opened = rankFilter(rankFilter(ink, k, Math.min, [axis]), k, Math.max, [axis]);
     // axis 0 opens vertically, which finds horizontal rules: one flag per row (per column for axis 1)
     const lines = axis === 0 ? ink.height : ink.width, along = axis === 0 ? ink.width : ink.height;
+    if (!inkedLines(ink, axis, tenth, 0.6)) continue;
+    const opened = rankFilter(rankFilter(ink, k, Math.min, [axis]), k, Math.max, [axis]);
     let rules = new Uint8Array(lines);
     for (let line = 0; line < lines; line++) {
       let count = 0;
@@ -225,6 +253,17 @@ function removeRules(ink, k = 5) {
     }
   }
   return ink;
+}
+
+/** Whether any row (axis 0) or column (axis 1) has more than `share` of its pixels above `level`. What the
+ * opening removes is at most the ink itself, so without such a line there is no rule to find. */
+function inkedLines(ink, axis, level, share) {
+  const { width, height, data } = ink, counts = new Int32Array(axis === 0 ? height : width);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) if (data[y * width + x] > level) counts[axis === 0 ? y : x]++;
+  }
+  const along = axis === 0 ? width : height;
+  return counts.some((count) => count / along > share);
 }
 
 function otsu(values) {
@@ -332,16 +371,22 @@ function chooseComponents(stats, width, height) {
 }
 
 export function stretch(ink, mask) {
-  const grown = rankFilter(mask, 5, Math.max);
-  const values = [], rest = [];
-  ink.data.forEach((v, i) => {
-    if (mask.data[i]) values.push(v);
-    if (!grown.data[i]) rest.push(v);
-  });
-  const low = rest.length ? percentileSorted(Float64Array.from(rest).sort(), 90) : 0.0;
-  const high = percentileSorted(Float64Array.from(values).sort(), 75);
+  const grown = rankFilter(mask, 5, Math.max).data, inside = mask.data, src = ink.data, n = src.length;
+  let count = 0, restCount = 0;
+  for (let i = 0; i < n; i++) {
+    if (inside[i]) count++;
+    if (!grown[i]) restCount++;
+  }
+  const values = new Float64Array(count), rest = new Float64Array(restCount);
+  for (let i = 0, a = 0, b = 0; i < n; i++) {
+    if (inside[i]) values[a++] = src[i];
+    if (!grown[i]) rest[b++] = src[i];
+  }
+  const low = rest.length ? percentile(rest, 90) : 0.0;
+  const high = percentile(values, 75);
   const low32 = f32(low), range = f32(Math.max(high - low, 1e-3));
-  const data = ink.data.map((v, i) => (grown.data[i] ? f32(clip01(f32(f32(v - low32) / range)) * 255) : 0));
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) if (grown[i]) data[i] = f32(clip01(f32(f32(src[i] - low32) / range)) * 255);
   return { width: ink.width, height: ink.height, data };
 }
 
@@ -471,22 +516,36 @@ function coefficients(inSize, in0, in1, outSize, [support0, filter]) {
 }
 
 function pass(image, { ksize, kk, bounds }, outWidth, outHeight, offset, isFloat, horizontal) {
-  const data = isFloat ? new Float32Array(outWidth * outHeight) : new Uint8Array(outWidth * outHeight);
+  const n = outWidth * outHeight, data = isFloat ? new Float32Array(n) : new Uint8Array(n);
   const k = isFloat ? kk : kk.map((v) => (v < 0 ? Math.trunc(-0.5 + v * (1 << PRECISION_BITS)) : Math.trunc(0.5 + v * (1 << PRECISION_BITS))));
-  const src = image.data, w = image.width;
+  const src = image.data, w = image.width, start = isFloat ? 0.0 : 1 << (PRECISION_BITS - 1);
+  // each output pixel's sum runs over its taps in order, as Pillow's does: the same doubles either way
+  const sums = new Float64Array(horizontal ? 1 : outWidth);
   for (let yy = 0; yy < outHeight; yy++) {
-    for (let xx = 0; xx < outWidth; xx++) {
-      const j = horizontal ? xx : yy;
-      const min = bounds[j * 2], count = bounds[j * 2 + 1];
-      let ss = isFloat ? 0.0 : 1 << (PRECISION_BITS - 1);
-      for (let i = 0; i < count; i++) {
-        const v = horizontal ? src[(yy + offset) * w + min + i] : src[(min + i) * w + xx];
-        ss += v * k[j * ksize + i];
+    if (horizontal) {
+      const row = (yy + offset) * w;
+      for (let xx = 0; xx < outWidth; xx++) {
+        const min = bounds[xx * 2], count = bounds[xx * 2 + 1], taps = xx * ksize;
+        let ss = start;
+        for (let i = 0; i < count; i++) ss += src[row + min + i] * k[taps + i];
+        data[yy * outWidth + xx] = isFloat ? ss : clipByte(ss);
       }
-      data[yy * outWidth + xx] = isFloat ? ss : Math.min(255, Math.max(0, Math.floor(ss / (1 << PRECISION_BITS))));
+    } else {
+      // a row at a time, tap by tap, so that the image is read along its rows
+      const min = bounds[yy * 2], count = bounds[yy * 2 + 1], taps = yy * ksize;
+      sums.fill(start);
+      for (let i = 0; i < count; i++) {
+        const weight = k[taps + i], row = (min + i) * w;
+        for (let xx = 0; xx < outWidth; xx++) sums[xx] += src[row + xx] * weight;
+      }
+      for (let xx = 0; xx < outWidth; xx++) data[yy * outWidth + xx] = isFloat ? sums[xx] : clipByte(sums[xx]);
     }
   }
   return { width: outWidth, height: outHeight, data };
+}
+
+function clipByte(ss) {
+  return Math.min(255, Math.max(0, Math.floor(ss / (1 << PRECISION_BITS))));
 }
 
 /** Image.reduce((fx, fy)) of a uint8 image: rounded block means, the last partial blocks included. */
@@ -516,22 +575,73 @@ function reduceMultiplier(count) {
 /** A k-wide max or min filter (op = Math.max or Math.min) along the given axes, edges repeated.
  * van Herk/Gil-Werman: a running op within blocks of k from both ends, so each pixel costs three ops. */
 export function rankFilter(a, k, op, axes = [0, 1]) {
-  const half = k >> 1;
+  if (op !== Math.max && op !== Math.min) throw new Error("rankFilter takes Math.max or Math.min");
+  // max(a, b) = -min(-a, -b): one loop serves both, and no function is called per pixel
+  const sign = op === Math.max ? 1 : -1, half = k >> 1;
   for (const axis of axes) {
-    const out = new a.data.constructor(a.data.length);
+    if (k <= 7) {
+      a = narrowRankFilter(a, half, sign > 0, axis);
+      continue;
+    }
+    const src = a.data, out = new src.constructor(src.length);
     const n = axis === 0 ? a.height : a.width, lines = axis === 0 ? a.width : a.height;
     const step = axis === 0 ? a.width : 1, lineStep = axis === 0 ? 1 : a.width;
     const m = n + 2 * half, padded = new Float64Array(m), g = new Float64Array(m), h = new Float64Array(m);
     for (let line = 0; line < lines; line++) {
       const base = line * lineStep;
-      for (let j = 0; j < m; j++) padded[j] = a.data[base + Math.min(Math.max(j - half, 0), n - 1) * step];
-      for (let j = 0; j < m; j++) g[j] = j % k === 0 ? padded[j] : op(g[j - 1], padded[j]);
-      for (let j = m - 1; j >= 0; j--) h[j] = j % k === k - 1 || j === m - 1 ? padded[j] : op(h[j + 1], padded[j]);
-      for (let i = 0; i < n; i++) out[base + i * step] = op(h[i], g[i + k - 1]);
+      for (let j = 0; j < m; j++) {
+        const t = j < half ? 0 : j - half >= n ? n - 1 : j - half;
+        padded[j] = sign * src[base + t * step];
+      }
+      for (let j = 0, r = 0; j < m; j++, r++) {
+        if (r === k) r = 0;
+        const v = padded[j];
+        g[j] = r === 0 || g[j - 1] < v ? v : g[j - 1];
+      }
+      h[m - 1] = padded[m - 1];
+      for (let j = m - 2; j >= 0; j--) {
+        const v = padded[j];
+        h[j] = j % k === k - 1 || h[j + 1] < v ? v : h[j + 1];
+      }
+      for (let i = 0; i < n; i++) {
+        const x = h[i], y = g[i + k - 1];
+        out[base + i * step] = sign * (x > y ? x : y);
+      }
     }
     a = { width: a.width, height: a.height, data: out };
   }
   return a;
+}
+
+/** rankFilter for a small k (2 * half + 1): each pixel against its neighbours directly, a row at a time
+ * (the max and the min written out, so that no comparison is chosen per pixel). */
+function narrowRankFilter(a, half, isMax, axis) {
+  const { width, height } = a, src = a.data, out = src.slice();
+  for (let d = -half; d <= half; d++) {
+    if (d === 0) continue;
+    for (let y = 0; y < height; y++) {
+      const row = y * width;
+      // the neighbour d away along the axis is src[row + x + shift], except at the edges, which repeat
+      let from = row, lo = 0, hi = width, shift = d;
+      if (axis === 0) {
+        from = Math.min(Math.max(y + d, 0), height - 1) * width;
+        shift = from - row;
+      } else {
+        lo = Math.max(0, -d);
+        hi = Math.min(width, width - d);
+      }
+      if (isMax) {
+        for (let x = lo; x < hi; x++) if (src[row + x + shift] > out[row + x]) out[row + x] = src[row + x + shift];
+        for (let x = 0; x < lo; x++) if (src[row] > out[row + x]) out[row + x] = src[row];
+        for (let x = hi; x < width; x++) if (src[row + width - 1] > out[row + x]) out[row + x] = src[row + width - 1];
+      } else {
+        for (let x = lo; x < hi; x++) if (src[row + x + shift] < out[row + x]) out[row + x] = src[row + x + shift];
+        for (let x = 0; x < lo; x++) if (src[row] < out[row + x]) out[row + x] = src[row];
+        for (let x = hi; x < width; x++) if (src[row + width - 1] < out[row + x]) out[row + x] = src[row + width - 1];
+      }
+    }
+  }
+  return { width, height, data: out };
 }
 
 /** ImageFilter.MedianFilter(k): the median of each k x k window, edges repeated (a histogram per window:
@@ -539,9 +649,15 @@ export function rankFilter(a, k, op, axes = [0, 1]) {
 function medianFilter(a, k) {
   const half = k >> 1, rank = (k * k) >> 1, counts = new Int32Array(256), out = new Uint8Array(a.data.length);
   for (let y = 0; y < a.height; y++) {
+    counts.fill(0);
+    for (let dy = -half; dy <= half; dy++) for (let dx = -half; dx <= half; dx++) counts[at(a, dx, y + dy)]++;
     for (let x = 0; x < a.width; x++) {
-      counts.fill(0);
-      for (let dy = -half; dy <= half; dy++) for (let dx = -half; dx <= half; dx++) counts[at(a, x + dx, y + dy)]++;
+      if (x > 0) { // slide the window one column: the column that leaves, out; the one that enters, in
+        for (let dy = -half; dy <= half; dy++) {
+          counts[at(a, x - 1 - half, y + dy)]--;
+          counts[at(a, x + half, y + dy)]++;
+        }
+      }
       let value = 0;
       for (let seen = counts[0]; seen <= rank; seen += counts[++value]);
       out[y * a.width + x] = value;
@@ -572,9 +688,51 @@ function median(values) {
 /** np.percentile's default (linear) on sorted values, with numpy's two-sided interpolation. */
 export function percentileSorted(sorted, q) {
   const position = (q / 100) * (sorted.length - 1);
-  const lo = Math.floor(position), hi = Math.min(lo + 1, sorted.length - 1), t = position - lo;
-  const a = sorted[lo], b = sorted[hi], diff = b - a;
+  const lo = Math.floor(position), hi = Math.min(lo + 1, sorted.length - 1);
+  return interpolate(sorted[lo], sorted[hi], position - lo);
+}
+
+/** percentileSorted of values in any order (a Float64Array, reordered in place): the two order statistics it
+ * needs are selected, not sorted for, which is what numpy does too (np.partition). */
+export function percentile(values, q) {
+  const position = (q / 100) * (values.length - 1);
+  const lo = Math.floor(position);
+  select(values, lo);
+  let next = values[lo];
+  if (lo + 1 < values.length) {
+    next = values[lo + 1];
+    for (let i = lo + 2; i < values.length; i++) if (values[i] < next) next = values[i];
+  }
+  return interpolate(values[lo], next, position - lo);
+}
+
+function interpolate(a, b, t) {
+  const diff = b - a;
   return t >= 0.5 ? b - diff * (1 - t) : a + diff * t;
+}
+
+/** Reorders values so that values[k] is the k-th smallest, those before it no larger and those after no
+ * smaller (quickselect, median-of-three pivots). */
+function select(values, k) {
+  let left = 0, right = values.length - 1;
+  while (right > left) {
+    const mid = (left + right) >> 1;
+    const a = values[left], b = values[mid], c = values[right];
+    const pivot = a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
+    let i = left, j = right;
+    while (i <= j) {
+      while (values[i] < pivot) i++;
+      while (values[j] > pivot) j--;
+      if (i <= j) {
+        const t = values[i];
+        values[i++] = values[j];
+        values[j--] = t;
+      }
+    }
+    if (k <= j) right = j;
+    else if (k >= i) left = i;
+    else return;
+  }
 }
 
 function padConstant(a, pad, value) {

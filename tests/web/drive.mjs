@@ -6,31 +6,11 @@
 // web-page.png, a screenshot with a drawn digit.
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
-import { createRequire } from "node:module";
-
-const require = createRequire(new URL("../../deploy/web/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { openPage } from "./page.mjs";
 
 const [url, outDir, dropDir, folderDir, ...imageDirs] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
-const result = { downloads: {}, console_errors: [] };
+const { browser, page, result } = await openPage(url);
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
-  page.on("console", (message) => message.type() === "error" && result.console_errors.push(message.text()));
-  page.on("pageerror", (error) => result.console_errors.push(String(error)));
-  page.on("response", async (response) => {
-    try {
-      result.downloads[new URL(response.url()).pathname] = (await response.body()).length;
-    } catch {
-      // a redirect or an aborted request has no body
-    }
-  });
-
-  await page.goto(url);
-  Object.assign(result, await page.evaluate(() => window.mnist.ready));
   result.cross_origin_isolated = await page.evaluate(() => self.crossOriginIsolated);
   result.status_line = await page.textContent("#status");
   result.draw_heading = await page.textContent("#drawWhat");

@@ -5,23 +5,11 @@
 // numbers" ticked. OUT_DIR receives web-page-number.png.
 import { readFileSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
-import { createRequire } from "node:module";
-
-const require = createRequire(new URL("../../deploy/web/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { openPage } from "./page.mjs";
 
 const [url, outDir, strokesFile, imageDir] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
-const result = { console_errors: [] };
+const { browser, page, result } = await openPage(url);
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
-  page.on("console", (message) => message.type() === "error" && result.console_errors.push(message.text()));
-  page.on("pageerror", (error) => result.console_errors.push(String(error)));
-  await page.goto(url);
-  await page.evaluate(() => window.mnist.ready);
   result.draw_heading = await page.textContent("#drawWhat");
   result.threshold = await page.inputValue("#threshold");
   result.model_info = await page.textContent("#model");
