@@ -1,13 +1,14 @@
 """Folder prediction: `mnist-predict` on 10,000 PNGs against a tutorial's per-image `model.predict` loop, and
 on 12-megapixel phone JPEGs against the JPEG decode floor.
 
-    .venv/bin/python bench/folder_predict.py            # ~4 min on 2 quiet cores
+    .venv/bin/python bench/folder_predict.py            # ~2.5 min on 2 quiet cores
+    .venv/bin/python bench/folder_predict.py --full     # ~4 min: --workers 1 beside 2
     .venv/bin/python bench/folder_predict.py --quick    # ~1 min: the sample's 2,000 test digits, 24 photos
 
 The Fashion-MNIST test set is written once as <index>_<label>.png (bench/results/data/). For dense-512 and
 cnn-bn-aug (three epochs each, exported with int8, cached in bench/results/models/):
-- the CLI in a subprocess, as a user runs it, with --workers 1 and 2, in turns; end-to-end images/s is
-  files / wall seconds of the whole command (interpreter start included); the CLI's own figure too;
+- the CLI in a subprocess, as a user runs it, with --workers 2 (and 1, with --full), in turns; end-to-end
+  images/s is files / wall seconds of the whole command (interpreter start included); the CLI's own figure too;
 - the per-image loop (Pillow open -> array -> model.predict on a batch of 1), timed on a subset;
 - the machine's bound: bound = cores / (decode + infer) images/s, with decode the per-file CPU time of the
   predictor's own decoding (Pillow + polarity check) in one process and infer the per-image CPU time of
@@ -40,8 +41,9 @@ from common import (BIN, RESULTS, bench_models, best_sample_model, cpu_count, ex
                     parse_args, png_folder, print_table, print_targets, target, write_results)
 
 MODELS = ["dense-512", "cnn-bn-aug"]
-FULL = {"repeats": 2, "loop_images": 150, "decode_images": 1000, "photos": 150}
-QUICK = {"repeats": 1, "loop_images": 40, "decode_images": 500, "photos": 24}
+DEFAULT = {"repeats": 2, "loop_images": 150, "decode_images": 1000, "photos": 150, "workers": (2,)}
+FULL = {**DEFAULT, "workers": (1, 2)}
+QUICK = {"repeats": 1, "loop_images": 40, "decode_images": 500, "photos": 24, "workers": (1, 2)}
 PHOTO_VERSION = 1  # bump when job.data.photos.phone_photo changes, so the photos are made again
 BATCH = 256  # the CLI's default --batch-size
 
@@ -168,8 +170,8 @@ def photos(plan, tmp):
 
 
 def main():
-    args = parse_args(__doc__)
-    plan = QUICK if args.quick else FULL
+    args = parse_args(__doc__, **{"--full": {"action": "store_true", "help": "--workers 1 beside 2"}})
+    plan = QUICK if args.quick else FULL if args.full else DEFAULT
     header("folder prediction", args.quick)
     from job.data.datasets import load_dataset
     from job.data.scoring import score_predictions
@@ -186,7 +188,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="folder-predict-"))
     cli_runs, summaries = {}, {}
     for name, run_dir in runs.items():
-        for workers in (1, 2):
+        for workers in plan["workers"]:
             def run(name=name, run_dir=run_dir, workers=workers):
                 wall, summary = cli(folder, run_dir / "export" / "model.onnx", tmp / f"{name}-w{workers}.csv",
                                     "--workers", str(workers))
@@ -203,7 +205,7 @@ def main():
         scores = score_predictions(tmp / f"{name}-w2.csv")
         correct, total = scores["correct"], scores["predicted"]
         keras_accuracy = json.loads((run_dir / "metrics.json").read_text())["test_accuracy"]
-        for workers in (1, 2):
+        for workers in plan["workers"]:
             rate = len(paths) / wall[name, workers]
             rows.append({"model": name, "workers": workers, "images_per_second": round(rate, 1),
                          "cli_reported_images_per_second": summaries[name, workers]["images_per_second"],

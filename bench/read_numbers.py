@@ -43,8 +43,8 @@ import numpy as np
 from common import (BIN, RESULTS, best_sample_model, header, interleaved_medians, num, parse_args, print_table,
                     print_targets, target, write_results)
 
-DEFAULT = {"per_condition": 100, "per_letters": 200, "mixed": 100, "repeats": 3, "photos_12mp": 24}
-FULL = {**DEFAULT, "per_condition": 200, "per_letters": 400, "mixed": 200}
+DEFAULT = {"per_condition": 100, "per_letters": 200, "mixed": 100, "repeats": 2, "photos_12mp": 24}
+FULL = {**DEFAULT, "per_condition": 200, "per_letters": 400, "mixed": 200, "repeats": 3}
 QUICK = {"per_condition": 20, "per_letters": 40, "mixed": 20, "repeats": 1, "photos_12mp": 4}
 SCAN, PHOTO = "off-white", "phone"
 DATA_VERSION = 1  # bump when job.data.number_images or job.data.letters change, so cached renders are made again

@@ -25,7 +25,7 @@ from common import RESULTS, device_line, load_average, print_table, write_result
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["train_speed", "time_to_accuracy", "inference", "folder_predict", "predictor_start_memory", "numbers",
            "web_page"]
-LONG = {"time_to_accuracy", "numbers"}  # the scripts --full changes: their long schedules and larger sets
+LONG = {"time_to_accuracy", "folder_predict", "numbers"}  # what --full changes: long schedules, larger sets
 
 
 LATEST = HERE / "latest.json"
