@@ -746,10 +746,6 @@ function map(a, fn) {
   return { width: a.width, height: a.height, data: a.data.map(fn) };
 }
 
-function zip(a, b, fn) {
-  return { width: a.width, height: a.height, data: a.data.map((v, i) => fn(v, b.data[i])) };
-}
-
 function mean(values) {
   let sum = 0;
   for (const v of values) sum += v;
