@@ -22,9 +22,9 @@ cnn-bn-aug (three epochs each, exported with int8, cached in bench/results/model
 Phone photos: 150 JPEGs of 4000x3000 (`job.data.photos.phone_photo`, 1.5-3 MB each) of the sample's test
 digits, made once. `mnist-predict` on them as a user runs it (the best sample model, the whole command), in
 turns with the decode floor: Pillow's DCT-scaled greyscale decode alone (`draft("L", (w/8, h/8))` and
-`load()`), the same files spread over one process per core that is already running. The floor is what any predictor that reads
-these files with Pillow must pay; everything else the CLI does (process start, cleaning, framing, the model,
-the CSV) shows as the distance from it.
+`load()`), the same files spread over one process per core that is already running. The floor is what any
+predictor that reads these files with Pillow must pay; everything else the CLI does (process start, cleaning,
+framing, the model, the CSV) shows as the distance from it.
 Writes bench/results/folder_predict.json.
 """
 
@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (BIN, RESULTS, bench_models, best_sample_model, cpu_count, exported_model, header, interleaved_medians, num,
-                    parse_args, png_folder, print_table, print_targets, target, write_results)
+from common import (BIN, RESULTS, bench_models, best_sample_model, cpu_count, exported_model, header,
+                    interleaved_medians, num, parse_args, png_folder, print_table, print_targets, target,
+                    write_results)
 
 MODELS = ["dense-512", "cnn-bn-aug"]
 DEFAULT = {"repeats": 2, "loop_images": 150, "decode_images": 1000, "photos": 150, "workers": (2,)}
@@ -112,19 +113,21 @@ def phone_folder(count):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         print(f"writing {count} 12-megapixel phone JPEGs to {folder} ...", flush=True)
+        from job.data.datasets import load_dataset
+
+        test = load_dataset("mnist-sample")
+        jobs = [(folder / f"{i:04d}_{test.y_test[i]}.jpg", test.x_test[i], i) for i in range(count)]
         with ProcessPoolExecutor(cpu_count()) as pool:
-            list(pool.map(_phone_file, [(folder, i) for i in range(count)]))
+            list(pool.map(_phone_file, jobs))
         (folder / ".complete").write_text("")
     return folder
 
 
 def _phone_file(job):
-    from job.data.datasets import load_dataset
     from job.data.photos import phone_photo
 
-    folder, i = job
-    test = load_dataset("mnist-sample")
-    (folder / f"{i:04d}_{test.y_test[i]}.jpg").write_bytes(phone_photo(test.x_test[i], seed=i))
+    path, digit, seed = job
+    path.write_bytes(phone_photo(digit, seed=seed))
 
 
 def _floor_decode(paths):
@@ -228,9 +231,9 @@ def main():
                   num(r["decode_us"]), num(r["infer_us"]), num(r["bound"]), f"{r['of_bound']:.0%}",
                   num(r["loop_images_per_second"]), f"{r['vs_loop']:,.0f}x", f"{r['csv_accuracy']:.4f}",
                   f"{r['keras_test_accuracy']:.4f}"] for r in rows])
-    print(f"\n{phone['files']} phone JPEGs of 4000x3000 ({phone['mean_mb']} MB each), the best sample model; decode floor: "
-          f"Pillow's 1/8-scale greyscale decode alone on {phone['cores']} running processes; median of "
-          f"{plan['repeats']} run(s), in turns")
+    print(f"\n{phone['files']} phone JPEGs of 4000x3000 ({phone['mean_mb']} MB each), the best sample model; "
+          f"decode floor: Pillow's 1/8-scale greyscale decode alone on {phone['cores']} running processes; "
+          f"median of {plan['repeats']} run(s), in turns")
     print_table(["decode floor images/s", "mnist-predict images/s", "(CLI's own)", "of floor", "CSV acc", "errors"],
                 [[num(phone["floor_images_per_second"]), num(phone["cli_images_per_second"]),
                   num(phone["cli_reported_images_per_second"]), f"{phone['of_floor']:.0%}",

@@ -10,10 +10,10 @@ files are in the page cache (the first, untimed round warms it).
 
 Memory: `mnist-predict --recursive` (default workers) on 10,000 PNGs, then on 100,000: the sample's 2,000
 test digits hard-linked into 5 and into 50 subfolders. (True MNIST digits, which pass through the cleaning
-untouched, so that the run takes seconds: what is measured is what the pipeline holds, whatever the image.) Reported: the peak RSS of the largest process
-(ru_maxrss from wait4: the CLI or one of its decode workers) and the peak of the whole process tree,
-summed PSS (shared pages split between the processes that share them), sampled every 50 ms; the target
-applies to the tree. Writes bench/results/predictor_start_memory.json.
+untouched, so that the run takes seconds: what is measured is what the pipeline holds, whatever the image.)
+Reported: the peak RSS of the largest process (ru_maxrss from wait4: the CLI or one of its decode workers)
+and the peak of the whole process tree, summed PSS (shared pages split between the processes that share
+them), sampled every 50 ms; the target applies to the tree. Writes bench/results/predictor_start_memory.json.
 """
 
 import json

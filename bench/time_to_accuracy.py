@@ -24,7 +24,8 @@ import time
 
 import numpy as np
 
-from common import FASHION, best_sample_model, header, num, parse_args, print_table, print_targets, target, write_results
+from common import (FASHION, best_sample_model, header, num, parse_args, print_table, print_targets, target,
+                    write_results)
 
 GOAL, GOAL_SECONDS, GOAL_FASHION, GOAL_SAMPLE = 0.91, 90, 0.935, 0.985
 SHORT = {"epochs": 2, "augment": False}  # the cosine schedule ends at 2 epochs; augmentation pays off later

@@ -9,7 +9,7 @@ const [url, repeats, ...files] = process.argv.slice(2);
 const { browser, page, result } = await openPage(url);
 result.runs = [];
 try {
-  result.threads = await page.textContent("#status");
+  result.status = await page.textContent("#status");
   for (let i = 0; i < Number(repeats); i++) {
     await page.evaluate(() => {
       window.mnist.lastRun = null;

@@ -1,13 +1,13 @@
 """The browser page's photo path: images/s of dropped photo-like files in headless Chromium, and its download.
 
-    .venv/bin/python bench/web_page.py                 # ~2 min on 2 cores (trains a digit model once)
+    .venv/bin/python bench/web_page.py                 # ~1 min on 2 cores (and the best sample model once)
     .venv/bin/python bench/web_page.py --quick         # ~1 min: fewer files and runs
     .venv/bin/python bench/web_page.py --before 2c4e0d2   # the page as it was at a git ref, side by side
 
 The sample's test digits are rendered under every condition of `job.data.photos.CONDITIONS` (scans, phone
 photos, shadows, ruled paper, pencil, thumbnails; PNG and JPEG), once, into bench/results/data/. The page
-(`mnist-predict web`, a cnn-bn-aug trained briefly on the sample) gets them through its file input, as a
-person's dropped files, several times in one browser session: its own clock (window.mnist.lastRun) times
+(`mnist-predict web` with the best sample model, the one `make demo` trains) gets them through its file
+input, as a person's dropped files, several times in one browser session: its own clock (window.mnist.lastRun) times
 decoding, deploy/web/preprocess.js, onnxruntime-web and the results table. The first run is reported apart:
 it includes the page's workers starting and the JavaScript engine compiling the code (the later runs are
 what a folder of hundreds of files gets). `mnist-predict` on the same folder, as a user runs it, gives the
@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import (BIN, RESULTS, ROOT, exported_model, header, num, parse_args, print_table, print_targets,
+from common import (BIN, RESULTS, ROOT, best_sample_model, header, num, parse_args, print_table, print_targets,
                     target, write_results)
 
 FULL = {"per_condition": 20, "runs": 5, "rounds": 2}
@@ -103,13 +103,18 @@ def cli_labels(folder, model, out):
     return len(rows) / seconds, {Path(row["path"]).name: row["label"] for row in rows}
 
 
+def megabytes(sizes, keep=lambda path: not path.startswith("/export/")):
+    """MB of the responses {path: bytes} whose path `keep` takes: by default the page's own, the export's apart."""
+    return round(sum(size for path, size in sizes.items() if keep(path)) / 1e6, 2)
+
+
 def main():
     args = parse_args(__doc__, **{"--before": {"help": "also time the page as it was at this git ref"}})
     plan = QUICK if args.quick else FULL
     header("the browser page's photo path", args.quick)
     folder = photo_folder(plan["per_condition"])
     files = sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
-    export = exported_model("cnn-bn-aug", "mnist-sample") / "export"
+    export = best_sample_model(args.quick) / "export"
     tmp = Path(tempfile.mkdtemp(prefix="web-page-"))
     pages, trees = {"now": None}, []
     if args.before:
@@ -137,17 +142,16 @@ def main():
         later = [r["rows"] / r["seconds"] for s in sessions for r in s["runs"][1:]]
         labels = sessions[-1]["runs"][-1]["labels"]
         agree = sum(labels.get(path.name) == cli.get(path.name) for path in files)
-        downloads, transferred = sessions[-1]["downloads"], sessions[-1]["transferred"]
-        rows.append({"page": name, "files": len(files), "first_run_images_per_second": round(statistics.median(first), 1),
+        session = sessions[-1]
+        rows.append({"page": name, "files": len(files),
+                     "first_run_images_per_second": round(statistics.median(first), 1),
                      "images_per_second": round(statistics.median(later or first), 1),
                      "labels_equal_to_cli": round(agree / len(files), 4),
-                     "download_mb": round(sum(size for path, size in downloads.items()
-                                              if not path.startswith("/export/")) / 1e6, 2),
-                     "transferred_mb": round(sum(size for path, size in transferred.items()
-                                                 if not path.startswith("/export/")) / 1e6, 2),
-                     "wasm_mb": round(sum(size for path, size in downloads.items() if path.endswith(".wasm")) / 1e6, 2),
-                     "model_mb": round(downloads.get("/export/model.onnx", 0) / 1e6, 3),
-                     "status": sessions[-1]["threads"]})
+                     "download_mb": megabytes(session["downloads"]),
+                     "transferred_mb": megabytes(session["transferred"]),
+                     "wasm_mb": megabytes(session["downloads"], lambda path: path.endswith(".wasm")),
+                     "model_mb": round(session["downloads"].get("/export/model.onnx", 0) / 1e6, 3),
+                     "status": session["status"]})
     print(f"\n{len(files)} photo-like files ({plan['per_condition']} per condition), {plan['rounds']} browser "
           f"session(s) per page of {plan['runs']} runs each; images/s: median of the runs after the first")
     print_table(["page", "images/s", "first run", "labels = CLI's", "page MB", "of it wasm", "sent MB", "model MB"],
@@ -169,4 +173,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
