@@ -16,6 +16,7 @@ pyproject.toml changes and the locks do not.
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,16 +44,22 @@ def inputs_digest(pyproject, extras):
     return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
 
-def compile_lock(sources, extras=(), extra_requirements=()):
-    """`uv pip compile` of the sources (plus extra requirement lines), with hashes: the lock's text."""
+def compile_lock(sources, extras=(), extra_requirements=(), previous=None):
+    """`uv pip compile` of the sources (plus extra requirement lines), with hashes: the lock's text. The pins of
+    `previous` (a lock file) are kept where they still fit, as uv keeps those of an existing output file: adding
+    a test tool does not move TensorFlow's dependencies (UPGRADE=1 in the environment re-resolves them all)."""
     with tempfile.NamedTemporaryFile("w", suffix=".in", delete=False) as extra, \
-            tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+            tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints, \
+            tempfile.NamedTemporaryFile("w", suffix=".lock", delete=False) as output:
         extra.write("\n".join(extra_requirements) + "\n")
         constraints.write("\n".join(CONSTRAINTS) + "\n")
+        if previous and (ROOT / previous).is_file() and not os.environ.get("UPGRADE"):
+            output.write((ROOT / previous).read_text())
     command = [str(Path(sys.executable).parent / "uv"), "pip", "compile", *sources, extra.name, *PLATFORM,
                "--constraint", constraints.name, "--generate-hashes", "--no-header", "--quiet",
-               *[f"--extra={e}" for e in extras]]
-    return subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+               "--output-file", output.name, *[f"--extra={e}" for e in extras]]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+    return Path(output.name).read_text()
 
 
 def blocks(text):
@@ -78,13 +85,13 @@ def main():
         digest = inputs_digest(pyproject, extras)
         if lock == "requirements/gpu.lock":
             provided = blocks(compile_lock([], extra_requirements=[TENSORFLOW]))
-            everything = blocks(compile_lock([pyproject], extra_requirements=[TENSORFLOW]))
+            everything = blocks(compile_lock([pyproject], extra_requirements=[TENSORFLOW], previous=lock))
             kept = {name: block for name, block in everything.items() if name not in provided}
             note = (f"# resolved with {TENSORFLOW}; left to the base image, which provides them with TensorFlow:\n"
                     f"# provided: {' '.join(sorted(provided))}\n")
             text = "".join(kept[name] for name in sorted(kept))
         else:
-            note, text = "", compile_lock([pyproject], extras)
+            note, text = "", compile_lock([pyproject], extras, previous=lock)
         (ROOT / lock).write_text(header(lock, digest, note) + text)
         print(f"{lock}: {len(blocks(text))} packages")
 

@@ -182,7 +182,7 @@ def test_readme_experiment_commands_work_pasted_in_order(tmp_path):
     assert len(commands) >= 3 and commands[-1].split()[1] == "compare"
     for line in commands:
         args = line.replace(".venv/bin/mnist-job", "").split()
-        args = [("1" if previous == "--epochs" else a) for previous, a in zip([None] + args, args)]
+        args = [{"--epochs": "1", "--folds": "2"}.get(previous, a) for previous, a in zip([None] + args, args)]
         if args[0] in ("cv", "sweep", "train"):
             args += ["--max-train-samples", "300"]
         result = run_cli(*args, cwd=tmp_path)

@@ -41,8 +41,9 @@ def start_worker(index, addresses, *args, env=None):
 def test_two_local_workers_train_one_run_with_identical_weights(tmp_path):
     run, scratch = tmp_path / "run", tmp_path / "tmp"
     scratch.mkdir()
-    result = run_cli("train", "--dataset", "mnist-sample", "--epochs", 2, "--out", run, "--local-workers", 2,
-                     env={"TMPDIR": str(scratch)}, timeout=HANG)
+    # The default model (batch norm and augmentation, which must stay in step across workers) on 1,200 digits
+    result = run_cli("train", "--dataset", "mnist-sample", "--epochs", 2, "--max-train-samples", 1200, "--out", run,
+                     "--local-workers", 2, env={"TMPDIR": str(scratch)}, timeout=HANG)
     assert result.returncode == 0, result.stderr[-3000:]
     assert {"model.keras", "metrics.json", "config.json", "history.csv", "plots"} <= set(os.listdir(run))
     assert not (run / "backup").exists()
@@ -50,7 +51,7 @@ def test_two_local_workers_train_one_run_with_identical_weights(tmp_path):
     assert config["strategy"] == "multiworker" and config["replicas"] == 2
     assert config["global_batch_size"] == 2 * config["batch_size"]
     assert len((run / "history.csv").read_text().splitlines()) == 3  # header and 2 epochs
-    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] > 0.9
+    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] > 0.8  # chance is 0.1
     assert sorted(os.listdir(tmp_path)) == ["run", "tmp"]
     assert not [name for name in os.listdir(scratch) if "worker" in name]  # worker 1 removed its directory
     # Both workers saw the same losses and ended with the same weights: their gradients were all-reduced.
@@ -63,7 +64,7 @@ def test_two_local_workers_train_one_run_with_identical_weights(tmp_path):
 
 def test_a_killed_worker_stops_the_other_and_resume_finishes_the_run(tmp_path):
     run = tmp_path / "run"
-    args = ("--dataset", "mnist-sample", "--model", "cnn-bn-aug", "--epochs", 5, "--max-train-samples", 1500,
+    args = ("--dataset", "mnist-sample", "--model", "cnn-bn-aug", "--epochs", 4, "--max-train-samples", 600,
             "--out", run, "--connect-timeout", 120)
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     workers = [start_worker(i, addresses, *args) for i in range(2)]
@@ -85,11 +86,11 @@ def test_a_killed_worker_stops_the_other_and_resume_finishes_the_run(tmp_path):
     outputs = [worker.communicate(timeout=HANG) for worker in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
     history = (run / "history.csv").read_text().splitlines()[1:]
-    assert [int(row.split(",")[0]) for row in history] == [0, 1, 2, 3, 4]
+    assert [int(row.split(",")[0]) for row in history] == [0, 1, 2, 3]
     assert json.loads((run / "config.json").read_text())["resumes"][0]["after_epoch"] == done
     assert (run / "model.keras").is_file() and not (run / "backup").exists()
     first, second = (summaries(err) for _, err in outputs)
-    assert first[0] == second[1] and first[0][:2] == (done + 1, 5)
+    assert first[0] == second[1] and first[0][:2] == (done + 1, 4)
     assert "this worker is done; worker 0 writes the run to" in outputs[1][0]
 
 

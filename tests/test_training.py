@@ -275,7 +275,10 @@ def test_ctrl_c_in_the_first_epoch_does_not_promise_a_backup(tmp_path, npz_path)
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    # Most often the signal lands while TensorFlow traces the first step, where a raw KeyboardInterrupt
+    # came out wrapped in a TF error (exit 1, a traceback) about 1 run in 40
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert "before any epoch finished" in last and "kept in" not in last
 

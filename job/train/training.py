@@ -24,6 +24,7 @@ from mnist_predict.files import first_sentence
 
 from job.data.datasets import DIGITS, load_dataset, training_split
 from job.errors import GateError, Interrupted, JobError
+from job.interrupts import deferred
 from job.train import rundir
 from job.train.epoch_seeds import EpochSeeds
 from job.train.models import build_model, get_spec, make_optimizer
@@ -93,6 +94,23 @@ def epoch_log_callback():
                 logs["seconds"] = round(time.perf_counter() - self.start, 3)
 
     return EpochLog()
+
+
+def interrupt_callback(interrupt):
+    """Raises a deferred Ctrl-C (job.interrupts) between batches. A KeyboardInterrupt that lands inside
+    TensorFlow while it traces the first step comes out wrapped in a TF error, not as KeyboardInterrupt, and the
+    run ended with a traceback and exit 1; raised here, in Python, it ends with the run's message and 130."""
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        async_safe = True  # it reads no logs, so Keras keeps dispatching steps asynchronously
+
+        def on_train_batch_end(self, batch, logs=None):
+            interrupt.check()
+
+        on_test_batch_end = on_epoch_end = on_train_batch_end
+
+    return Interrupt()
 
 
 def best_checkpoint_callback(path, n_val, history, floor=None):
@@ -383,8 +401,11 @@ def fit(cfg, setup, run_dir, history):
         (run_dir / rundir.HISTORY).unlink()  # a stale log from an abandoned run must not mix in
     verbose = cfg.verbose if cfg.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
     try:
-        trained = model.fit(setup.train_ds, validation_data=setup.val_ds, epochs=cfg.epochs, callbacks=callbacks,
-                            verbose=verbose, shuffle=False)  # tf.data already shuffles; this silences Keras's warning
+        with deferred("stopping after the current batch (Ctrl-C again to stop at once)") as interrupt:
+            callbacks.append(interrupt_callback(interrupt))  # last: an epoch's checkpoints are written first
+            trained = model.fit(setup.train_ds, validation_data=setup.val_ds, epochs=cfg.epochs,
+                                callbacks=callbacks, verbose=verbose,
+                                shuffle=False)  # tf.data already shuffles; this silences Keras's warning
     except OSError as e:
         if not cfg.resume:
             raise
