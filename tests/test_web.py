@@ -212,17 +212,11 @@ def test_a_chosen_folder_keeps_its_subfolders_in_the_paths(browser_run):
 def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():
     """Every photo condition, JPEGs included (decoded here by Pillow, so both see the same pixels), a tall
     and a wide crop, a 28x28 true MNIST digit and a blank page, through node and through Python."""
-    if not shutil.which("node"):
-        pytest.fail("needs node")
     sample = read_idx(SAMPLE)
     grays = [images.to_grayscale(render(sample[i], condition, seed=i)[0])
              for i in range(6) for condition in CONDITIONS]
     grays += [sample[0], sample[1][:, 4:24], np.pad(sample[2], ((0, 0), (60, 60))), np.full((50, 40), 200, np.uint8)]
-    blob = b"".join(struct.pack("<II", g.shape[1], g.shape[0]) + np.ascontiguousarray(g).tobytes() for g in grays)
-    done = subprocess.run(["node", str(ROOT / "tests" / "web" / "preprocess_cli.mjs")], input=blob,
-                          capture_output=True, timeout=300)
-    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
-    results = np.frombuffer(done.stdout, np.uint8).reshape(len(grays), 1 + 28 * 28)
+    results = node_prepare(grays)
     for i, (gray, result) in enumerate(zip(grays, results)):
         try:
             expected = images.prepare(gray)
@@ -231,6 +225,31 @@ def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():
             continue
         assert result[0] == 0 and np.array_equal(result[1:].reshape(28, 28), expected), i
     assert results[-1][0] == 1  # the blank page has no digit
+
+
+def node_prepare(grays, mode="mnist"):
+    """preprocess.js's prepare(gray, mode) on each image, in node: (status byte, 784 pixels) per image."""
+    if not shutil.which("node"):
+        pytest.fail("needs node")
+    blob = b"".join(struct.pack("<II", g.shape[1], g.shape[0]) + np.ascontiguousarray(g).tobytes() for g in grays)
+    done = subprocess.run(["node", str(ROOT / "tests" / "web" / "preprocess_cli.mjs"), mode], input=blob,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
+    return np.frombuffer(done.stdout, np.uint8).reshape(len(grays), 1 + 28 * 28)
+
+
+def test_preprocess_js_stretch_matches_mnist_predict_images_pixel_for_pixel():
+    """A Fashion-MNIST export's preprocessing: photos, a 28x28 array either way round, thin strips."""
+    sample = read_idx(SAMPLE)
+    grays = [images.to_grayscale(render(sample[i], condition, seed=i)[0])
+             for i in range(2) for condition in CONDITIONS]
+    grays += [sample[0], 255 - sample[1], sample[2][:, 4:24], np.full((1, 50), 200, np.uint8),
+              np.tile(np.arange(60, dtype=np.uint8)[:, None] * 4, (1, 1))]
+    results = node_prepare(grays, "stretch")
+    for i, (gray, result) in enumerate(zip(grays, results)):
+        expected = images.prepare(gray, resize="stretch")
+        assert result[0] == 0 and np.array_equal(result[1:].reshape(28, 28), expected), i
+    assert np.array_equal(results[len(grays) - 4][1:], sample[1].ravel())  # the light background turned dark
 
 
 def test_the_server_sends_wasm_and_isolation_headers_and_nothing_else(server, export_dir):

@@ -174,12 +174,13 @@ def _layout_files(paths, invert):
     return [numbers.decode(path, invert=invert) for path in paths]
 
 
-def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize="mnist", top_k=3,
+def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize=None, top_k=3,
                   min_confidence=None, decode_timeout=DEFAULT_DECODE_TIMEOUT):
     """Yield one row per path, in the order of `paths`, however many processes decode them. `min_confidence`
-    None: the model's review threshold (Predictor.min_confidence)."""
+    None: the model's review threshold (Predictor.min_confidence); `resize` None: the model's preprocessing
+    (Predictor.resize)."""
     min_confidence = predictor.min_confidence if min_confidence is None else min_confidence
-    decode = partial(_decode_files, invert=invert, resize=resize)
+    decode = partial(_decode_files, invert=invert, resize=resize or predictor.resize)
     infer = partial(_infer, top_k=top_k, min_confidence=min_confidence)
     yield from _pipeline(predictor, paths, pool, batch_size, decode, infer, decode_timeout)
 

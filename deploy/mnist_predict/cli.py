@@ -123,11 +123,12 @@ InvertOption = Annotated[
     ),
 ]
 ResizeOption = Annotated[
-    Resize,
+    Optional[Resize],
     typer.Option(
         help="mnist: clean photos and scans (paper, light, shadows, rules, specks) and frame the ink as MNIST "
         "did (20x20, centre of mass), passing true 28x28 MNIST digits through; stretch: to 28x28 as is; "
-        "none: 28x28 only."
+        "none: 28x28 only.",
+        show_default="the model's own, from its export: stretch for Fashion-MNIST, else mnist",
     ),
 ]
 PinOption = Annotated[
@@ -181,7 +182,7 @@ def predict(
     recursive: RecursiveOption = False,
     top_k: Annotated[int, typer.Option(min=1, help="Labels with probabilities per row.")] = 3,
     invert: InvertOption = Invert.auto,
-    resize: ResizeOption = Resize.mnist,
+    resize: ResizeOption = None,
     min_confidence: MinConfidenceOption = None,
     decode_timeout: DecodeTimeoutOption = None,
     threads: ThreadsOption = None,
@@ -194,7 +195,7 @@ def predict(
 
     Example: mnist-predict scans/ --model export/model.onnx --out predictions.csv
     """
-    options = dict(batch_size=batch_size, invert=invert.value, resize=resize.value, top_k=top_k,
+    options = dict(batch_size=batch_size, invert=invert.value, resize=resize and resize.value, top_k=top_k,
                    min_confidence=min_confidence)
     _batch("predict", images, model, out, options, workers, recursive, decode_timeout, threads, shard, max_model_mb,
            manifest_sha256, as_json)
@@ -286,6 +287,7 @@ def _batch(task, images, model, out, options, workers, recursive, decode_timeout
                 _check_top_k(options["top_k"], predictor)
                 if options["min_confidence"] is None:  # recorded as used, so shards merge by what they did
                     options["min_confidence"] = predictor.min_confidence
+                options["resize"] = options["resize"] or predictor.resize
             else:
                 predictor.check_digits()
         except UsageError as error:
@@ -352,7 +354,7 @@ def preview(
     columns: Annotated[int, typer.Option(min=1, help="Cells per row.")] = 6,
     recursive: Annotated[bool, typer.Option(help="Include subfolders (and ** in globs).")] = False,
     invert: InvertOption = Invert.auto,
-    resize: ResizeOption = Resize.mnist,
+    resize: ResizeOption = None,
     min_confidence: MinConfidenceOption = None,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes. [default: CPUs]")] = None,
     reading: Annotated[bool, typer.Option("--read", help="Draw readings of whole numbers, as `read` makes "
@@ -375,7 +377,7 @@ def preview(
             raise UsageError(f"--out must end in .png, got {out}")
         if length is not None and not reading:
             raise UsageError("--length applies to readings: add --read")
-        if reading and resize != Resize.mnist:
+        if reading and resize not in (None, Resize.mnist):
             raise UsageError("--resize applies to single digits; --read cleans and cuts every image itself")
         parsed = numbers.parse_length(length) if length is not None else None
         paths = batch.find_images(images, recursive)
@@ -390,7 +392,8 @@ def preview(
                 found = batch.read_files(predictor, paths, pool=pool, invert=invert.value, length=parsed,
                                          min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence)
             else:
-                found = batch.predict_files(predictor, paths, pool=pool, invert=invert.value, resize=resize.value,
+                resize = resize.value if resize else predictor.resize
+                found = batch.predict_files(predictor, paths, pool=pool, invert=invert.value, resize=resize,
                                             min_confidence=min_confidence)
             rows = sheet.pick(found, limit, problems)
         except UsageError as error:
@@ -404,7 +407,7 @@ def preview(
         if reading:
             sheet.reading_sheet(rows, out, min(columns, 3) if columns == 6 else columns)
         else:
-            sheet.contact_sheet(rows, out, columns, invert.value, resize.value)
+            sheet.contact_sheet(rows, out, columns, invert.value, resize)
     except OSError as error:
         _fail(f"cannot write {out}: {error.strerror or error}", 1)
     review = sum(row["review"] == "yes" for row in rows)

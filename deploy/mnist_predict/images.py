@@ -29,6 +29,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 SIZE = 28
 FIT = 20  # MNIST fits the digit into 20x20 and leaves a 4-pixel margin
+RESIZE_MODES = ("mnist", "stretch", "none")  # prepare()'s `resize`: clean and frame, resize as is, 28x28 only
 CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured on the sample: 14.0 +- 0.5)
 # Digits are small, so anything near Pillow's default cap (89M pixels) is a mistake or a decompression
 # bomb. Checked per file from the header, before any pixel is decoded; Pillow's global stays untouched.

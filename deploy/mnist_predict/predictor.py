@@ -87,7 +87,19 @@ class Predictor:
         self.session = getattr(self.runtime, "session", None)  # onnxruntime's, for callers that tune it
         self.labels = self._read_labels(self.runtime.classes)
         self.min_confidence = self._read_threshold()
+        self.resize = self._read_preprocess()
         self._outputs_checked = False
+
+    def _read_preprocess(self):
+        """How files are prepared for this model: its metadata's or manifest's `preprocess` (mnist-job export
+        writes it), else "stretch" for an export whose manifest names Fashion-MNIST, else "mnist"."""
+        value = getattr(self.runtime, "metadata", {}).get("preprocess") or manifest_entry(self.path, "preprocess")
+        if value is None:
+            value = "stretch" if manifest_entry(self.path, "dataset") == "fashion_mnist" else "mnist"
+        if value not in image_io.RESIZE_MODES:
+            raise UsageError(f"{self.path.name}: its preprocess {value!r} is not one of "
+                             f"{', '.join(image_io.RESIZE_MODES)}")
+        return value
 
     def _read_threshold(self):
         """The review threshold `mnist-job export --review-data` chose for this model (its metadata, or the
@@ -132,12 +144,13 @@ class Predictor:
             )
         self._outputs_checked = True
 
-    def predict(self, images, invert="auto", resize="mnist", batch_size=256,
+    def predict(self, images, invert="auto", resize=None, batch_size=256,
                 min_confidence=None, on_error="raise"):
         """Labels and probabilities for an array (N, 28, 28) or (28, 28), or a list of image paths.
 
         Arrays go to the model as they are (white digit on black, 0-255). Paths are decoded exactly
-        as the CLI decodes them, with the same `invert` and `resize` choices. A bad file raises
+        as the CLI decodes them, with the same `invert` and `resize` choices (None: the model's own,
+        Predictor.resize: "stretch" for a Fashion-MNIST export, else "mnist"). A bad file raises
         ImageError (a ValueError) naming the file and the reason, or with on_error="row" becomes a row of
         its own, as in the CLI: `errors[i]` holds the reason, `labels[i]` is -1, `probabilities[i]` NaN,
         `names[i]` None, and `ok` marks the rows that were predicted. `review` marks the rows whose top
@@ -149,7 +162,7 @@ class Predictor:
         """
         if on_error not in ("raise", "row"):
             raise ValueError(f"on_error must be 'raise' or 'row', got {on_error!r}")
-        batch, errors = self._as_batch(images, invert, resize, on_error)
+        batch, errors = self._as_batch(images, invert, resize or self.resize, on_error)
         chunks = [self.run(batch[start : start + batch_size]) for start in range(0, len(batch), batch_size)]
         good = np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
         result = Predictions(np.full(len(errors), -1), np.full((len(errors), good.shape[1]), np.nan, np.float32),

@@ -39,6 +39,11 @@ const ready = (async () => {
 })();
 ready.catch((error) => ($("status").textContent = `Could not load the model: ${error.message}`));
 
+/** How a file becomes this model's input, as mnist-predict decides it (Predictor.resize). */
+function preprocess() {
+  return manifest.preprocess ?? (manifest.dataset === "fashion_mnist" ? "stretch" : "mnist");
+}
+
 /** The model on n raw images (a Float32Array of n x 28 x 28 pixels): its (n x classes) probabilities, flat. */
 async function infer(pixels, n) {
   const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", pixels, [n, SIZE, SIZE]) };
@@ -100,8 +105,8 @@ function startPreparers() {
       // this browser's workers cannot run the page's modules: its file, and the rest, on the page's thread
       event.preventDefault();
       preparers = preparers.filter((p) => p !== preparer);
-      for (const job of preparer.jobs.values()) prepareFile(job.file).then(job.resolve);
-      if (!preparers.length) queue.splice(0).forEach((job) => prepareFile(job.file).then(job.resolve));
+      for (const job of preparer.jobs.values()) prepareFile(job.file, preprocess()).then(job.resolve);
+      if (!preparers.length) queue.splice(0).forEach((job) => prepareFile(job.file, preprocess()).then(job.resolve));
     };
     preparers.push(preparer);
   }
@@ -112,15 +117,15 @@ function dispatch() {
     while (preparer.jobs.size < IN_FLIGHT && queue.length) {
       const job = queue.shift(), id = jobs++;
       preparer.jobs.set(id, job);
-      preparer.worker.postMessage({ id, file: job.file });
+      preparer.worker.postMessage({ id, file: job.file, mode: preprocess() });
     }
   }
 }
 
-/** decode.prepareFile(file), in a worker. */
+/** decode.prepareFile(file, preprocess()), in a worker. */
 function prepareElsewhere(file) {
   if (preparers === null) startPreparers();
-  if (!preparers.length) return prepareFile(file);
+  if (!preparers.length) return prepareFile(file, preprocess());
   return new Promise((resolve) => {
     queue.push({ file, resolve });
     dispatch();
@@ -194,7 +199,7 @@ async function predictPad() {
     const gray = toGrayscale(pen.getImageData(0, 0, pad.width, pad.height).data, pad.width, pad.height);
     let digit;
     try {
-      digit = prepare(gray);
+      digit = prepare(gray, preprocess());
     } catch (error) {
       if (!(error instanceof NoDigit)) throw error;
       $("answer").textContent = "Nothing to read yet.";
@@ -467,6 +472,7 @@ function showModel(digest) {
   const items = [
     ["model", `${manifest.model} (${manifest.dataset})`],
     ["labels", labels.join(", ")],
+    ["files become", preprocess() === "stretch" ? "28x28 as they are (stretch)" : "a cleaned digit, framed as MNIST (mnist)"],
     ["test accuracy", m.test_accuracy === undefined ? "-" : `${(m.test_accuracy * 100).toFixed(2)}%`],
     ["calibration", manifest.calibration ? `temperature ${manifest.calibration.temperature}`
       : manifest.calibration_skipped ? `none: ${manifest.calibration_skipped.skipped}` : "none"],
@@ -510,7 +516,7 @@ function escapeHtml(value) {
 async function predictImage(dataUrl) {
   await ready;
   try {
-    const digit = prepare(await decode(await (await fetch(dataUrl)).blob()));
+    const digit = prepare(await decode(await (await fetch(dataUrl)).blob()), preprocess());
     const { label, probabilities, review } = answer((await run([digit]))[0]);
     return { label, probabilities, review, digit: Array.from(digit) };
   } catch (error) {

@@ -26,10 +26,13 @@ export async function decode(blob) {
 
 let canvas = null, context = null;
 
-/** {digit: the model's 28x28 uint8 input} or {error: the row's one-line reason}, as mnist-predict words it. */
-export async function prepareFile(blob) {
+/**
+ * {digit: the model's 28x28 uint8 input} or {error: the row's one-line reason}, as mnist-predict words it.
+ * `mode`: preprocess.prepare's ("mnist" for digits, "stretch" for a Fashion-MNIST export).
+ */
+export async function prepareFile(blob, mode = "mnist") {
   try {
-    return { digit: prepare(await decode(blob)) };
+    return { digit: prepare(await decode(blob), mode) };
   } catch (error) {
     return { error: error instanceof NoDigit ? "no digit found" : `not an image the browser can read: ${error.message}` };
   }

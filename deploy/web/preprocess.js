@@ -57,16 +57,35 @@ export function toGrayscale(rgba, width, height) {
 
 // ---- the pipeline, as images.prepare with --invert auto --resize mnist ---------------------------------
 
-/** A 2-D uint8 image to the model's (28*28) uint8 input; throws NoDigit when there is no ink. */
-export function prepare(gray) {
+/**
+ * A 2-D uint8 image to the model's (28*28) uint8 input; throws NoDigit when there is no ink. `mode` is
+ * images.prepare's `resize` (the export's manifest.preprocess): "mnist" cleans and frames a digit, "stretch"
+ * (Fashion-MNIST, trained on raw arrays) turns a light background dark and resizes to 28x28 as is.
+ */
+export function prepare(gray, mode = "mnist") {
   if (gray.width * gray.height > MAX_PIXELS) {
     throw new Error(`${gray.width}x${gray.height} exceeds the ${MAX_PIXELS.toLocaleString("en")}-pixel cap`);
   }
+  if (mode === "stretch") {
+    const data = hasLightBackground(gray) ? gray.data.map((v) => 255 - v) : gray.data;
+    if (gray.width === SIZE && gray.height === SIZE) return Uint8Array.from(data);
+    return resize({ width: gray.width, height: gray.height, data }, SIZE, SIZE, "lanczos", 3.0).data;
+  }
+  if (mode !== "mnist") throw new Error(`unknown preprocess ${JSON.stringify(mode)}`);
   if (gray.width === SIZE && gray.height === SIZE) {
     const framed = framedDigit(gray.data);
     if (framed) return framed;
   }
   return mnistNormalize(gray);
+}
+
+/** images.has_light_background, its border as numpy concatenates it (a 1-pixel-high image counts its row twice). */
+export function hasLightBackground({ width, height, data }) {
+  let light = 0, total = 0;
+  const count = (v) => { light += v > 127; total++; };
+  for (let x = 0; x < width; x++) { count(data[x]); count(data[(height - 1) * width + x]); }
+  for (let y = 1; y < height - 1; y++) { count(data[y * width]); count(data[y * width + width - 1]); }
+  return light > total / 2;
 }
 
 export function framedDigit(gray) {
