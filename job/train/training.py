@@ -103,12 +103,12 @@ def interrupt_callback(interrupt):
     import keras
 
     class Interrupt(keras.callbacks.Callback):
-        async_safe = True  # it reads no logs, so Keras keeps dispatching steps asynchronously
-
-        def on_train_batch_end(self, batch, logs=None):
+        # At a batch's begin, not its end: Keras may run batch-end hooks in a thread pool (async dispatch), where
+        # a raise waits for the epoch's end; begin hooks run in fit's own thread, and leave async dispatch on.
+        def on_train_batch_begin(self, batch, logs=None):
             interrupt.check()
 
-        on_test_batch_end = on_epoch_end = on_train_batch_end
+        on_test_batch_begin = on_epoch_end = on_train_batch_begin
 
     return Interrupt()
 
