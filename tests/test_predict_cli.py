@@ -442,3 +442,8 @@ def test_ctrl_c_says_nothing_was_written(tmp_path, glyphs, model_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == f"error: interrupted; nothing was written to {out}"
     assert not out.exists() and not list(tmp_path.glob(".*tmp-*"))
+
+
+def test_help_keeps_the_litert_extra_that_rich_would_read_as_markup(predict_cli):
+    result = predict_cli("--help")
+    assert result.code == 0 and "pip install './deploy[litert]'" in " ".join(result.out.split())

@@ -76,7 +76,7 @@ class PredictByDefault(TyperGroup):
 app = typer.Typer(
     cls=PredictByDefault,
     help="Predict digits (or any 28x28 classes) in image files with an exported ONNX or LiteRT model, "
-    "without TensorFlow: onnxruntime runs model.onnx, ai-edge-litert (pip install './deploy[litert]') runs "
+    "without TensorFlow: onnxruntime runs model.onnx, ai-edge-litert (pip install './deploy\\[litert]') runs "
     "model.tflite. `mnist-predict IMAGES --model model.onnx` predicts (photos and scans are cleaned "
     "and framed the MNIST way first); `mnist-predict read IMAGES --model model.onnx` reads whole numbers (a "
     "digit model); `mnist-predict preview IMAGES --model model.onnx` draws what the model saw; "
