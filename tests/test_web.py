@@ -252,6 +252,41 @@ def test_preprocess_js_stretch_matches_mnist_predict_images_pixel_for_pixel():
     assert np.array_equal(results[len(grays) - 4][1:], sample[1].ravel())  # the light background turned dark
 
 
+def test_an_export_whose_preprocess_is_stretch_gets_files_as_they_are_on_the_page(tmp_path, export_dir):
+    """A Fashion-MNIST export says preprocess "stretch" (docs/artifacts.md): the page's own thread and its
+    preparing workers both send each file to the model resized as is, as mnist-predict --resize stretch does."""
+    require_browser()
+    export = tmp_path / "export"
+    shutil.copytree(export_dir, export)
+    manifest = json.loads((export / "manifest.json").read_text())
+    (export / "manifest.json").write_text(json.dumps({**manifest, "preprocess": "stretch"}))
+    write_pngs(tmp_path / "photos", photo_pngs(read_idx(SAMPLE)[600:], 12))
+    server = Server(export)
+    try:
+        done = subprocess.run(["node", str(ROOT / "tests" / "web" / "prepare.mjs"), server.url, str(tmp_path / "photos")],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["console_errors"] == [] and "(stretch)" in result["model_info"]
+    cli = run_cli(tmp_path / "photos", "--model", export / "model.onnx", "--resize", "stretch", "--out",
+                  tmp_path / "p.csv", tool="mnist-predict")
+    assert cli.returncode == 0, cli.stderr
+    rows = {Path(row["path"]).name: row for row in read_rows(tmp_path / "p.csv")}
+    lines = result["csv"].split("\r\n")
+    dropped = {Path(row["path"]).name: row for row in (dict(zip(lines[0].split(","), line.split(",")))
+                                                       for line in lines[1:-1])}
+    assert set(dropped) == set(rows) == set(result["images"]) and len(rows) == 12
+    cleaned = 0
+    for name, row in rows.items():
+        digit = np.array(result["images"][name]["digit"], np.uint8).reshape(28, 28)
+        assert np.array_equal(digit, images.load(tmp_path / "photos" / name, resize="stretch")), name
+        assert str(result["images"][name]["label"]) == row["label"] == dropped[name]["label"], name
+        cleaned += not np.array_equal(digit, images.load(tmp_path / "photos" / name))
+    assert cleaned == 12  # the digit cleaning would have given other inputs
+
+
 def test_the_server_sends_wasm_and_isolation_headers_and_nothing_else(server, export_dir):
     status, headers, body = server.get("/ort/ort-wasm-simd-threaded.wasm")
     assert status == 200 and headers["Content-Type"] == "application/wasm" and body[:4] == b"\0asm"
