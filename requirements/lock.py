@@ -58,8 +58,12 @@ def compile_lock(sources, extras=(), extra_requirements=(), previous=None):
     command = [str(Path(sys.executable).parent / "uv"), "pip", "compile", *sources, extra.name, *PLATFORM,
                "--constraint", constraints.name, "--generate-hashes", "--no-header", "--quiet",
                "--output-file", output.name, *[f"--extra={e}" for e in extras]]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
-    return Path(output.name).read_text()
+    try:
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+        return Path(output.name).read_text()
+    finally:
+        for name in (extra.name, constraints.name, output.name):
+            Path(name).unlink(missing_ok=True)
 
 
 def blocks(text):

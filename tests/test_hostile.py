@@ -124,9 +124,11 @@ def test_tensorflow_start_up_lines_stay_out_of_an_error(finished_run, tmp_path):
 def test_the_filter_drops_native_log_lines_written_to_fd_2_unless_asked_to_keep_them(keep):
     # Whether TensorFlow logs at start-up depends on the CPU and the build (a CI machine printed none),
     # so the filter is driven with lines written the way C++ writes them: straight to file descriptor 2.
-    code = ("from job.native_logs import filter_native_logs; filter_native_logs(); import os, sys, time\n"
+    # Closing fd 2 ends the filter's pipe; joining its thread then waits for every line, with no sleep.
+    code = ("from job.native_logs import filter_native_logs; filter_native_logs(); import os, sys, threading\n"
             "os.write(2, b'I0000 00:00:1795459018.812972   15007 port.cc:153] oneDNN custom operations are on.\\n')\n"
-            "os.write(2, b'a crash report\\n'); print('python stderr', file=sys.stderr); time.sleep(0.2)")
+            "os.write(2, b'a crash report\\n'); print('python stderr', file=sys.stderr); os.close(2)\n"
+            "[t.join() for t in threading.enumerate() if t.name == 'native-logs']")
     env = {k: v for k, v in os.environ.items() if k != "MNIST_JOB_NATIVE_LOGS"}
     if keep:
         env["MNIST_JOB_NATIVE_LOGS"] = "1"
