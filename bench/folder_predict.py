@@ -11,8 +11,8 @@ cnn-bn-aug (three epochs each, exported with int8, cached in bench/results/model
   images/s is files / wall seconds of the whole command (interpreter start included); the CLI's own figure too;
 - the per-image loop (Pillow open -> array -> model.predict on a batch of 1), timed on a subset;
 - the machine's bound: bound = cores / (decode + infer) images/s, with decode the per-file CPU time of the
-  predictor's own decoding (Pillow + polarity check) in one process and infer the per-image CPU time of
-  onnxruntime at the CLI's batch size with one thread. Both stages are CPU-bound and the CLI overlaps them
+  predictor's own decoding (Pillow, then the export's preprocessing) in one process and infer the per-image
+  CPU time of onnxruntime at the CLI's batch size with one thread. Both stages are CPU-bound and the CLI overlaps them
   (workers decode while ORT infers), so at best every core does useful work all the time: no split of
   cores between decoding and inference beats cores / (decode + infer). Process start, IPC and the CSV are
   overheads the bound leaves out. CPU time (process_time), not wall time, so that other load on the
@@ -79,8 +79,9 @@ def per_image_loop(run_dir, paths):
     return len(paths) / (time.perf_counter() - start)
 
 
-def decode_seconds(paths):
-    """CPU seconds per file: the predictor's decoding, and Pillow's decode alone for reference."""
+def decode_seconds(paths, resize):
+    """CPU seconds per file: the predictor's decoding with the model's preprocessing (`resize`, as the CLI
+    takes it from the export), and Pillow's decode alone for reference."""
     from mnist_predict import images
     from PIL import Image
 
@@ -89,7 +90,7 @@ def decode_seconds(paths):
             np.asarray(image.convert("L"))
 
     # decode, as the CLI's workers do: a garment with no ink to frame is an error row there, not a crash
-    seconds = interleaved_medians({"predictor": lambda: [images.decode(p) for p in paths],
+    seconds = interleaved_medians({"predictor": lambda: [images.decode(p, resize=resize) for p in paths],
                                    "pillow": lambda: [raw(p) for p in paths]}, repeats=3, warmup=1,
                                   clock=time.process_time)
     return {k: v / len(paths) for k, v in seconds.items()}
@@ -178,15 +179,21 @@ def main():
     header("folder prediction", args.quick)
     from job.data.datasets import load_dataset
     from job.data.scoring import score_predictions
+    from mnist_predict import Predictor
 
     dataset, data = bench_models(args.quick)
     folder = png_folder(dataset, data)
     paths = sorted(folder.glob("*.png"))
     runs = {name: exported_model(name, dataset, data) for name in MODELS}
     x = load_dataset(dataset, data).x_test.astype(np.float32)
-    cores, decode = cpu_count(), decode_seconds(paths[:plan["decode_images"]])
-    print(f"decode per file: {1e6 * decode['predictor']:.0f} µs (Pillow alone {1e6 * decode['pillow']:.0f} µs)",
-          flush=True)
+    # The CLI prepares files as each export says (stretch for Fashion-MNIST): the bound must count that cost
+    resize = {Predictor(run_dir / "export" / "model.onnx").resize for run_dir in runs.values()}
+    if len(resize) != 1:
+        raise SystemExit(f"the models of one dataset prepare files differently: {resize}")
+    resize = resize.pop()
+    cores, decode = cpu_count(), decode_seconds(paths[:plan["decode_images"]], resize)
+    print(f"decode per file ({resize}): {1e6 * decode['predictor']:.0f} µs (Pillow alone "
+          f"{1e6 * decode['pillow']:.0f} µs)", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="folder-predict-"))
     cli_runs, summaries = {}, {}
