@@ -12,6 +12,7 @@ from PIL import Image
 from predict_fixtures import export_dir, glyphs, model_path, predict_cli, read_rows  # noqa: F401
 
 from job.data.datasets import load_dataset
+from job.data.number_images import render_number
 from job.data.photos import CONDITIONS, JUNK, phone_photo, render, render_junk
 
 # Conditions that destroy some of the stroke (a 14 px thumbnail, blur, grainy pencil, a stretched crop) are
@@ -85,6 +86,28 @@ def test_big_phone_jpeg_is_decoded_small_and_still_right(tmp_path, sample):
     with Image.open(path) as image:
         assert image.size == (2309, 1732)
     assert correlation(images.load(path), sample.x_test[3]) > 0.8
+
+
+def ink_extent(mask):
+    columns = np.flatnonzero(mask.any(axis=0))
+    return columns[-1] + 1 - columns[0]
+
+
+@pytest.mark.parametrize("condition", ["off-white", "phone"])
+def test_a_photo_of_a_number_keeps_every_digit_not_the_heaviest_alone(sample, condition):
+    """`predict` on a loosely spaced number frames all of its ink, so that the model sees several digits and
+    is unsure (a photo of "42" came back as a 2 at 0.9999, unflagged); a lone digit keeps only its own ink."""
+    for seed in range(8):
+        digits = [sample.x_test[7 * seed + k] for k in range(2 + seed % 3)]
+        image, _, _ = render_number(digits, "loose", condition, seed=seed)
+        work, crop, _ = images.working_copy(images.to_grayscale(image))
+        ink = images.ink_map(work, "auto", crop)
+        everything, _ = images.ink_mask(ink)
+        kept = images.digit_mask(ink)
+        assert ink_extent(kept) >= 0.95 * ink_extent(everything), (condition, seed)
+    lone = render(sample.x_test[0], condition, seed=0)[0]
+    work, crop, _ = images.working_copy(images.to_grayscale(lone))
+    assert images.digit_mask(images.ink_map(work, "auto", crop)).any()
 
 
 @pytest.mark.parametrize("kind", ["blank"])

@@ -23,12 +23,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, error_line, run_cli
 from job.data.datasets import read_idx
+from job.data.number_images import render_number
 from job.data.photos import CONDITIONS, render
 from mnist_predict import Predictor, images, numbers
 from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, glyphs,  # noqa: F401
@@ -210,11 +212,14 @@ def test_a_chosen_folder_keeps_its_subfolders_in_the_paths(browser_run):
 
 
 def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():
-    """Every photo condition, JPEGs included (decoded here by Pillow, so both see the same pixels), a tall
-    and a wide crop, a 28x28 true MNIST digit and a blank page, through node and through Python."""
+    """Every photo condition, JPEGs included (decoded here by Pillow, so both see the same pixels), numbers, a
+    tall and a wide crop, a 28x28 true MNIST digit and a blank page, through node and through Python."""
     sample = read_idx(SAMPLE)
     grays = [images.to_grayscale(render(sample[i], condition, seed=i)[0])
              for i in range(6) for condition in CONDITIONS]
+    # numbers, loose and tight, as scans and photos: the digits beside the heaviest are kept (images._beside)
+    grays += [images.to_grayscale(render_number(sample[3 * i:3 * i + 2 + i % 3], spacing, condition, seed=i)[0])
+              for i, (spacing, condition) in enumerate(product(("loose", "tight"), ("off-white", "phone")))]
     grays += [sample[0], sample[1][:, 4:24], np.pad(sample[2], ((0, 0), (60, 60))), np.full((50, 40), 200, np.uint8)]
     results = node_prepare(grays)
     for i, (gray, result) in enumerate(zip(grays, results)):

@@ -40,6 +40,7 @@ POLARITY = 32  # longest side of the image that polarity is judged on
 MIN_SIDE = 96  # smaller images (thumbnails, 28x28 crops) are upscaled to this first
 MIN_CONTRAST = 0.2  # ink must be at least 20% darker (or brighter) than its paper
 MIN_SEPARATION = 9.0  # ... and stand out of the paper's noise by this many standard deviations
+BESIDE_HEIGHT, BESIDE_MASS = 0.6, 0.25  # another piece this tall and heavy in the digit's line is a digit
 
 
 class ImageError(ValueError):
@@ -457,7 +458,9 @@ def _union(parent, a, b):
 
 def choose_components(stats, shape):
     """The digit: the heaviest component that is not a line, plus the ink near it (a 5's flag, a broken
-    pencil stroke); specks and far-away marks are dropped."""
+    pencil stroke); specks and far-away marks are dropped. So are other digits, unless one stands beside it:
+    a number's digits are all kept, so that the model sees several and is unsure, instead of reading the
+    heaviest alone with confidence (a photo of "42" is no confident 2: `read` reads numbers)."""
     candidates = {label: s for label, s in stats.items() if not is_line(s, shape)}
     if not candidates:
         return []
@@ -466,7 +469,16 @@ def choose_components(stats, shape):
     near = (main["top"] - size / 2, main["bottom"] + size / 2, main["left"] - size / 2, main["right"] + size / 2)
     return [label for label, s in candidates.items()
             if s["mass"] >= 0.08 * main["mass"] and s["bottom"] > near[0] and s["top"] < near[1]
-            and s["right"] > near[2] and s["left"] < near[3]]
+            and s["right"] > near[2] and s["left"] < near[3] or _beside(main, s)]
+
+
+def _beside(main, s):
+    """Whether s is another digit in main's line: nearly as tall, BESIDE_MASS as heavy, and sharing half the
+    height of the shorter of the two."""
+    tall, other = main["bottom"] - main["top"], s["bottom"] - s["top"]
+    shared = min(main["bottom"], s["bottom"]) - max(main["top"], s["top"])
+    return (other >= BESIDE_HEIGHT * tall and s["mass"] >= BESIDE_MASS * main["mass"]
+            and shared >= 0.5 * min(tall, other))
 
 
 def is_line(s, shape):
