@@ -40,9 +40,9 @@ def test_cv_folds_are_train_runs_of_the_recipe_train_ships(tmp_path, npz_path):
     n_fit = n - round(n * 0.1)
     from job.train import training
 
-    # + stretched crops, cut digits, outliers, letters and cut fragments, as train has
+    # + stretched crops, cut digits, outliers, letters, cut fragments and font digits, as train has
     shares = (training.STRETCHED_SHARE, training.SEGMENT_SHARE, training.OUTLIER_SHARE, training.LETTER_SHARE,
-              training.FRAGMENT_SHARE)
+              training.FRAGMENT_SHARE, training.FONT_DIGIT_SHARE)
     assert config["train_samples"] == n_fit + sum(round(share * n_fit) for share in shares)
     data = load_dataset("mnist", str(npz_path))
     order = np.random.default_rng(42).permutation(len(data.x_train))[:200]

@@ -474,6 +474,44 @@ def test_letters_are_framed_ink_from_printed_fonts_only_and_leave_digit_shaped_l
     assert (pen.reshape(10, -1).max(axis=1) > 200).all()
 
 
+def test_font_digits_are_labelled_framed_digits_from_the_training_fonts(monkeypatch):
+    from job.data import letters
+
+    x, y = letters.make_font_digits(60, seed=2)
+    assert x.shape == (60, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int32
+    assert set(y.tolist()) == set(range(10)) and len({int(a.sum()) for a in x}) == 60
+    for a in x:
+        rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
+        assert a.max() > 200 and rows[-1] - rows[0] < 22 and cols[-1] - cols[0] < 22
+    # each is its label as drawn: the same font, pen and wobble draw the same digit again
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 10, 60)
+    files = letters.fonts("train")
+    assert np.array_equal(x[0], letters.draw_letter(str(labels[0]), rng, files[int(rng.integers(len(files)))]))
+    monkeypatch.setitem(letters.FONT_DIRS, "train", "/nonexistent/*.ttf")  # no fonts: no digits, not pen strokes
+    x, y = letters.make_font_digits(10)
+    assert x.shape == (0, 28, 28) and y.shape == (0,)
+
+
+def test_font_digits_in_training_teach_hands_other_than_mnists(tmp_path, run_dir, monkeypatch):
+    """The same tiny run with and without the font digits (run_dir has them): the one that saw them reads digits
+    of fonts it never saw (Liberation) far better (measured: 81% against 65% of 300)."""
+    import keras
+
+    from job.data import letters
+    from job.train import training
+
+    x, y = letters.make_font_digits(300, seed=7, role="test")
+    monkeypatch.setattr(training, "FONT_DIGIT_SHARE", 0.0)
+    without, _ = train(TrainConfig(model="cnn-bn-aug", dataset="mnist-sample", epochs=4, max_train_samples=1080,
+                                   batch_size=64, out=str(tmp_path / "without"), verbose=0))
+    right = {}
+    for name, run in (("with", run_dir), ("without", without)):
+        model = keras.saving.load_model(Path(run) / "model.keras")
+        right[name] = float(np.mean(model.predict(x.astype(np.float32), verbose=0).argmax(axis=1) == y))
+    assert right["with"] >= right["without"] + 0.08, right
+
+
 def test_number_strips_touch_when_asked_and_keep_each_digits_box():
     from job.data.number_images import render_number, strip
     from mnist_predict import images

@@ -13,8 +13,12 @@ Letters that are a digit's shape when handwritten (O o Q for 0, I l i j | for 1,
 b G for 6, q g for 9, B for 8) are left out of training: refusing them would teach the model to refuse
 the digit. bench/numbers.py reports them apart.
 
-    from job.data.letters import make_letters
+The same fonts' digits, in the same pen (make_font_digits), are positives: hands other than MNIST's, and
+printed glyphs that are digits, so that a printed look is no mark of a non-digit.
+
+    from job.data.letters import make_font_digits, make_letters
     x = make_letters(1000, seed=0)                       # uint8 (1000, 28, 28), white on black, framed
+    x_digits, y_digits = make_font_digits(200, seed=1)   # and digits in the same fonts and pen, labelled
 """
 
 import glob
@@ -50,6 +54,19 @@ def make_letters(n, seed=0, role="train", characters=None):
         char = characters[int(rng.integers(len(characters)))]
         out[i] = draw_letter(char, rng, files[int(rng.integers(len(files)))] if files else None)
     return out
+
+
+def make_font_digits(n, seed=0, role="train"):
+    """(images, labels): n digits from the fonts of `role`, written with the letters' pen, slant and elastic
+    wobble: positives beside the letters, and hands other than MNIST's. Empty where no font is installed (the
+    pen-stroke skeletons have no digits)."""
+    rng = np.random.default_rng(seed)
+    files = fonts(role)
+    labels = rng.integers(0, 10, n if files else 0).astype(np.int32)
+    out = np.zeros((len(labels), 28, 28), np.uint8)
+    for i, label in enumerate(labels):
+        out[i] = draw_letter(str(label), rng, files[int(rng.integers(len(files)))])
+    return out, labels
 
 
 def draw_letter(char, rng, font_file=None):

@@ -132,7 +132,7 @@ ZOO = {spec.name: spec for spec in [
     ModelSpec(BEST, _cnn_bn_aug, "adam", 3e-3, 128, 30,
               "ours", notes="strided stem, 2x conv-BN-ReLU-pool, dense-BN, label smoothing; augmentation in the "
                             "input pipeline: shifts, and rotations, stroke width, blur and contrast for digits or "
-                            "mirror flips for clothing; outlier exposure on digits",
+                            "mirror flips for clothing; digits from printed fonts; outlier exposure on digits",
               standardize=True, schedule="cosine", augment=True, min_samples=160_000, label_smoothing=0.1,
               outliers=True),
 ]}

@@ -36,6 +36,7 @@ LETTER_SHARE = 0.5  # ... and letters and symbols (job.data.letters), on digit d
 FRAGMENT_SHARE = 0.3  # ... and the fragments and merged pairs a wrong cut makes (job.data.segment_crops)
 SEGMENT_SHARE = 0.2  # digits as number reading crops them, slivers of neighbours and all (augmentation)
 STRETCHED_SHARE = 0.2  # digits cropped to their ink and stretched square, as home-made 28x28 sets hold them
+FONT_DIGIT_SHARE = 0.2  # digits from printed fonts in the letters' pen: hands other than MNIST's (job.data.letters)
 # evaluate fails (exit 1) when the test accuracy falls this far below the figure recorded by train.
 EVALUATE_TOLERANCE = 0.05
 
@@ -198,9 +199,11 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
                                                     round(FRAGMENT_SHARE * len(x_train)) * bool(cfg.outliers), cfg.seed)
     if cfg.augment and digits:
         from job.data.augment import stretched
+        from job.data.letters import make_font_digits
 
         x_more, y_more = stretched(x_train, y_train, STRETCHED_SHARE, cfg.seed)
-        x_fit, y_fit = np.concatenate([x_fit, x_more, x_cut]), np.concatenate([y_fit, y_more, y_cut])
+        x_font, y_font = make_font_digits(round(FONT_DIGIT_SHARE * len(x_train)), cfg.seed + 1)
+        x_fit, y_fit = np.concatenate([x_fit, x_more, x_cut, x_font]), np.concatenate([y_fit, y_more, y_cut, y_font])
     if cfg.outliers:
         from job.data.letters import make_letters
         from job.data.outliers import make_outliers
