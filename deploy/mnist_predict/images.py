@@ -473,8 +473,8 @@ def choose_components(stats, shape):
 
 
 def _beside(main, s):
-    """Whether s is another digit in main's line: nearly as tall, BESIDE_MASS as heavy, and sharing half the
-    height of the shorter of the two."""
+    """Whether s is another digit in main's line: at least BESIDE_HEIGHT of its height and BESIDE_MASS of its
+    ink, and sharing half the height of the shorter of the two."""
     tall, other = main["bottom"] - main["top"], s["bottom"] - s["top"]
     shared = min(main["bottom"], s["bottom"]) - max(main["top"], s["top"])
     return (other >= BESIDE_HEIGHT * tall and s["mass"] >= BESIDE_MASS * main["mass"]

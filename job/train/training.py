@@ -202,6 +202,7 @@ def model_and_pipelines(cfg, data, batch_size, scope=None):
         from job.data.letters import make_font_digits
 
         x_more, y_more = stretched(x_train, y_train, STRETCHED_SHARE, cfg.seed)
+        # seed + 1: a random stream of their own, apart from the letters' (make_letters takes the seed itself)
         x_font, y_font = make_font_digits(round(FONT_DIGIT_SHARE * len(x_train)), cfg.seed + 1)
         x_fit, y_fit = np.concatenate([x_fit, x_more, x_cut, x_font]), np.concatenate([y_fit, y_more, y_cut, y_font])
     if cfg.outliers:
