@@ -93,21 +93,22 @@ def ink_extent(mask):
     return columns[-1] + 1 - columns[0]
 
 
+def ink_of(image):
+    """The ink map mnist_normalize measures of a photo, before it chooses the digit's components."""
+    work, crop, _ = images.working_copy(images.to_grayscale(image))
+    return images.ink_map(work, "auto", crop)
+
+
 @pytest.mark.parametrize("condition", ["off-white", "phone"])
 def test_a_photo_of_a_number_keeps_every_digit_not_the_heaviest_alone(sample, condition):
     """`predict` on a loosely spaced number frames all of its ink, so that the model sees several digits and
     is unsure (a photo of "42" came back as a 2 at 0.9999, unflagged); a lone digit keeps only its own ink."""
     for seed in range(8):
         digits = [sample.x_test[7 * seed + k] for k in range(2 + seed % 3)]
-        image, _, _ = render_number(digits, "loose", condition, seed=seed)
-        work, crop, _ = images.working_copy(images.to_grayscale(image))
-        ink = images.ink_map(work, "auto", crop)
+        ink = ink_of(render_number(digits, "loose", condition, seed=seed)[0])
         everything, _ = images.ink_mask(ink)
-        kept = images.digit_mask(ink)
-        assert ink_extent(kept) >= 0.95 * ink_extent(everything), (condition, seed)
-    lone = render(sample.x_test[0], condition, seed=0)[0]
-    work, crop, _ = images.working_copy(images.to_grayscale(lone))
-    assert images.digit_mask(images.ink_map(work, "auto", crop)).any()
+        assert ink_extent(images.digit_mask(ink)) >= 0.95 * ink_extent(everything), (condition, seed)
+    assert images.digit_mask(ink_of(render(sample.x_test[0], condition, seed=0)[0])).any()
 
 
 @pytest.mark.parametrize("kind", ["blank"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BIN, ROOT, error_line, run_cli
+from conftest import BIN, ROOT, error_line, run_cli, tiny_run
 
 from job.train import rundir
 from job.errors import Interrupted, JobError
@@ -503,8 +503,7 @@ def test_font_digits_in_training_teach_hands_other_than_mnists(tmp_path, run_dir
 
     x, y = letters.make_font_digits(300, seed=7, role="test")
     monkeypatch.setattr(training, "FONT_DIGIT_SHARE", 0.0)
-    without, _ = train(TrainConfig(model="cnn-bn-aug", dataset="mnist-sample", epochs=4, max_train_samples=1080,
-                                   batch_size=64, out=str(tmp_path / "without"), verbose=0))
+    without = tiny_run(tmp_path / "without", "cnn-bn-aug", None, epochs=4, samples=1080, dataset="mnist-sample")
     right = {}
     for name, run in (("with", run_dir), ("without", without)):
         model = keras.saving.load_model(Path(run) / "model.keras")
