@@ -14,6 +14,7 @@ installs them.
 """
 
 import base64
+import io
 import gzip
 import json
 import re
@@ -31,7 +32,7 @@ import pytest
 from conftest import ROOT, error_line, run_cli
 from job.data.datasets import read_idx
 from job.data.number_images import render_number
-from job.data.photos import CONDITIONS, render
+from job.data.photos import CONDITIONS, phone_photo, render
 from mnist_predict import Predictor, images, numbers
 from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, glyphs,  # noqa: F401
                               pen_number, read_rows, touching)
@@ -220,6 +221,9 @@ def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():
     # numbers, loose and tight, as scans and photos: the digits beside the heaviest are kept (images._beside)
     grays += [images.to_grayscale(render_number(sample[3 * i:3 * i + 2 + i % 3], spacing, condition, seed=i)[0])
               for i, (spacing, condition) in enumerate(product(("loose", "tight"), ("off-white", "phone")))]
+    # a note on a darker desk, whose polarity the tails of two paper estimates decide (images._dark_ink)
+    grays += [images.to_grayscale(Image.open(io.BytesIO(phone_photo(sample[i], seed=i, megapixels=0.3))))
+              for i in (12, 20)]
     grays += [sample[0], sample[1][:, 4:24], np.pad(sample[2], ((0, 0), (60, 60))), np.full((50, 40), 200, np.uint8)]
     results = node_prepare(grays)
     for i, (gray, result) in enumerate(zip(grays, results)):

@@ -36,7 +36,10 @@ CENTRE = 14.0  # where MNIST's centres of mass sit, in pixel indices (measured o
 MAX_PIXELS = 4096 * 4096
 WIDE_MODES = ("I", "F")  # plus "I;16", "I;16B", ...: more than 8 bits per pixel
 WORK = 256  # longest side the cleaning works at: a digit a third of the frame tall still has 80 px
-POLARITY = 32  # longest side of the image that polarity is judged on
+POLARITY = 64  # longest side of the image that polarity is judged on ...
+PAPER_SIDE = 16  # ... and of the coarse copy whose medians stand for the paper there, over windows of
+LOCAL_PAPER, BROAD_PAPER = 0.2, 0.8  # these shares of its side (a sheet on a desk, a thick stroke: _dark_ink)
+TAIL = 0.1  # percent of pixels at each end that polarity compares: a thin 1 in a 12 MP photo is about that much
 MIN_SIDE = 96  # smaller images (thumbnails, 28x28 crops) are upscaled to this first
 MIN_CONTRAST = 0.2  # ink must be at least 20% darker (or brighter) than its paper
 MIN_SEPARATION = 9.0  # ... and stand out of the paper's noise by this many standard deviations
@@ -291,14 +294,32 @@ def ink_map(work, invert="auto", crop=False):
 
 
 def _dark_ink(work):
+    """True for dark ink on light paper: against the paper, the darkest few pixels lie further below it than
+    the brightest lie above. Only the few pixels at each end (TAIL): a sheet of paper on a darker desk fills
+    far more of a photo than the digit on it, and would pass for light ink if the comparison went deeper.
+    The paper is a median over a local and a broad window of a coarse copy (a shadow or a light ramp is
+    paper too), and the two comparisons add up: the local one takes a small sheet on a desk for paper, the
+    broad one a thick stroke across the frame for ink."""
+    low = _shrunk(work, POLARITY)
+    coarse = _shrunk(work, PAPER_SIDE)
+    # each pixel of `low` against the paper of the coarse pixel it lies in
+    rows = np.arange(low.height) * coarse.height // low.height
+    cols = np.arange(low.width) * coarse.width // low.width
+    below = above = 0.0
+    for share in (LOCAL_PAPER, BROAD_PAPER):
+        paper = np.asarray(coarse.filter(ImageFilter.MedianFilter(max(3, round(max(coarse.size) * share) | 1))))
+        residual = np.asarray(low, np.float32) - paper[rows[:, None], cols[None, :]]
+        darkest, brightest = np.percentile(residual, (TAIL, 100 - TAIL))
+        below, above = below - darkest, above + brightest
+    return below > above
+
+
+def _shrunk(work, side):
+    """The 0-1 working copy as 8-bit, box-filtered down to `side` px on its longest side."""
     height, width = work.shape
-    scale = POLARITY / max(height, width)
+    scale = side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    low = resize(Image.fromarray((work * 255).astype(np.uint8)), size, Image.Resampling.BOX)
-    local = low.filter(ImageFilter.MedianFilter(max(3, round(max(size) * 0.6) | 1)))
-    residual = np.asarray(low, np.float32) - np.asarray(local, np.float32)
-    darkest, brightest = np.percentile(residual, (1, 99))
-    return -darkest > brightest
+    return resize(Image.fromarray((work * 255).astype(np.uint8)), size, Image.Resampling.BOX)
 
 
 def _background(paper_bright):

@@ -17,7 +17,10 @@ const FIT = 20;
 const CENTRE = 14.0;
 export const MAX_PIXELS = 4096 * 4096;
 export const WORK = 256;
-const POLARITY = 32;
+const POLARITY = 64;
+const PAPER_SIDE = 16;
+const LOCAL_PAPER = 0.2, BROAD_PAPER = 0.8;
+const TAIL = 0.1;
 const MIN_SIDE = 96;
 const MIN_CONTRAST = 0.2;
 const MIN_SEPARATION = 9.0;
@@ -159,18 +162,32 @@ export function inkMap(work, crop) {
 }
 
 function darkInk(work) {
+  const low = shrunk(work, POLARITY), coarse = shrunk(work, PAPER_SIDE);
+  const residual = new Float64Array(low.data.length);
+  let below = 0.0, above = 0.0;
+  for (const share of [LOCAL_PAPER, BROAD_PAPER]) {
+    const paper = medianFilter(coarse, Math.max(3, roundHalfEven(Math.max(coarse.width, coarse.height) * share) | 1));
+    for (let y = 0; y < low.height; y++) {
+      const row = Math.floor((y * coarse.height) / low.height) * coarse.width;
+      for (let x = 0; x < low.width; x++) {
+        const i = y * low.width + x;
+        residual[i] = low.data[i] - paper.data[row + Math.floor((x * coarse.width) / low.width)];
+      }
+    }
+    residual.sort();
+    below -= percentileSorted(residual, TAIL);
+    above += percentileSorted(residual, 100 - TAIL);
+  }
+  return below > above;
+}
+
+function shrunk(work, side) {
   const { width, height } = work;
-  const scale = POLARITY / Math.max(height, width);
+  const scale = side / Math.max(height, width);
   const w = Math.max(1, roundHalfEven(width * scale)), h = Math.max(1, roundHalfEven(height * scale));
   const bytes = { width, height, data: new Uint8Array(work.data.length) };
   for (let i = 0; i < work.data.length; i++) bytes.data[i] = f32(work.data[i] * 255); // a Uint8Array truncates
-  const low = resize(bytes, w, h, "box");
-  const local = medianFilter(low, Math.max(3, roundHalfEven(Math.max(w, h) * 0.6) | 1));
-  const residual = new Float64Array(low.data.length);
-  for (let i = 0; i < residual.length; i++) residual[i] = low.data[i] - local.data[i];
-  residual.sort();
-  const darkest = percentileSorted(residual, 1), brightest = percentileSorted(residual, 99);
-  return -darkest > brightest;
+  return resize(bytes, w, h, "box");
 }
 
 function backgroundOf(paperBright) {
