@@ -529,15 +529,16 @@ def frame(digit):
     crop = digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     scale = FIT / max(crop.shape)
     height, width = (max(1, round(side * scale)) for side in crop.shape)
-    fitted = _lanczos(np.clip(crop, 0, 255).round().astype(np.uint8), (width, height)).astype(np.float64)
-    total = fitted.sum()
+    fitted = _lanczos(np.clip(crop, 0, 255).round().astype(np.uint8), (width, height))
+    # integer sums: exact, as float64 sums of these values are, and cheaper (frame runs per candidate digit)
+    total = int(fitted.sum(dtype=np.int64))
     if total == 0:
         raise NoDigit("no digit found")
-    centre_y = fitted.sum(axis=1) @ np.arange(height) / total
-    centre_x = fitted.sum(axis=0) @ np.arange(width) / total
-    top = int(np.clip(round(CENTRE - centre_y), 0, SIZE - height))
-    left = int(np.clip(round(CENTRE - centre_x), 0, SIZE - width))
-    canvas[top:top + height, left:left + width] = fitted.round().astype(np.uint8)
+    centre_y = int(fitted.sum(axis=1, dtype=np.int64) @ np.arange(height)) / total
+    centre_x = int(fitted.sum(axis=0, dtype=np.int64) @ np.arange(width)) / total
+    top = min(max(round(CENTRE - centre_y), 0), SIZE - height)
+    left = min(max(round(CENTRE - centre_x), 0), SIZE - width)
+    canvas[top:top + height, left:left + width] = fitted
     return canvas
 
 

@@ -53,6 +53,7 @@ SHORT, SHORT_COST = 0.55, 3.0  # one shorter than SHORT line heights costs SHORT
 # more often than two touching), low through one as wide as two
 CUT_COST, PAIR, PAIR_CUT_COST = 3.0, 1.15, 0.0
 GAP, GAP_COST = 0.05, 3.0  # a run joining pieces this many line heights apart costs GAP_COST (log)
+SOFT = 2  # a candidate keeps the stretched image's soft stroke edges this many px around its ink
 LENGTH_SLACK = 4.0  # a reading of the --length wanted is taken if it scores within this (log) of the best
 REJECT = 0.5  # a run whose top probability is below this is not read as a digit: "?"
 DIGITS = [str(d) for d in range(10)]
@@ -236,10 +237,22 @@ def cut_atoms(line, labels):
         for lo, hi in zip(edges, edges[1:]):
             inside = region & (columns >= lo[:, None]) & (columns < hi[:, None])
             rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-            atoms.append({"label": label, "top": top, "left": left, "lo": lo, "hi": hi,
-                          "piece_width": (right - left) / height,
-                          "box": (left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1)})
+            box = (left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1)
+            atoms.append({"label": label, "piece_width": (right - left) / height, "box": box,
+                          "ink": inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1],
+                          **_soft_edges(inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], box, labels.shape)})
     return atoms
+
+
+def _soft_edges(ink, box, shape):
+    """{"grown": the atom's ink grown by SOFT px, "grown_at": its (x, y)}: where a candidate holding the atom
+    takes the stretched image's soft stroke edges from. Grown once per atom, not once per candidate: growing
+    a union of atoms is the union of their growths."""
+    x0, y0, x1, y1 = box
+    gx0, gy0 = max(0, x0 - SOFT), max(0, y0 - SOFT)
+    around = np.zeros((min(shape[0], y1 + SOFT) - gy0, min(shape[1], x1 + SOFT) - gx0), bool)
+    around[y0 - gy0:y1 - gy0, x0 - gx0:x1 - gx0] = ink
+    return {"grown": image_io.rank_filter(around, 2 * SOFT + 1, np.maximum), "grown_at": (gx0, gy0)}
 
 
 def cut_columns(region, height):
@@ -265,18 +278,16 @@ def seams(region, starts, reach):
     cost[:, ~inside] = np.inf
     total = cost[0].copy()
     steps = np.zeros(cost.shape, np.int8)
+    # options[0], [1], [2]: the cost of arriving from the left, straight above, the right
+    options = np.full((3, *total.shape), np.inf)
     for y in range(1, rows):
-        left = np.full(total.shape, np.inf)
-        left[:, 1:] = total[:, :-1] + DIAGONAL
-        right = np.full(total.shape, np.inf)
-        right[:, :-1] = total[:, 1:] + DIAGONAL
-        best, step = left, np.full(total.shape, -1, np.int8)
-        straight = total < best
-        best, step = np.where(straight, total, best), np.where(straight, 0, step)
-        rightward = right < best
-        best, step = np.where(rightward, right, best), np.where(rightward, 1, step)
-        steps[y] = step
-        total = cost[y] + best
+        sideways = total + DIAGONAL
+        options[0, :, 1:] = sideways[:, :-1]
+        options[1] = total
+        options[2, :, :-1] = sideways[:, 1:]
+        step = options.argmin(axis=0)  # of equal costs the first: left, then straight
+        steps[y] = step - 1
+        total = cost[y] + np.take_along_axis(options, step[None], axis=0)[0]
     end = total.argmin(axis=1)
     path = np.zeros((len(starts), rows), np.int64)
     path[:, -1] = end
@@ -323,22 +334,19 @@ def _gaps(run, height):
 
 def _frame_run(run, labels, stretched):
     """The run's ink with its soft edges, but not its neighbours' ink, framed as images.frame frames a digit."""
-    pad = 2  # the stretched image keeps soft edges this far outside the mask
-    x0 = max(0, min(a["box"][0] for a in run) - pad)
-    y0 = max(0, min(a["box"][1] for a in run) - pad)
-    x1 = min(labels.shape[1], max(a["box"][2] for a in run) + pad)
-    y1 = min(labels.shape[0], max(a["box"][3] for a in run) + pad)
+    x0 = max(0, min(a["box"][0] for a in run) - SOFT)
+    y0 = max(0, min(a["box"][1] for a in run) - SOFT)
+    x1 = min(labels.shape[1], max(a["box"][2] for a in run) + SOFT)
+    y1 = min(labels.shape[0], max(a["box"][3] for a in run) + SOFT)
     window = labels[y0:y1, x0:x1]
     core = np.zeros(window.shape, bool)
-    columns = np.arange(x0, x1)[None, :]
-    for atom in run:  # the atom's rows that lie in the window, and between its cuts in each row
-        r0, r1 = max(atom["top"], y0), min(atom["top"] + len(atom["lo"]), y1)
-        lo = atom["left"] + atom["lo"][r0 - atom["top"]:r1 - atom["top"], None]
-        hi = atom["left"] + atom["hi"][r0 - atom["top"]:r1 - atom["top"], None]
-        core[r0 - y0:r1 - y0] |= (window[r0 - y0:r1 - y0] == atom["label"]) & (columns >= lo) & (columns < hi)
-    if not core.any():
-        return None, None
-    grown = image_io.rank_filter(core, 5, np.maximum) & ~((window > 0) & ~core)
+    grown = np.zeros(window.shape, bool)
+    for atom in run:
+        left, top, right, bottom = atom["box"]
+        core[top - y0:bottom - y0, left - x0:right - x0] |= atom["ink"]
+        (gx, gy), soft = atom["grown_at"], atom["grown"]
+        grown[gy - y0:gy - y0 + soft.shape[0], gx - x0:gx - x0 + soft.shape[1]] |= soft
+    grown &= ~((window > 0) & ~core)
     digit = np.where(grown, stretched[y0:y1, x0:x1], 0)
     rows, cols = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
     box = (x0 + cols[0], y0 + rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)

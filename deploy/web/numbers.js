@@ -23,6 +23,7 @@ const WIDEST = 1.1, WIDE_COST = 8.0;
 const SHORT = 0.55, SHORT_COST = 3.0;
 const CUT_COST = 3.0, PAIR = 1.15, PAIR_CUT_COST = 0.0;
 const GAP = 0.05, GAP_COST = 3.0;
+const SOFT = 2;
 const LENGTH_SLACK = 4.0;
 export const REJECT = 0.5;
 
@@ -253,11 +254,10 @@ function gaps(run, height) {
 }
 
 function frameRun(run, labels, stretched) {
-  const pad = 2;
-  const x0 = Math.max(0, Math.min(...run.map((a) => a.box[0])) - pad);
-  const y0 = Math.max(0, Math.min(...run.map((a) => a.box[1])) - pad);
-  const x1 = Math.min(labels.width, Math.max(...run.map((a) => a.box[2])) + pad);
-  const y1 = Math.min(labels.height, Math.max(...run.map((a) => a.box[3])) + pad);
+  const x0 = Math.max(0, Math.min(...run.map((a) => a.box[0])) - SOFT);
+  const y0 = Math.max(0, Math.min(...run.map((a) => a.box[1])) - SOFT);
+  const x1 = Math.min(labels.width, Math.max(...run.map((a) => a.box[2])) + SOFT);
+  const y1 = Math.min(labels.height, Math.max(...run.map((a) => a.box[3])) + SOFT);
   const w = x1 - x0, h = y1 - y0;
   const core = new Uint8Array(w * h);
   for (const atom of run) {
@@ -270,7 +270,7 @@ function frameRun(run, labels, stretched) {
     }
   }
   if (!core.some((v) => v)) return null;
-  const grown = rankFilter({ width: w, height: h, data: core }, 5, Math.max).data;
+  const grown = rankFilter({ width: w, height: h, data: core }, 2 * SOFT + 1, Math.max).data;
   const digit = new Float32Array(w * h);
   let cx0 = Infinity, cx1 = -1, cy0 = Infinity, cy1 = -1;
   for (let y = 0; y < h; y++) {
