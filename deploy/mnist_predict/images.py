@@ -39,7 +39,7 @@ WORK = 256  # longest side the cleaning works at: a digit a third of the frame t
 POLARITY = 64  # longest side of the image that polarity is judged on ...
 PAPER_SIDE = 16  # ... and of the coarse copy whose medians stand for the paper there, over windows of
 LOCAL_PAPER, BROAD_PAPER = 0.2, 0.8  # these shares of its side (a sheet on a desk, a thick stroke: _dark_ink)
-TAIL = 0.1  # percent of pixels at each end that polarity compares: a thin 1 in a 12 MP photo is about that much
+TAIL = 0.1  # percent of pixels at each end that polarity compares: few enough for a thin 1 small in a photo
 MIN_SIDE = 96  # smaller images (thumbnails, 28x28 crops) are upscaled to this first
 MIN_CONTRAST = 0.2  # ink must be at least 20% darker (or brighter) than its paper
 MIN_SEPARATION = 9.0  # ... and stand out of the paper's noise by this many standard deviations
@@ -305,10 +305,11 @@ def _dark_ink(work):
     # each pixel of `low` against the paper of the coarse pixel it lies in
     rows = np.arange(low.height) * coarse.height // low.height
     cols = np.arange(low.width) * coarse.width // low.width
+    pixels = np.asarray(low, np.float32)
     below = above = 0.0
     for share in (LOCAL_PAPER, BROAD_PAPER):
         paper = np.asarray(coarse.filter(ImageFilter.MedianFilter(max(3, round(max(coarse.size) * share) | 1))))
-        residual = np.asarray(low, np.float32) - paper[rows[:, None], cols[None, :]]
+        residual = pixels - paper[rows[:, None], cols[None, :]]
         darkest, brightest = np.percentile(residual, (TAIL, 100 - TAIL))
         below, above = below - darkest, above + brightest
     return below > above
