@@ -238,9 +238,9 @@ def cut_atoms(line, labels):
             inside = region & (columns >= lo[:, None]) & (columns < hi[:, None])
             rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
             box = (left + cols[0], top + rows[0], left + cols[-1] + 1, top + rows[-1] + 1)
-            atoms.append({"label": label, "piece_width": (right - left) / height, "box": box,
-                          "ink": inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1],
-                          **_soft_edges(inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], box, labels.shape)})
+            ink = inside[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            atoms.append({"label": label, "piece_width": (right - left) / height, "box": box, "ink": ink,
+                          **_soft_edges(ink, box, labels.shape)})
     return atoms
 
 

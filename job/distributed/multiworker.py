@@ -193,6 +193,7 @@ def lost_peer(worker, error):
     message = str(getattr(error, "message", None) or error)
     others = [(i, address) for i, address in enumerate(worker.addresses) if i != worker.index]
     lost = None  # the workers that stopped answering, when TensorFlow's message says which
+    closed = "Socket closed" in message or "Connection reset" in message  # a peer's connection went
     if "unhealthy" in message or "heartbeat" in message:  # the coordination service noticed (the chief's side)
         tasks = {int(t) for t in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)", message)}
         lost = [(i, address) for i, address in others if i in tasks]
@@ -200,12 +201,12 @@ def lost_peer(worker, error):
         named = [(i, address) for i, address in others
                  if re.search(rf":{re.escape(address.rsplit(':', 1)[-1])}\b", message)]
         lost = named or (others if len(others) == 1 else [])
-    elif ("Socket closed" in message or "Connection reset" in message) and len(others) == 1:
+    elif closed and len(others) == 1:
         lost = others  # TensorFlow does not say whose connection went, but with two workers only one could
     if lost is not None:
         who = ", ".join(f"worker {i} at {address}" for i, address in lost) or "a worker"
         reason = f"{who} stopped answering (crashed or killed)"
-    elif "Socket closed" in message or "Connection reset" in message:  # one of several peers' connections went
+    elif closed:  # one of several peers: which, TensorFlow does not say
         reason = "another worker closed its connection (crashed or killed)"
     else:
         reason = f"{type(error).__name__}: {re.sub(r'{{[^}]*}} *', '', first_line(error))}"
