@@ -235,6 +235,60 @@ def test_rank_filter_is_the_k_wide_max_and_min_with_edges_repeated(k, dtype):
             assert got.dtype == a.dtype and np.array_equal(got, expected), (op.__name__, axis)
 
 
+@pytest.mark.parametrize("content", ["noise", "strokes", "block"])
+def test_lanczos_framing_is_pillows_resize_exactly(content):
+    """resampling.lanczos, which frames every candidate digit, against Pillow's own resize (images.resize: one
+    axis at a time, reducing_gap 3) on random images and sizes: downscales that reduce first, mild ones,
+    upscales, one-pixel sides."""
+    from mnist_predict import resampling
+
+    rng = np.random.default_rng(["noise", "strokes", "block"].index(content))
+    for _ in range(300):
+        height, width = (int(side) for side in rng.integers(1, 300, 2))
+        if content == "noise":
+            gray = rng.integers(0, 256, (height, width)).astype(np.uint8)
+        elif content == "strokes":
+            gray = ((rng.random((height, width)) < 0.3) * 255).astype(np.uint8)
+        else:
+            gray = np.zeros((height, width), np.uint8)
+            gray[height // 4:3 * height // 4 + 1, width // 3:2 * width // 3 + 1] = rng.integers(1, 256)
+        size = tuple(int(side) for side in rng.integers(1, 40, 2))
+        pillow = np.asarray(images.resize(Image.fromarray(gray), size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+        assert np.array_equal(resampling.lanczos(gray, size), pillow), (gray.shape, size)
+
+
+def test_cuts_take_the_path_of_least_ink_ties_going_left_then_straight():
+    """numbers.seams against the plain dynamic programme it implements: per row, the cheapest of arriving from
+    the left, straight above or the right (ties: left, then straight), then back from the cheapest end."""
+    from mnist_predict import numbers
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        rows, width = (int(side) for side in rng.integers(5, 60, 2))
+        region = rng.random((rows, width)) < rng.uniform(0.1, 0.6)
+        reach = int(rng.integers(2, 12))
+        starts = [(int(column), stiffness) for column in rng.integers(0, width, 3) for stiffness in (0.05, 0.5)]
+        for (column, stiffness), got in zip(starts, numbers.seams(region, starts, reach)):
+            xs = column + np.arange(-reach, reach + 1)
+            inside = (xs >= 1) & (xs < width - 1)
+            if not inside.any():
+                assert (got == column).all()
+                continue
+            cost = region[:, np.clip(xs, 0, width - 1)].astype(np.float32) + \
+                stiffness * np.abs(np.arange(-reach, reach + 1)) / reach
+            cost[:, ~inside] = np.inf
+            total, back = cost[0].copy(), []
+            for y in range(1, rows):
+                options = [np.r_[np.inf, total[:-1] + numbers.DIAGONAL], total, np.r_[total[1:] + numbers.DIAGONAL, np.inf]]
+                step = np.argmin(options, axis=0)
+                back.append(step - 1)
+                total = cost[y] + np.choose(step, options)
+            path = [int(np.argmin(total))]
+            for step in reversed(back):
+                path.append(path[-1] + int(step[path[-1]]))
+            assert np.array_equal(got, xs[path[::-1]]), (rows, width, column, stiffness)
+
+
 def test_otsu_counts_values_as_numpys_histogram_does():
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.random(5000, dtype=np.float32) ** 3, np.float32([0, 1, 0.5, 255 / 256, 1 / 256])])

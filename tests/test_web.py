@@ -465,7 +465,7 @@ def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
                                                                                    row["review"]), name
 
 
-JS_ONLY = {"PRECISION_BITS"}  # Pillow's fixed-point resampling, which Python gets from Pillow itself
+JS_ONLY = {"PRECISION_BITS"}  # Pillow's fixed-point resampling: in Python, mnist_predict.resampling's (checked below)
 
 
 @pytest.mark.parametrize("script, module", [("preprocess.js", images), ("numbers.js", numbers)], ids=["images", "numbers"])
@@ -486,3 +486,7 @@ def test_the_js_twin_holds_the_same_tuning_constants(script, module):
     imported = {"WORK"} if module is numbers else set()
     assert set(js) - JS_ONLY == set(python) - imported, (sorted(set(js) ^ set(python)))
     assert {name: js[name] for name in set(js) & set(python)} == {name: python[name] for name in set(js) & set(python)}
+    if script == "preprocess.js":
+        from mnist_predict import resampling
+
+        assert js["PRECISION_BITS"] == resampling.PRECISION_BITS

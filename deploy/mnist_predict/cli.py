@@ -146,6 +146,10 @@ MinConfidenceOption = Annotated[
 ]
 # The options `predict` and `read` share (their batch runs are one code path, _batch).
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per model call.")]
+# read: 16 images make about 700 candidate digits, a model call big enough to run at full speed, and the
+# last batch's model call and search, which wait for all its images, take little time after the decoding ends
+# (with 256, 0.3 s of a 2 s folder of 100 photos ran on one core).
+READ_BATCH_SIZE = 16
 WorkersOption = Annotated[
     Optional[int],
     typer.Option(min=0, help=f"Decode processes; 0 (or {SMALL_RUN} files or fewer) decodes in this process. "
@@ -225,7 +229,11 @@ def read(
         typer.Option(min=0.0, max=1.0, help="Flag readings whose confidence (the probability that the whole "
                      "number is right) is below this."),
     ] = DEFAULT_MIN_CONFIDENCE,
-    batch_size: BatchSizeOption = 256,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, help="Images per model call (each gives the model about 40 candidate digits; small "
+                     "batches let the model and the search run while the next images are cut)."),
+    ] = READ_BATCH_SIZE,
     workers: WorkersOption = None,
     recursive: RecursiveOption = False,
     invert: InvertOption = Invert.auto,

@@ -278,22 +278,23 @@ def seams(region, starts, reach):
     cost[:, ~inside] = np.inf
     total = cost[0].copy()
     steps = np.zeros(cost.shape, np.int8)
-    # options[0], [1], [2]: the cost of arriving from the left, straight above, the right
-    options = np.full((3, *total.shape), np.inf)
+    from_left, from_right = np.full(total.shape, np.inf), np.full(total.shape, np.inf)
     for y in range(1, rows):
+        # steps[y]: 0, 1, 2 for arriving from the left, straight above, the right; of equal costs the first
+        # wins (strict comparisons in that order)
         sideways = total + DIAGONAL
-        options[0, :, 1:] = sideways[:, :-1]
-        options[1] = total
-        options[2, :, :-1] = sideways[:, 1:]
-        step = options.argmin(axis=0)  # of equal costs the first: left, then straight
-        steps[y] = step - 1
-        total = cost[y] + np.take_along_axis(options, step[None], axis=0)[0]
+        from_left[:, 1:] = sideways[:, :-1]
+        from_right[:, :-1] = sideways[:, 1:]
+        steps[y] = total < from_left
+        best = np.minimum(total, from_left)
+        steps[y][from_right < best] = 2
+        total = cost[y] + np.minimum(best, from_right)
     end = total.argmin(axis=1)
     path = np.zeros((len(starts), rows), np.int64)
     path[:, -1] = end
     every = np.arange(len(starts))
     for y in range(rows - 1, 0, -1):
-        path[:, y - 1] = path[:, y] + steps[y, every, path[:, y]]
+        path[:, y - 1] = path[:, y] + steps[y, every, path[:, y]] - 1
     out = np.take_along_axis(xs, path, axis=1).astype(np.int32)
     out[~inside.any(axis=1)] = columns[~inside.any(axis=1)]  # no inner column in reach: straight down
     return list(out)
@@ -334,22 +335,21 @@ def _gaps(run, height):
 
 def _frame_run(run, labels, stretched):
     """The run's ink with its soft edges, but not its neighbours' ink, framed as images.frame frames a digit."""
-    x0 = max(0, min(a["box"][0] for a in run) - SOFT)
-    y0 = max(0, min(a["box"][1] for a in run) - SOFT)
-    x1 = min(labels.shape[1], max(a["box"][2] for a in run) + SOFT)
-    y1 = min(labels.shape[0], max(a["box"][3] for a in run) + SOFT)
+    left, top = min(a["box"][0] for a in run), min(a["box"][1] for a in run)
+    right, bottom = max(a["box"][2] for a in run), max(a["box"][3] for a in run)  # each atom's box is tight
+    x0, y0 = max(0, left - SOFT), max(0, top - SOFT)
+    x1, y1 = min(labels.shape[1], right + SOFT), min(labels.shape[0], bottom + SOFT)
     window = labels[y0:y1, x0:x1]
     core = np.zeros(window.shape, bool)
     grown = np.zeros(window.shape, bool)
     for atom in run:
-        left, top, right, bottom = atom["box"]
-        core[top - y0:bottom - y0, left - x0:right - x0] |= atom["ink"]
+        ax0, ay0, ax1, ay1 = atom["box"]
+        core[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0] |= atom["ink"]
         (gx, gy), soft = atom["grown_at"], atom["grown"]
         grown[gy - y0:gy - y0 + soft.shape[0], gx - x0:gx - x0 + soft.shape[1]] |= soft
     grown &= ~((window > 0) & ~core)
     digit = np.where(grown, stretched[y0:y1, x0:x1], 0)
-    rows, cols = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
-    box = (x0 + cols[0], y0 + rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
+    box = (left, top, right - left, bottom - top)
     try:
         return image_io.frame(digit), box
     except image_io.NoDigit:
