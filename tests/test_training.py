@@ -555,7 +555,7 @@ def test_number_strips_touch_when_asked_and_keep_each_digits_box():
 
 
 def test_segment_crops_are_digits_with_slivers_and_fragments_labelled_as_outliers():
-    from job.data.segment_crops import is_outlier, matches, segment_crops
+    from job.data.segment_crops import is_outlier, matches, one_shaped, segment_crops
 
     sample = load_dataset("mnist-sample")
     (x_cut, y_cut), x_fragments = segment_crops(sample.x_train[:300], sample.y_train[:300], 40, 40, seed=0)
@@ -567,3 +567,10 @@ def test_segment_crops_are_digits_with_slivers_and_fragments_labelled_as_outlier
     assert is_outlier((100, 10, 15, 60), [box])  # a fragment
     assert is_outlier((100, 10, 90, 60), [box, (145, 10, 40, 60)])  # two digits framed as one
     assert not is_outlier((100, 10, 36, 60), [box])
+    # a fragment shaped like a 1 is no outlier: training would learn to refuse the 1s
+    assert not any(one_shaped(pixels) for pixels in x_fragments)
+    stroke = np.zeros((28, 28), np.uint8)
+    stroke[4:24, 12:16] = 255
+    wide = np.zeros((28, 28), np.uint8)
+    wide[4:24, 6:20] = 255
+    assert one_shaped(stroke) and not one_shaped(wide)
