@@ -11,7 +11,7 @@ the browser): one axis at a time; with reducing_gap 3, a block mean by the integ
 where the axis shrinks 6 times or more; weights of the Lanczos window (a = 3) normalised to sum to 1 and
 rounded to PRECISION_BITS-bit fixed point; each output pixel the integer sum of its taps, rounded, clipped to
 0-255. The sums are integers under 2**31, so float64 products give them exactly in any order.
-tests/test_images.py holds it equal to Pillow on random images and sizes.
+tests/test_predict_images.py holds it equal to Pillow on random images and sizes.
 """
 
 import functools
@@ -66,8 +66,8 @@ def _reduce(gray, factor, axis):
 def _weights(length, end, size):
     """(size, length) float64: row i holds output pixel i's fixed-point weights over the input [0, end).
 
-    Pillow's precompute_coeffs, with the same floating-point operations in the same order, a row of taps
-    at a time: each output pixel's window starts at `first` and holds up to `taps` input pixels."""
+    Pillow's precompute_coeffs, with the same floating-point operations in the same order, for all output
+    pixels at once: output pixel i weighs the input pixels from first[i] up to (not including) stop[i]."""
     scale = end / size
     stretch = max(scale, 1.0)  # downscaling widens the window
     support = SUPPORT * stretch
