@@ -204,7 +204,7 @@ def prepare(gray, invert="auto", resize="mnist"):
             return gray
         if resize == "none":
             raise ImageError(f"image is {width}x{height}, not 28x28 (--resize none)")
-        return _lanczos(gray, (SIZE, SIZE))
+        return resampling.lanczos(gray, (SIZE, SIZE))
     if gray.shape == (SIZE, SIZE):
         framed = _framed_digit(gray, invert)
         if framed is not None:
@@ -538,7 +538,7 @@ def frame(digit):
     crop = digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     scale = FIT / max(crop.shape)
     height, width = (max(1, round(side * scale)) for side in crop.shape)
-    fitted = _lanczos(np.rint(np.minimum(np.maximum(crop, 0), 255)).astype(np.uint8), (width, height))
+    fitted = resampling.lanczos(np.clip(crop, 0, 255).round().astype(np.uint8), (width, height))
     # integer sums: exact, as float64 sums of these values are, and cheaper (frame runs per candidate digit)
     by_row = fitted.sum(axis=1, dtype=np.int64)
     total = int(by_row.sum())
@@ -550,13 +550,6 @@ def frame(digit):
     left = min(max(round(CENTRE - centre_x), 0), SIZE - width)
     canvas[top:top + height, left:left + width] = fitted
     return canvas
-
-
-def _lanczos(gray, size):
-    """A uint8 array resized with Lanczos (resize's axis order, reducing_gap 3: big downscales fast at no
-    visible cost for a 28x28 result): Pillow's result, computed by resampling.lanczos, which is faster for
-    the many small crops that reading a number frames."""
-    return resampling.lanczos(gray, size)
 
 
 def resize(image, size, resample, reducing_gap=None):

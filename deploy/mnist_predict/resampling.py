@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 PRECISION_BITS = 22  # Pillow's fixed point for 8-bit images: 32 - 8 - 2
-REDUCING_GAP = 3.0  # images._lanczos's reducing_gap: reduce first where an axis shrinks by twice this or more
+REDUCING_GAP = 3.0  # Image.resize's reducing_gap, as framing used it: reduce first where an axis shrinks 6x or more
 SUPPORT = 3.0  # Lanczos-3
 
 
