@@ -298,3 +298,49 @@ def test_otsu_counts_values_as_numpys_histogram_does():
                counts[:i + 1].sum() - (counts[i + 1:] * centres[i + 1:]).sum() / max(counts[i + 1:].sum(), 1)) ** 2
                for i in range(255)]
     assert images.otsu(values) == edges[int(np.argmax(between)) + 1]
+
+
+def test_components_are_the_8_connected_pieces_labelled_by_their_first_run_with_exact_masses():
+    """images.components against a flood fill: every 8-connected piece of ink (diagonal steps join, a gap of
+    one pixel does not), labelled 1 + the row-major index of its first run of ink, its stats, and its mass
+    the exact sum of its float32 weights (math.fsum)."""
+    import math
+    from collections import deque
+
+    rng = np.random.default_rng(5)
+    for case in range(200):
+        height, width = (int(side) for side in rng.integers(1, 70, 2))
+        if case % 2:  # long snakes, which join by a corner and take many rounds to label
+            mask = np.zeros((height, width), bool)
+            for _ in range(int(rng.integers(1, 4))):
+                y, x = int(rng.integers(height)), int(rng.integers(width))
+                for _ in range(int(rng.integers(1, 400))):
+                    mask[y, x] = True
+                    y, x = (min(height - 1, max(0, y + int(rng.integers(-1, 2)))),
+                            min(width - 1, max(0, x + int(rng.integers(-1, 2)))))
+        else:
+            mask = rng.random((height, width)) < rng.uniform(0.05, 0.7)
+        weight = (rng.random((height, width)) * 255).astype(np.float32)
+        labels, stats = images.components(mask, weight)
+        runs = [(y, x) for y in range(height) for x in range(width) if mask[y, x] and (x == 0 or not mask[y, x - 1])]
+        expected, seen = {}, np.zeros(mask.shape, bool)
+        for index, (y, x) in enumerate(runs):
+            if seen[y, x]:
+                continue
+            piece, queue = [], deque([(y, x)])
+            seen[y, x] = True
+            while queue:
+                cy, cx = queue.popleft()
+                piece.append((cy, cx))
+                for ny in range(max(0, cy - 1), min(height, cy + 2)):
+                    for nx in range(max(0, cx - 1), min(width, cx + 2)):
+                        if mask[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            queue.append((ny, nx))
+            ys, xs = np.array(piece).T
+            expected[index + 1] = {"area": len(piece), "mass": math.fsum(weight[ys, xs].tolist()),
+                                   "top": int(ys.min()), "bottom": int(ys.max()) + 1, "left": int(xs.min()),
+                                   "right": int(xs.max()) + 1}
+            assert (labels[ys, xs] == index + 1).all(), case
+        assert list(stats) == list(expected) and stats == expected, case
+        assert (labels[~mask] == 0).all()

@@ -442,48 +442,54 @@ def otsu(values, bins=256):
 
 
 def components(mask, weight):
-    """8-connected components: (label image, {label: stats}), by union-find over the runs of each row."""
+    """8-connected components: (label image, {label: stats}). Each row's runs of ink join the runs they touch
+    in the row above; a component's label is 1 + the index of its first run in row-major order, and its mass
+    the exact sum of its float32 weights (float64 sums of them are exact in any order)."""
     height, width = mask.shape
     padded = np.zeros((height, width + 2), np.int8)
     padded[:, 1:-1] = mask
     changes = np.diff(padded, axis=1)
-    rows, starts = np.nonzero(changes == 1)
-    stops = np.nonzero(changes == -1)[1]  # row-major order: each run's stop pairs with its start
-    parent = list(range(len(rows)))
-    above, here, row = [], [], -1  # runs of the row above and of this row, as (start, stop, run)
-    for run, (y, start, stop) in enumerate(zip(rows.tolist(), starts.tolist(), stops.tolist())):
-        if y != row:
-            above, here, row = (here if y == row + 1 else []), [], y
-        # 8-connectivity: touching a run above means overlapping [start - 1, stop + 1)
-        for a_start, a_stop, a_run in above:
-            if a_start <= stop and a_stop >= start:
-                _union(parent, run, a_run)
-        here.append((start, stop, run))
-    labels = np.zeros((height, width), np.int32)
-    stats = {}
-    for run, (y, start, stop) in enumerate(zip(rows.tolist(), starts.tolist(), stops.tolist())):
-        root = _find(parent, run) + 1
-        labels[y, start:stop] = root
-        s = stats.setdefault(root, [0, 0.0, y, y, start, stop])
-        s[0] += stop - start
-        s[1] += float(weight[y, start:stop].sum())
-        s[3] = y
-        s[4], s[5] = min(s[4], start), max(s[5], stop)
-    return labels, {label: {"area": s[0], "mass": s[1], "top": s[2], "bottom": s[3] + 1, "left": s[4],
-                            "right": s[5]} for label, s in stats.items()}
+    rows, starts = np.divmod(np.flatnonzero(changes == 1), width + 1)
+    stops = np.flatnonzero(changes == -1) % (width + 1)  # row-major order: each run's stop pairs with its start
+    # The runs of the row above that a run touches (8-connected: overlapping [start - 1, stop + 1)) are
+    # consecutive: from the first whose stop is at least its start to the last whose start is at most its stop.
+    key = rows * (width + 4)
+    first = np.searchsorted(key + stops, key - (width + 4) + starts)
+    count = np.maximum(np.searchsorted(key + starts, key - (width + 4) + stops, side="right") - first, 0)
+    run = np.repeat(np.arange(len(rows)), count)
+    touched = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count - first, count)
+    root = _first_connected(len(rows), run, touched)
+    lengths = stops - starts
+    labels = np.zeros(height * width, np.int32)
+    labels[mask.ravel()] = np.repeat(root + 1, lengths)  # the mask's pixels in row-major order are the runs'
+    mass = np.add.reduceat(weight[mask].astype(np.float64), np.cumsum(lengths) - lengths) if len(rows) else []
+    names, member = np.unique(root, return_inverse=True)
+    bottom, left, right = np.zeros(len(names), np.int64), np.full(len(names), width), np.zeros(len(names), np.int64)
+    np.maximum.at(bottom, member, rows)
+    np.minimum.at(left, member, starts)
+    np.maximum.at(right, member, stops)
+    columns = (names + 1, np.bincount(member, lengths, len(names)), np.bincount(member, mass, len(names)),
+               rows[names], bottom + 1, left, right)
+    return labels.reshape(height, width), {
+        label: {"area": int(area), "mass": mass, "top": top, "bottom": bottom, "left": left, "right": right}
+        for label, area, mass, top, bottom, left, right in zip(*(column.tolist() for column in columns))}
 
 
-def _find(parent, i):
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-def _union(parent, a, b):
-    ra, rb = _find(parent, a), _find(parent, b)
-    if ra != rb:
-        parent[max(ra, rb)] = min(ra, rb)
+def _first_connected(n, a, b):
+    """For each of n nodes, the smallest node connected to it by the edges (a[i], b[i]): minimum-label
+    propagation, with pointer jumping so that a long chain of runs (a tall stroke) takes few rounds."""
+    label = np.arange(n)
+    while True:
+        low = np.minimum(label[a], label[b])
+        new = label.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        jumped = new[new]
+        while (jumped != new).any():
+            new, jumped = jumped, jumped[jumped]
+        if (new == label).all():
+            return label
+        label = new
 
 
 def choose_components(stats, shape):

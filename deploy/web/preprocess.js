@@ -362,7 +362,7 @@ export function components(mask, weight) {
     let runMass = 0;
     for (let x = start; x < stop; x++) {
       labels[y * width + x] = root;
-      runMass = f32(runMass + weight.data[y * width + x]);
+      runMass += weight.data[y * width + x]; // float64 sums of float32 weights: exact, as in Python
     }
     if (!stats.has(root)) stats.set(root, { label: root, area: 0, mass: 0, top: y, bottom: y, left: start, right: stop });
     const s = stats.get(root);
