@@ -36,6 +36,28 @@ def test_touching_digits_are_split(predictor, text):
     assert predictor.read(np.asarray(image)).texts == [text]
 
 
+
+@pytest.mark.parametrize("text", ["42", "38", "360", "7777"])
+def test_runs_left_unframed_are_too_wide_or_too_unlikely_and_change_no_reading(predictor, text):
+    """`read` frames only the runs of atoms that could be a digit: against framing every run up to 1.6 line
+    heights wide (what training frames), it leaves out runs of several atoms wider than numbers.MAX_WIDTH or
+    with a log-prior under MIN_PRIOR, frames the others alike, and reads the same."""
+    left_out = 0
+    for image, _ in (draw_number(text, gap=4), touching(text)):
+        gray = np.asarray(image)
+        every, framed = numbers.layout_of(gray, max_width=1.6, min_prior=-np.inf), numbers.layout_of(gray)
+        kept = {(c.line, c.start, c.stop): c for c in framed.candidates}
+        for c in every.candidates:
+            if (c.line, c.start, c.stop) in kept:
+                assert np.array_equal(framed.inputs[kept[c.line, c.start, c.stop].index], every.inputs[c.index])
+            else:
+                assert c.stop - c.start > 1 and (c.width > numbers.MAX_WIDTH or c.prior < numbers.MIN_PRIOR), c
+        left_out += len(every.candidates) - len(framed.candidates)
+        readings = [numbers.choose(layout, predictor.run(layout.inputs)) for layout in (framed, every)]
+        assert [reading.text for reading in readings] == [text, text]
+    assert left_out > 0
+
+
 def test_boxes_land_on_the_digits_in_original_pixels_after_exif_rotation(tmp_path, predictor):
     image, boxes = draw_number("3907", gap=30)
     image.save(tmp_path / "upright.png")

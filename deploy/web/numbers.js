@@ -13,7 +13,8 @@ import {
 
 const MAX_WORK = 3 * WORK;
 const MAX_ATOMS = 6;
-const MAX_WIDTH = 1.6;
+const MAX_WIDTH = 1.3;
+const MIN_PRIOR = -5.0;
 const SPECK = 0.03;
 const WIDE = 0.7;
 const DIAGONAL = 0.3;
@@ -226,14 +227,15 @@ function* lineCandidates(number, atoms, height, labels, stretched, geometry) {
       const run = atoms.slice(start, stop);
       const left = Math.min(...run.map((a) => a.box[0])), right = Math.max(...run.map((a) => a.box[2]));
       if (stop - start > 1 && right - left > MAX_WIDTH * height) break;
-      const framed = frameRun(run, labels, stretched);
-      if (!framed) continue;
-      const [pixels, box] = framed;
+      const top = Math.min(...run.map((a) => a.box[1])), bottom = Math.max(...run.map((a) => a.box[3]));
+      const box = [left, top, right - left, bottom - top]; // each atom's box is tight
       const cut = start > 0 && atoms[start - 1].label === run[0].label ? atoms[start].pieceWidth : 0.0;
       const c = { line: number, start, stop, box: originalBox(box, geometry), width: box[2] / height,
         height: box[3] / height, cut, gaps: gaps(run, height) };
       c.prior = prior(c);
-      yield [c, pixels];
+      if (stop - start > 1 && c.prior < MIN_PRIOR) continue;
+      const pixels = frameRun(run, box, labels, stretched);
+      if (pixels) yield [c, pixels];
     }
   }
 }
@@ -253,11 +255,9 @@ function gaps(run, height) {
   return total;
 }
 
-function frameRun(run, labels, stretched) {
-  const x0 = Math.max(0, Math.min(...run.map((a) => a.box[0])) - SOFT);
-  const y0 = Math.max(0, Math.min(...run.map((a) => a.box[1])) - SOFT);
-  const x1 = Math.min(labels.width, Math.max(...run.map((a) => a.box[2])) + SOFT);
-  const y1 = Math.min(labels.height, Math.max(...run.map((a) => a.box[3])) + SOFT);
+function frameRun(run, [left, top, width, height], labels, stretched) {
+  const x0 = Math.max(0, left - SOFT), y0 = Math.max(0, top - SOFT);
+  const x1 = Math.min(labels.width, left + width + SOFT), y1 = Math.min(labels.height, top + height + SOFT);
   const w = x1 - x0, h = y1 - y0;
   const core = new Uint8Array(w * h);
   for (const atom of run) {
@@ -272,22 +272,14 @@ function frameRun(run, labels, stretched) {
   if (!core.some((v) => v)) return null;
   const grown = rankFilter({ width: w, height: h, data: core }, 2 * SOFT + 1, Math.max).data;
   const digit = new Float32Array(w * h);
-  let cx0 = Infinity, cx1 = -1, cy0 = Infinity, cy1 = -1;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x, other = labels.data[(y + y0) * labels.width + x + x0] > 0 && !core[i];
       if (grown[i] && !other) digit[i] = stretched.data[(y + y0) * stretched.width + x + x0];
-      if (core[i]) {
-        cx0 = Math.min(cx0, x);
-        cx1 = Math.max(cx1, x);
-        cy0 = Math.min(cy0, y);
-        cy1 = Math.max(cy1, y);
-      }
     }
   }
-  const box = [x0 + cx0, y0 + cy0, cx1 - cx0 + 1, cy1 - cy0 + 1];
   try {
-    return [frame({ width: w, height: h, data: digit }), box];
+    return frame({ width: w, height: h, data: digit });
   } catch (error) {
     if (error instanceof NoDigit) return null;
     throw error;

@@ -26,6 +26,10 @@ FRAGMENT = 0.6  # one that spans less than this share of every digit's width is 
 # it taught the model to doubt 1s: 3% of the 1s in numbers read as "?"
 ONE_WIDE = 8
 INK = 40  # a framed pixel brighter than this is ink, not a soft edge
+# Every run of atoms up to this many line heights wide is framed here, more than reading frames
+# (numbers.MAX_WIDTH and MIN_PRIOR): training's merged pairs stay as they were before reading left out
+# the runs that never won, to save time
+MERGED_WIDTH = 1.6
 
 
 def matches(candidate, box):
@@ -63,7 +67,7 @@ def segment_crops(x, y, n_digits, n_outliers, seed=0):
         spacing = ("tight", "touching", "touching", "overlapping")[int(rng.integers(4))]
         ink, boxes = strip(list(x[idx]), spacing, rng, int(rng.integers(3, 5)))
         try:
-            layout = numbers.layout_of((255 - ink * 255).astype(np.uint8), "always")
+            layout = numbers.layout_of((255 - ink * 255).astype(np.uint8), "always", MERGED_WIDTH, -np.inf)
         except numbers.NoNumber:
             continue
         for candidate in layout.candidates:
