@@ -146,7 +146,7 @@ MinConfidenceOption = Annotated[
 ]
 # The options `predict` and `read` share (their batch runs are one code path, _batch).
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Images per model call.")]
-# read: 16 images make about 700 candidate digits, a model call big enough to run at full speed, and the
+# read: 16 images make about 500 candidate digits, a model call big enough to run at full speed, and the
 # last batch's model call and search, which wait for all its images, take little time after the decoding ends
 # (with 256, 0.3 s of a 2 s folder of 100 photos ran on one core).
 READ_BATCH_SIZE = 16
@@ -231,7 +231,7 @@ def read(
     ] = DEFAULT_MIN_CONFIDENCE,
     batch_size: Annotated[
         int,
-        typer.Option(min=1, help="Images per model call (each gives the model about 40 candidate digits; small "
+        typer.Option(min=1, help="Images per model call (each gives the model about 30 candidate digits; small "
                      "batches let the model and the search run while the next images are cut)."),
     ] = READ_BATCH_SIZE,
     workers: WorkersOption = None,

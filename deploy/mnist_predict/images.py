@@ -463,16 +463,17 @@ def components(mask, weight):
     labels = np.zeros(height * width, np.int32)
     labels[mask.ravel()] = np.repeat(root + 1, lengths)  # the mask's pixels in row-major order are the runs'
     mass = np.add.reduceat(weight[mask].astype(np.float64), np.cumsum(lengths) - lengths) if len(rows) else []
-    names, member = np.unique(root, return_inverse=True)
-    bottom, left, right = np.zeros(len(names), np.int64), np.full(len(names), width), np.zeros(len(names), np.int64)
+    names, member = np.unique(root, return_inverse=True)  # each component's first run; each run's component
+    n = len(names)
+    bottom, left, right = np.zeros(n, np.int64), np.full(n, width), np.zeros(n, np.int64)
     np.maximum.at(bottom, member, rows)
     np.minimum.at(left, member, starts)
     np.maximum.at(right, member, stops)
-    columns = (names + 1, np.bincount(member, lengths, len(names)), np.bincount(member, mass, len(names)),
-               rows[names], bottom + 1, left, right)
-    return labels.reshape(height, width), {
-        label: {"area": int(area), "mass": mass, "top": top, "bottom": bottom, "left": left, "right": right}
-        for label, area, mass, top, bottom, left, right in zip(*(column.tolist() for column in columns))}
+    columns = {"area": np.bincount(member, lengths, n).astype(np.int64), "mass": np.bincount(member, mass, n),
+               "top": rows[names], "bottom": bottom + 1, "left": left, "right": right}
+    rows_of_stats = zip(*(column.tolist() for column in columns.values()))
+    stats = {label: dict(zip(columns, row)) for label, row in zip((names + 1).tolist(), rows_of_stats)}
+    return labels.reshape(height, width), stats
 
 
 def _first_connected(n, a, b):
