@@ -12,7 +12,8 @@ Runs, in turn:
 - cnn-bn-aug with a schedule sized for 91%, as time-to-accuracy benchmarks (DAWNBench) let each entry
   choose: `mnist-job train --model cnn-bn-aug --epochs 2 --no-augment`. The time target is judged on it;
 - with --full, cnn-bn-aug with its zoo defaults (30 epochs): its accuracy after the full schedule, and when
-  it passes 91%; and mnist-convnet with its zoo defaults (15 epochs), the reference (20 and 6 minutes here);
+  it passes 91%; and mnist-convnet with its zoo defaults (15 epochs), the reference (about 10 and 6 minutes
+  here; cnn-bn-aug's 30 epochs took 584 s in `mnist-job train` on 2026-12-07);
 - cnn-bn-aug with its zoo defaults on the bundled sample: the model `make demo` trains, trained once and
   cached for every benchmark that needs it (common.best_sample_model); its test accuracy and training time
   come from its metrics.json.
