@@ -158,7 +158,9 @@ def decode_cached(root, files, workers=None):
 
     start = time.perf_counter()
     workers = workers or usable_cpus()
-    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    # spawn, not fork: by now TensorFlow's threads run in this process, and a forked child inherits the locks
+    # they hold; CI once hung for good with both decode workers stuck in their first task
+    context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         decoded = list(pool.map(images.decode, files, chunksize=64))
     seconds = time.perf_counter() - start
