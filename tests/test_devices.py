@@ -48,16 +48,15 @@ def run_py(body, env=None, timeout=300):
     code = TRAIN_TINY + textwrap.dedent(body)
     base = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env = {**base, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", **(env or {})}
-    for attempt in (1, 2):
-        proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != -signal.SIGSEGV or not tensorflow_dropped_an_iterator(proc.stderr):
-            break
+    command = [sys.executable, "-X", "faulthandler", "-c", code]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode == -signal.SIGSEGV and tensorflow_dropped_an_iterator(proc.stderr):
         # Why one more try: on a busy CPU, TensorFlow 2.21 now and then segfaults while Keras's fit drops
         # the iterator of a strategy's dataset that it took one batch from to build the model (1 run of
         # the mixed-precision case in 40 here, two at a time beside a busy loop; once in CI). Only that
         # crash is retried, seen in faulthandler's traceback; any other failure fails at once.
-        warnings.warn(f"TensorFlow crashed dropping a data iterator (attempt {attempt}); running again")
+        warnings.warn("TensorFlow crashed dropping a data iterator; running the case once more")
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
 
