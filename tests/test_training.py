@@ -510,9 +510,25 @@ def test_font_digits_are_labelled_framed_digits_from_the_training_fonts(monkeypa
     labels = rng.integers(0, 10, 60)
     files = letters.fonts("train")
     assert np.array_equal(x[0], letters.draw_letter(str(labels[0]), rng, files[int(rng.integers(len(files)))]))
-    monkeypatch.setitem(letters.FONT_DIRS, "train", "/nonexistent/*.ttf")  # no fonts: no digits, not pen strokes
+    monkeypatch.setitem(letters.FONT_DIRS, "train", ("/nonexistent/*.ttf",))  # no fonts: no digits, not pen strokes
     x, y = letters.make_font_digits(10)
     assert x.shape == (0, 28, 28) and y.shape == (0,)
+
+
+def test_training_fonts_come_from_matplotlib_where_the_system_has_none(monkeypatch):
+    """Dockerfile.gpu's base has no Debian fonts: training there still draws font letters and font digits, from
+    the DejaVu faces matplotlib ships (none of its Display faces, which hold no letters), not pen strokes."""
+    from job.data import letters
+
+    monkeypatch.setitem(letters.FONT_DIRS, "train", ("/nonexistent/*.ttf", *letters.FONT_DIRS["train"][1:]))
+    files = letters.fonts("train")
+    assert len(files) >= 12 and all("mpl-data" in path and "DejaVu" in path for path in files)
+    assert not any("Display" in path for path in files)
+    x, y = letters.make_font_digits(20, seed=4)
+    assert x.shape == (20, 28, 28) and (x.reshape(20, -1).max(axis=1) > 200).all()
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 10, 20)
+    assert np.array_equal(x[0], letters.draw_letter(str(labels[0]), rng, files[int(rng.integers(len(files)))]))
 
 
 def test_font_digits_in_training_teach_hands_other_than_mnists(tmp_path, run_dir, monkeypatch):

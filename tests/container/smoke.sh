@@ -191,6 +191,12 @@ for img in "$IMAGE" "$EDGE_IMAGE"; do
     [ "$uid" != 0 ] || fail "$img runs as root by default"
     say "$img: default user uid $uid"
 done
+# The base has no Debian fonts: training must find the DejaVu faces matplotlib ships (job.data.letters.fonts),
+# or it would train without font letters and font digits, a model that reads printed numbers far worse
+fonts=$($DOCKER run --rm --network none --entrypoint python3 "$IMAGE" -c \
+    'from job.data.letters import fonts; print(len(fonts("train")))')
+[ "$fonts" -ge 12 ] || fail "$IMAGE finds $fonts training fonts: training would leave font letters and digits out"
+say "$IMAGE: $fonts training fonts (matplotlib's DejaVu where the base has none)"
 if $DOCKER run --rm --network none --entrypoint python3 "$EDGE_IMAGE" -c \
     'import importlib.util as u, sys; sys.exit(u.find_spec("tensorflow") is None)'; then
     fail "the edge image contains TensorFlow"
