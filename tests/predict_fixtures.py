@@ -16,7 +16,7 @@ import onnx
 import pytest
 from mnist_predict import cli, images, numbers
 from onnx import TensorProto, helper, numpy_helper
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -244,6 +244,18 @@ def touching(text):
         if len(pieces) == 1:
             return image, boxes
     raise AssertionError(f"{text}: the glyphs never touched")
+
+
+def two_pens(text, felt=6, fine=3, size=FONT_SIZE, margin=60):
+    """`text` on white paper, its first digit written with a felt pen and the others with a fine one (each
+    fine digit has about a fifth of the felt one's ink): what a form filled in twice looks like."""
+    font = ImageFont.load_default(size)
+    felt_ink = Image.new("L", (2 * margin + size * len(text), 2 * margin + size), 0)
+    fine_ink = felt_ink.copy()
+    ImageDraw.Draw(felt_ink).text((margin, margin), text[0], fill=255, font=font, stroke_width=felt, stroke_fill=255)
+    ImageDraw.Draw(fine_ink).text((margin + size, margin), text[1:], fill=255, font=font)
+    fine_ink = fine_ink.filter(ImageFilter.MinFilter(fine))
+    return Image.fromarray(255 - np.maximum(np.asarray(felt_ink), np.asarray(fine_ink)))
 
 
 def framed_digits(text, gap, margin=60):

@@ -35,7 +35,7 @@ from job.data.number_images import render_number
 from job.data.photos import CONDITIONS, phone_photo, render
 from mnist_predict import Predictor, images, numbers
 from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, glyphs,  # noqa: F401
-                              pen_number, read_rows, touching)
+                              pen_number, read_rows, touching, two_pens)
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
@@ -221,6 +221,8 @@ def test_preprocess_js_matches_mnist_predict_images_pixel_for_pixel():
     # numbers, loose and tight, as scans and photos: the digits beside the heaviest are kept (images._beside)
     grays += [images.to_grayscale(render_number(sample[3 * i:3 * i + 2 + i % 3], spacing, condition, seed=i)[0])
               for i, (spacing, condition) in enumerate(product(("loose", "tight"), ("off-white", "phone")))]
+    # digits in a fine pen beside one in a felt pen: kept though light (images.KEEP_MASS)
+    grays += [np.asarray(two_pens(text)) for text in ("602", "41")]
     # a note on a darker desk, whose polarity the tails of two paper estimates decide (images._dark_ink)
     grays += [images.to_grayscale(Image.open(io.BytesIO(phone_photo(sample[i], seed=i, megapixels=0.3))))
               for i in (12, 20)]

@@ -24,7 +24,7 @@ const TAIL = 0.1;
 const MIN_SIDE = 96;
 const MIN_CONTRAST = 0.2;
 const MIN_SEPARATION = 9.0;
-const BESIDE_HEIGHT = 0.6, BESIDE_MASS = 0.25;
+const KEEP_MASS = 0.08, BESIDE_HEIGHT = 0.6;
 const f32 = Math.fround;
 const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255); // np.float32(v) / 255
 
@@ -403,16 +403,16 @@ function chooseComponents(stats, width, height) {
   const size = Math.max(main.bottom - main.top, main.right - main.left);
   const near = [main.top - size / 2, main.bottom + size / 2, main.left - size / 2, main.right + size / 2];
   return candidates
-    .filter((s) => (s.mass >= 0.08 * main.mass && s.bottom > near[0] && s.top < near[1] && s.right > near[2]
-      && s.left < near[3]) || beside(main, s))
+    .filter((s) => s.mass >= KEEP_MASS * main.mass && ((s.bottom > near[0] && s.top < near[1] && s.right > near[2]
+      && s.left < near[3]) || beside(main, s)))
     .map((s) => s.label);
 }
 
-/** Whether s is another digit in main's line (images._beside): a number's digits are all kept. */
+/** Whether s stands in main's line as another digit would (images._beside): a number's digits are all kept. */
 function beside(main, s) {
   const tall = main.bottom - main.top, other = s.bottom - s.top;
   const shared = Math.min(main.bottom, s.bottom) - Math.max(main.top, s.top);
-  return other >= BESIDE_HEIGHT * tall && s.mass >= BESIDE_MASS * main.mass && shared >= 0.5 * Math.min(tall, other);
+  return other >= BESIDE_HEIGHT * tall && shared >= 0.5 * Math.min(tall, other);
 }
 
 export function stretch(ink, mask) {
