@@ -49,6 +49,7 @@ DEFAULT = {"per_condition": 100, "per_letters": 200, "mixed": 100, "repeats": 2,
 FULL = {**DEFAULT, "per_condition": 200, "per_letters": 400, "mixed": 200, "repeats": 3}
 QUICK = {"per_condition": 20, "per_letters": 40, "mixed": 20, "repeats": 1, "photos_12mp": 4}
 SCAN, PHOTO = "off-white", "phone"
+THRESHOLDS = (0.8, 0.9, 0.95, 0.97, 0.99)  # --min-confidence values whose accepted-wrong and review rates are shown
 DATA_VERSION = 2  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
 
 
@@ -209,6 +210,7 @@ def evaluate_reads(model, path, truth, tmp):
     run_tool("read", path, "--model", model, "--out", out)
     rows = rows_of(out)
     right = accepted_wrong = review = hits = total = 0
+    at = {t: [0, 0, 0] for t in THRESHOLDS}  # --min-confidence t: [accepted wrong, flagged, flagged but right]
     for name, want in truth.items():
         row = rows[name]
         text = row["text"] if row["status"] == "ok" else None
@@ -218,9 +220,20 @@ def evaluate_reads(model, path, truth, tmp):
         accepted_wrong += not flagged and text != want
         hits += digit_hits(want, text or "")
         total += len(want)
+        # flagged for a reason other than the confidence (not a digit, a length), or not read at all
+        other = row["status"] != "ok" or any(not reason.startswith("confidence below")
+                                             for reason in row["review_reason"].split("; ") if reason)
+        for t in THRESHOLDS:
+            flagged_at = other or float(row["confidence"]) < t
+            at[t][0] += not flagged_at and text != want
+            at[t][1] += flagged_at
+            at[t][2] += flagged_at and text == want
     n = len(truth)
     return {"accuracy": right / n, "digit_accuracy": hits / total, "accepted_wrong": accepted_wrong / n,
-            "review_rate": review / n, "files": n}
+            "review_rate": review / n, "files": n,
+            "at_threshold": {str(t): {"accepted_wrong": wrong / n, "review_rate": flagged / n,
+                                      "flagged_right": flagged_right / n}
+                             for t, (wrong, flagged, flagged_right) in at.items()}}
 
 
 def top_probabilities(model, path, tmp):
@@ -282,6 +295,7 @@ def main():
         if have_tesseract else {}
 
     from job.data.letters import DIGIT_SHAPED
+    from mnist_predict.review import DEFAULT_MIN_CONFIDENCE
 
     digits = top_probabilities(model, data["digits-scan"][0], tmp)
     digit_scores = np.array([p for p, _, _ in digits.values()])
@@ -321,6 +335,18 @@ def main():
     print(f"single scanned digits through predict: {single:.1%} right, so perfect cuts would read "
           f"{ceiling:.1%} of these numbers whole (the ceiling the recogniser sets)")
 
+    # what a stricter --min-confidence buys: fewer wrong readings accepted, more right ones flagged
+    print()
+    plain = [n for n in numbers_ if n.startswith(("loose-", "tight-"))]
+    print_table(["read --min-confidence", "accepted wrong, all numbers", "review rate, all numbers",
+                 "review rate, loose and tight", "right but flagged, loose and tight"],
+                [[f"{t:g}" + (" (default)" if t == DEFAULT_MIN_CONFIDENCE else ""),
+                  f"{np.mean([reads[n]['at_threshold'][str(t)]['accepted_wrong'] for n in numbers_]):.2%}",
+                  f"{np.mean([reads[n]['at_threshold'][str(t)]['review_rate'] for n in numbers_]):.1%}",
+                  f"{np.mean([reads[n]['at_threshold'][str(t)]['review_rate'] for n in plain]):.1%}",
+                  f"{np.mean([reads[n]['at_threshold'][str(t)]['flagged_right'] for n in plain]):.1%}"]
+                 for t in THRESHOLDS])
+
     print()
     letter_rows, summary = [], {}
     for name, items in letters.items():
@@ -348,7 +374,6 @@ def main():
                   f"{per_second[name, 'read'] / per_second[name, 'predict']:.2f}x"]
                  for name in ("tight photos", "12 MP phone photos")])
 
-    plain = [n for n in numbers_ if n.startswith(("loose-", "tight-"))]
     touching = [n for n in numbers_ if n.startswith("touching-")]
     all_letters = [v for k, v in summary.items() if k.endswith(" all")]
     letters_accepted = float(np.average([v["accepted"] for v in all_letters], weights=[v["n"] for v in all_letters]))
