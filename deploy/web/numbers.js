@@ -19,6 +19,7 @@ const SPECK = 0.03;
 const WIDE = 0.7;
 const DIAGONAL = 0.3;
 const STEP = 0.25;
+const FINE_STEP = 0.12, FINE_WIDE = 1.4;
 const MIN_ATOM = 0.01;
 const WIDEST = 1.1, WIDE_COST = 8.0;
 const SHORT = 0.55, SHORT_COST = 3.0;
@@ -140,7 +141,8 @@ function cutAtoms(line, labels) {
     if (width > WIDE * height && rows > 0.6 * height) {
       const reach = Math.max(2, Math.trunc(0.35 * height));
       const paths = [];
-      for (const column of cutColumns(width, height)) {
+      const step = width > FINE_WIDE * height ? FINE_STEP : STEP;
+      for (const column of cutColumns(width, height, step)) {
         for (const stiffness of [0.05, 0.5]) paths.push(seam(region, rows, width, column, reach, stiffness));
       }
       const means = paths.map((path) => path.reduce((sum, v) => sum + v, 0) / rows);
@@ -187,10 +189,10 @@ function cutAtoms(line, labels) {
   return atoms;
 }
 
-function cutColumns(width, height) {
-  const margin = Math.max(1, Math.trunc(0.2 * height)), step = Math.max(1, Math.trunc(STEP * height));
+function cutColumns(width, height, step) {
+  const margin = Math.max(1, Math.trunc(0.2 * height)), every = Math.max(1, Math.trunc(step * height));
   const columns = [];
-  for (let c = margin; c < width - margin + 1; c += step) columns.push(c);
+  for (let c = margin; c < width - margin + 1; c += every) columns.push(c);
   return columns;
 }
 

@@ -30,6 +30,8 @@ INK = 40  # a framed pixel brighter than this is ink, not a soft edge
 # (numbers.MAX_WIDTH and MIN_PRIOR): training's merged pairs stay as they were before reading left out
 # the runs that never won, to save time
 MERGED_WIDTH = 1.6
+# ... and cuts start every numbers.STEP line heights in every piece, not closer in the widest as reading's do
+# (numbers.FINE_STEP): the crops, and so the trained models, stay as they were
 
 
 def matches(candidate, box):
@@ -67,7 +69,8 @@ def segment_crops(x, y, n_digits, n_outliers, seed=0):
         spacing = ("tight", "touching", "touching", "overlapping")[int(rng.integers(4))]
         ink, boxes = strip(list(x[idx]), spacing, rng, int(rng.integers(3, 5)))
         try:
-            layout = numbers.layout_of((255 - ink * 255).astype(np.uint8), "always", MERGED_WIDTH, -np.inf)
+            layout = numbers.layout_of((255 - ink * 255).astype(np.uint8), "always", MERGED_WIDTH, -np.inf,
+                                       numbers.STEP)
         except numbers.NoNumber:
             continue
         for candidate in layout.candidates:
