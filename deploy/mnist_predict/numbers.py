@@ -271,7 +271,7 @@ def _soft_edges(ink, box, shape):
     return {"grown": image_io.rank_filter(around, 2 * SOFT + 1, np.maximum), "grown_at": (gx0, gy0)}
 
 
-def cut_columns(region, height, step=STEP):
+def cut_columns(region, height, step):
     """Where cuts through a piece start: every `step` line heights across it, away from its ends."""
     width = region.shape[1]
     margin = max(1, int(0.2 * height))

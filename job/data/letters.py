@@ -35,26 +35,6 @@ SYMBOLS = "#+=%&?@"
 DIGIT_SHAPED = set("OoQIlij|SsZzbGqgB")
 TRAIN_CHARACTERS = "".join(c for c in LETTERS + SYMBOLS if c not in DIGIT_SHAPED) + "*<>$"
 TEST_CHARACTERS = LETTERS + SYMBOLS
-# Where each role's fonts are looked for, in order: the first place that has any is taken. Training falls back
-# on the DejaVu faces that matplotlib (a dependency) ships, so that a machine or an image without Debian's
-# fonts (the smoke test's stand-in for Dockerfile.gpu's base has none) still trains on font letters and font
-# digits, instead of on pen strokes alone and no font digits: a model that accepts more letters and reads
-# half as many numbers in fonts it never saw (README, "Fonts")
-FONT_DIRS = {"train": ("/usr/share/fonts/truetype/dejavu/DejaVu*.ttf", "matplotlib:DejaVu*.ttf"),
-             "test": ("/usr/share/fonts/truetype/liberation/Liberation*.ttf",)}
-CANVAS = 96
-
-
-def fonts(role="train"):
-    """The font files of a role, from the first of its FONT_DIRS that has any; empty where none has."""
-    for pattern in FONT_DIRS[role]:
-        if pattern.startswith("matplotlib:"):
-            pattern = _matplotlib_fonts(pattern.partition(":")[2])
-        # DejaVu's Math face and matplotlib's Display faces draw no letters
-        found = sorted(path for path in glob.glob(pattern) if "Math" not in path and "Display" not in path)
-        if found:
-            return found
-    return []
 
 
 def _matplotlib_fonts(name):
@@ -63,6 +43,26 @@ def _matplotlib_fonts(name):
     if spec is None or not spec.origin:
         return "/nonexistent"
     return os.path.join(os.path.dirname(spec.origin), "mpl-data", "fonts", "ttf", name)
+
+
+# Where each role's fonts are looked for, in order: the first place that has any is taken. Training falls back
+# on the DejaVu faces that matplotlib (a dependency) ships, so that a machine or an image without Debian's
+# fonts (the smoke test's stand-in for Dockerfile.gpu's base has none) still trains on font letters and font
+# digits, instead of on pen strokes alone and no font digits: a model that accepts more letters and reads
+# half as many numbers in fonts it never saw (README, "Fonts")
+FONT_DIRS = {"train": ("/usr/share/fonts/truetype/dejavu/DejaVu*.ttf", _matplotlib_fonts("DejaVu*.ttf")),
+             "test": ("/usr/share/fonts/truetype/liberation/Liberation*.ttf",)}
+CANVAS = 96
+
+
+def fonts(role="train"):
+    """The font files of a role, from the first of its FONT_DIRS that has any; empty where none has."""
+    for pattern in FONT_DIRS[role]:
+        # DejaVu's Math face and matplotlib's Display faces draw no letters
+        found = sorted(path for path in glob.glob(pattern) if "Math" not in path and "Display" not in path)
+        if found:
+            return found
+    return []
 
 
 def make_letters(n, seed=0, role="train", characters=None):
