@@ -14,7 +14,9 @@ runs it (a subprocess). Per condition: whole-number accuracy (an error row count
 accuracy (digits matched in order), the accepted-wrong rate (rows ok, not flagged for review and wrong)
 and the review rate; and the share that single-digit `mnist-predict` gives back ok and unflagged, one digit
 of a number as the answer. Numbers written in digits of fonts training never saw (Liberation, in the pen
-the letters are drawn with) stand in for a writer other than MNIST's.
+the letters are drawn with) stand in for a writer other than MNIST's. Numbers on a form's printed lines
+(`job.data.number_images.FORMS`: underlined, in a comb field, in score boxes; half as many a row) are what
+a number is written on when it is not blank paper.
 
 Letters and symbols (A-Y, a-y, # + = % & ? @) come from fonts training never saw (Liberation; the model
 trains on DejaVu) and from pen-stroke skeletons, drawn as scans and photos by `job.data.photos`. Each goes
@@ -50,14 +52,14 @@ FULL = {**DEFAULT, "per_condition": 200, "per_letters": 400, "mixed": 200, "repe
 QUICK = {"per_condition": 20, "per_letters": 40, "mixed": 20, "repeats": 1, "photos_12mp": 4}
 SCAN, PHOTO = "off-white", "phone"
 THRESHOLDS = (0.8, 0.9, 0.95, 0.97, 0.99)  # --min-confidence values whose accepted-wrong and review rates are shown
-DATA_VERSION = 2  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
+DATA_VERSION = 3  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
 
 
 def render_number_file(job):
     from job.data.number_images import render_number
 
-    folder, name, glyphs, spacing, condition, seed = job
-    image, suffix, _ = render_number(glyphs, spacing, condition, seed=seed)
+    folder, name, glyphs, spacing, condition, seed, *form = job
+    image, suffix, _ = render_number(glyphs, spacing, condition, seed=seed, form=form[0] if form else None)
     path = folder / f"{name}{suffix}"
     image.save(path, quality=95) if suffix == ".jpg" else image.save(path)
     return path.name
@@ -77,7 +79,7 @@ def folders(plan):
     """{folder name: (path, {file name: truth})}, rendered once into bench/results/data/numbers-*/."""
     from job.data.datasets import load_dataset
     from job.data.letters import DIGIT_SHAPED, PEN_STROKES, TEST_CHARACTERS, draw_letter, fonts
-    from job.data.number_images import SPACINGS
+    from job.data.number_images import FORMS, SPACINGS
 
     root = RESULTS / "data" / f"numbers-v{DATA_VERSION}-{plan['per_condition']}-{plan['per_letters']}"
     truth_file = root / "truth.json"
@@ -145,6 +147,19 @@ def folders(plan):
             jobs.append((root / name, f"{i:04d}", glyphs, ("loose", "tight")[i % 2], condition,
                          int(font_rng.integers(1 << 30))))
             truths[name][f"{i:04d}"] = text
+    # numbers written on a form's printed lines (job.data.number_images.FORMS), half as many a row: the sample's
+    # test digits again, from an rng of their own, so the renders above stay as they were
+    form_rng = np.random.default_rng(2028)
+    for form in FORMS:
+        for condition in (SCAN, PHOTO):
+            name = f"form-{form}-{'scan' if condition == SCAN else 'photo'}"
+            (root / name).mkdir(parents=True)
+            truths[name] = {}
+            for i in range(plan["per_condition"] // 2):
+                idx = form_rng.integers(0, len(x), int(form_rng.integers(2, 9)))
+                jobs.append((root / name, f"{i:04d}", list(x[idx]), ("loose", "tight")[i % 2], condition,
+                             int(form_rng.integers(1 << 30)), form))
+                truths[name][f"{i:04d}"] = "".join(map(str, y[idx]))
     print(f"rendering {len(jobs) + len(letter_jobs):,} images into {root} ...", flush=True)
     with ProcessPoolExecutor() as pool:
         names = list(pool.map(render_number_file, jobs, chunksize=16))

@@ -570,6 +570,31 @@ def test_number_strips_touch_when_asked_and_keep_each_digits_box():
     assert suffix == ".jpg" and len(boxes) == 4 and all(0 <= x and x + w <= image.width for x, _, w, _ in boxes)
 
 
+def test_a_form_draws_its_printed_lines_around_the_digits_and_nowhere_else():
+    from job.data.number_images import FORMS, draw_form, strip
+
+    sample = load_dataset("mnist-sample")
+    ink, boxes = strip(list(sample.x_test[:3]), "loose", np.random.default_rng(0), 4)
+    page = np.zeros((ink.shape[0] + 80, ink.shape[1]), np.float32)
+    page[40:40 + ink.shape[0]] = ink
+    boxes = [(x, y + 40, w, h) for x, y, w, h in boxes]
+    drawn = {}
+    for form in FORMS:
+        drawn[form] = page.copy()
+        draw_form(drawn[form], boxes, form, 4)
+        added = (drawn[form] == 1.0) & (page < 1.0)
+        rows = np.flatnonzero(added.any(axis=1))
+        assert rows[-1] > max(y + h for _, y, _, h in boxes)  # a line under the number
+        # the digits' own ink is untouched away from the lines
+        assert all((drawn[form][y:y + h, x + w // 3:x + 2 * w // 3] == page[y:y + h, x + w // 3:x + 2 * w // 3]).mean()
+                   > 0.9 for x, y, w, h in boxes)
+    between = (boxes[0][0] + boxes[0][2] + boxes[1][0]) // 2  # the cell edge between the first two digits
+    assert drawn["underline"][:, between].sum() < drawn["comb"][:, between].sum() < drawn["boxes"][:, between].sum()
+    assert drawn["boxes"][:boxes[0][1], boxes[0][0]:boxes[-1][0]].max() == 1.0  # a box's top, above the digits
+    with pytest.raises(ValueError, match="unknown form"):
+        draw_form(page, boxes, "ledger", 4)
+
+
 def test_segment_crops_are_digits_with_slivers_and_fragments_labelled_as_outliers():
     from job.data.segment_crops import is_outlier, matches, one_shaped, segment_crops
 

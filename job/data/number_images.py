@@ -3,7 +3,8 @@
 Each digit is drawn as pen ink (job.data.photos.stroke), the digits set side by side with a spacing drawn from
 one of SPACINGS, and the strip put on paper under a condition of job.data.photos. Touching digits are pushed
 together until their ink meets; overlapping ones further still, so that strokes cross. Letters and
-symbols come from job.data.letters in the same pen, alone or standing in a number.
+symbols come from job.data.letters in the same pen, alone or standing in a number. A number may stand on a
+form's printed lines (FORMS: underlined, a comb field, score boxes), drawn by draw_form.
 
     from job.data.number_images import render_number
     image, suffix, boxes = render_number([x[3], x[1], x[4]], "tight", "phone", seed=0)
@@ -22,6 +23,13 @@ SPACINGS = {
     "overlapping": "pushed further, until strokes cross by a tenth of the height",
 }
 CONDITIONS = ("off-white", "phone")  # a scan, a photo
+# Printed lines of a form around the digits, in the same ink (a scan keeps no colour): what a number is written
+# on when it is not blank paper
+FORMS = {
+    "underline": "a printed line under the number",
+    "comb": "a line under the digits, with a tick between each two and at both ends (a form's comb field)",
+    "boxes": "a printed box around each digit (score boxes)",
+}
 
 
 def _ink_columns(ink):
@@ -80,9 +88,10 @@ def _next_x(canvas, ink, y, x, spacing, rng, height):
     return x - int(0.6 * ink.shape[1])
 
 
-def render_number(glyphs, spacing, condition, seed=0, scale=None):
-    """One number under `condition` (a job.data.photos condition): (PIL image, suffix, boxes of each glyph in the
-    image's pixels; under a photo's slight rotation they are the unrotated boxes)."""
+def render_number(glyphs, spacing, condition, seed=0, scale=None, form=None):
+    """One number under `condition` (a job.data.photos condition), on the printed lines of `form` (one of FORMS)
+    if given: (PIL image, suffix, boxes of each glyph in the image's pixels; under a photo's slight rotation
+    they are the unrotated boxes)."""
     rng = np.random.default_rng(seed)
     scale = scale or int(rng.integers(3, 6))
     ink, boxes = strip(glyphs, spacing, rng, scale)
@@ -91,11 +100,38 @@ def render_number(glyphs, spacing, condition, seed=0, scale=None):
     top = (page_h - ink.shape[0]) // 2 + int(rng.integers(-page_h // 10, page_h // 10 + 1))
     left = int(rng.integers(0, page_w - ink.shape[1] + 1))
     page[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
+    if form is not None:
+        draw_form(page, [(x + left, y + top, w, h) for x, y, w, h in boxes], form, scale)
     image, suffix = render_ink(page, condition, rng, scale)
     # A photo is rotated inside its frame; a real one shows more paper there, not the rotation's corners.
     dx, dy = int(0.04 * page_w), int(0.17 * page_h)
     image = image.crop((dx, dy, page_w - dx, page_h - dy))
     return image, suffix, [(x + left - dx, y + top - dy, w, h) for x, y, w, h in boxes]
+
+
+def draw_form(page, boxes, form, scale):
+    """Draw `form`'s printed lines into `page` (ink coverage, changed in place) around the digits' `boxes`: cells
+    split halfway between neighbours, lines thinner than the pen (a printed rule), which the pen's strokes may
+    cross as a hand's do."""
+    if form not in FORMS:
+        raise ValueError(f"unknown form {form!r}: choose one of {', '.join(FORMS)}")
+    height = 28 * scale
+    line = max(1, round(0.4 * scale))
+    pad = int(0.15 * height)
+    edges = [boxes[0][0] - pad] + [(a[0] + a[2] + b[0]) // 2 for a, b in zip(boxes, boxes[1:])] + \
+            [boxes[-1][0] + boxes[-1][2] + pad]
+    top = min(y for _, y, _, _ in boxes) - int(0.12 * height)
+    base = max(y + h for _, y, _, h in boxes) + int(0.08 * height)
+    top, base = max(0, top), min(page.shape[0] - line, base)
+    left, right = max(0, edges[0]), min(page.shape[1], edges[-1])
+    page[base:base + line, left:right] = 1.0
+    if form == "comb":
+        for x in edges:
+            page[base - int(0.35 * height):base, max(0, x):x + line] = 1.0
+    elif form == "boxes":
+        page[top:top + line, left:right] = 1.0
+        for x in edges:
+            page[top:base + line, max(0, x):x + line] = 1.0
 
 
 def write_numbers(images, labels, out, count=100, spacing="tight", condition="off-white", seed=0, overwrite=False):
