@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 from mnist_predict import Predictor, numbers
-from PIL import Image
+from PIL import Image, ImageDraw
 from predict_fixtures import (DIGIT_LABELS, digit_export, digit_templates, draw_number, glyphs,  # noqa: F401
                               read_rows, predict_cli, template_keras, touching, write_export)
 
@@ -36,6 +36,30 @@ def test_touching_digits_are_split(predictor, text):
     image, _ = touching(text)
     assert predictor.read(np.asarray(image)).texts == [text]
 
+
+
+def in_score_boxes(text, line=2, margin=60):
+    """The number drawn with gaps, each digit in a printed box, neighbours sharing an edge. With these margins
+    the boxes' lines run across more than 60% of the image's width (rules) and their edges less than 60% of its
+    height (no rules)."""
+    image, boxes = draw_number(text, gap=25, margin=margin)
+    pen = ImageDraw.Draw(image)
+    height = max(h for _, _, _, h in boxes)
+    top, bottom = min(y for _, y, _, _ in boxes) - height // 4, max(y + h for _, y, _, h in boxes) + height // 4
+    edges = [boxes[0][0] - 8] + [(a[0] + a[2] + b[0]) // 2 for a, b in zip(boxes, boxes[1:])] + \
+            [boxes[-1][0] + boxes[-1][2] + 8]
+    pen.rectangle([edges[0], top, edges[-1], bottom], outline=0, width=line)
+    for x in edges[1:-1]:
+        pen.line([x, top, x, bottom], fill=0, width=line)
+    return image
+
+
+@pytest.mark.parametrize("text", ["2026", "1171", "31415", "90210", "7141"])
+def test_numbers_in_score_boxes_are_read_without_the_boxes_edges(predictor, text):
+    """The lines over and under the digits go as rules, and the upright edges between them with them
+    (images._remove_box_edges), but not a 1 inside a box: before, each edge was one more 1."""
+    readings = predictor.read(np.asarray(in_score_boxes(text)))
+    assert readings.texts == [text], readings.reasons
 
 
 @pytest.mark.parametrize("text", ["42", "38", "360", "7777"])

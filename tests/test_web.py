@@ -346,6 +346,10 @@ def number_grays():
             idx = rng.integers(0, len(sample), int(rng.integers(2, 9)))
             grays.append(images.to_grayscale(render_number(list(sample[idx]), spacing, condition, seed=k)[0]))
     grays += [np.asarray(draw_number("90210", 25)[0]), np.asarray(touching("7777")[0])]
+    # on a form: score boxes (their edges go with the rules), a comb field, an underline
+    for k, form in enumerate(("boxes", "boxes", "comb", "underline")):
+        idx = rng.integers(0, len(sample), int(rng.integers(3, 8)))
+        grays.append(images.to_grayscale(render_number(list(sample[idx]), "tight", "off-white", seed=k, form=form)[0]))
     two = Image.new("L", (500, 330), 255)
     two.paste(draw_number("12", 25, margin=20)[0], (0, 0))
     two.paste(draw_number("345", 25, margin=20)[0], (0, 170))
@@ -441,7 +445,7 @@ def test_a_number_drawn_with_the_mouse_is_read(reading_run):
 
 def test_the_page_reads_number_images_as_mnist_predict_read_does(reading_run):
     page, cli = reading_run["images"], reading_run["cli"]
-    assert set(page) == set(cli) and len(page) == 13
+    assert set(page) == set(cli) and len(page) == 17
     for name, row in cli.items():
         result = page[name]
         if row["status"] == "error":
@@ -452,13 +456,13 @@ def test_the_page_reads_number_images_as_mnist_predict_read_does(reading_run):
         assert result["confidence"] == pytest.approx(float(row["confidence"]), abs=2e-6), name
         layout = numbers.layout_of(images.to_grayscale(Image.open(reading_run["folder"] / name)))
         assert np.array_equal(np.array(result["inputs"], np.uint8).reshape(-1, 28, 28), layout.inputs), name
-    assert cli["10.png"]["text"] == "12 345"  # two lines
+    assert cli["14.png"]["text"] == "12 345"  # two lines
 
 
 def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
     lines = reading_run["dropped"]["csv"].split("\r\n")
     assert lines[0] == "path,text,confidence,digits,boxes,review,status,error,review_reason"
-    assert reading_run["dropped"]["rows"] == 13
+    assert reading_run["dropped"]["rows"] == 17
     import csv
 
     rows = {row["path"]: row for row in csv.DictReader(lines[1:-1], fieldnames=lines[0].split(","))}

@@ -8,7 +8,8 @@ and numpy only (OpenCV would add 153 MB to a 130 MB install for the same few ope
 2. Background: a grey-level closing (or opening, for light ink) at low resolution removes the strokes and
    leaves the paper with its light, shadows and tint; ink is measured against it, relative to the paper's
    brightness, so a digit in shadow is as strong as one in full light.
-3. Thin rules: long lines one or two pixels thick (ruled paper, margins) are taken out.
+3. Thin rules: long lines one or two pixels thick (ruled paper, margins) are taken out, and the upright edges
+   of boxes between two of them (score boxes).
 4. Ink: Otsu's threshold on the denoised ink map, then connected components: the digit is the heaviest
    component and whatever ink lies close to it; specks and page edges are dropped.
 5. Contrast: the ink is stretched so its strokes reach 255 like MNIST's, and the paper set to 0.
@@ -45,6 +46,7 @@ TAIL = 0.1  # percent of pixels at each end that polarity compares: few enough f
 MIN_SIDE = 96  # smaller images (thumbnails, 28x28 crops) are upscaled to this first
 MIN_CONTRAST = 0.2  # ink must be at least 20% darker (or brighter) than its paper
 MIN_SEPARATION = 9.0  # ... and stand out of the paper's noise by this many standard deviations
+BOX_EDGE = 0.9  # thin ink over this share of the rows between two rules, in one column, is a box's edge
 # A piece with this share of the digit's ink is kept when it lies near the digit (a 5's flag) or beside it
 # in its line, at least BESIDE_HEIGHT as tall (another digit of a number). One share for both: a fine pen's
 # 0 beside a felt pen's 6 has a fifth of its ink, and at a quarter `predict` gave "6 0 2" back as a 6 at 0.99
@@ -423,6 +425,28 @@ def _remove_rules(ink, k=5):
             # a pixel either side too: rules are tilted and anti-aliased
             rules = rank_filter(rules[:, None] if axis == 0 else rules[None, :], 3, np.maximum, (axis,))
             ink = np.where(rules, opened, ink)
+            if axis == 0:
+                ink = _remove_box_edges(ink, rules[:, 0], k)
+    return ink
+
+
+def _remove_box_edges(ink, rules, k):
+    """Take out the upright edges of boxes (score boxes, a form's cells): thin ink that runs down one column,
+    give or take a pixel, over BOX_EDGE of the rows between two horizontal rules (`rules`, one flag a row).
+    They are no taller than the digits, so they are no rules, and each would be read as a 1: in scanned score
+    boxes "134" read as "1134". Changes `ink` in place."""
+    rows = np.flatnonzero(rules)
+    breaks = np.flatnonzero(np.diff(rows) > 1)
+    if not len(breaks):
+        return ink  # one rule: no box
+    opened = rank_filter(rank_filter(ink, k, np.minimum, (1,)), k, np.maximum, (1,))
+    thin = rank_filter((ink - opened) > 0.1, 3, np.maximum, (1,))  # a column either side: anti-aliased edges
+    for b in breaks:
+        top, bottom = rows[b] + 1, rows[b + 1]
+        edges = thin[top:bottom].sum(axis=0) > BOX_EDGE * (bottom - top)
+        if edges.any():
+            edges = rank_filter(edges[None, :], 3, np.maximum, (1,))[0]
+            ink[top:bottom] = np.where(edges, opened[top:bottom], ink[top:bottom])
     return ink
 
 

@@ -24,6 +24,7 @@ const TAIL = 0.1;
 const MIN_SIDE = 96;
 const MIN_CONTRAST = 0.2;
 const MIN_SEPARATION = 9.0;
+const BOX_EDGE = 0.9;
 const KEEP_MASS = 0.08, BESIDE_HEIGHT = 0.6;
 const f32 = Math.fround;
 const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255); // np.float32(v) / 255
@@ -287,9 +288,37 @@ function removeRules(ink, k = 5) {
         return rules[line] ? opened.data[i] : v;
       });
       ink = { width: ink.width, height: ink.height, data };
+      if (axis === 0) ink = removeBoxEdges(ink, rules, k);
     }
   }
   return ink;
+}
+
+/** images._remove_box_edges: thin ink down one column (give or take a pixel) over BOX_EDGE of the rows
+ * between two horizontal rules is a box's upright edge, and goes. */
+function removeBoxEdges(ink, rules, k) {
+  const { width, height } = ink, rows = [], breaks = [];
+  for (let y = 0; y < height; y++) if (rules[y]) rows.push(y);
+  for (let i = 0; i + 1 < rows.length; i++) if (rows[i + 1] - rows[i] > 1) breaks.push(i);
+  if (!breaks.length) return ink;
+  const opened = rankFilter(rankFilter(ink, k, Math.min, [1]), k, Math.max, [1]).data;
+  const tenth = f32(0.1), raw = new Float32Array(width * height);
+  for (let i = 0; i < raw.length; i++) raw[i] = f32(ink.data[i] - opened[i]) > tenth ? 1 : 0;
+  const thin = rankFilter({ width, height, data: raw }, 3, Math.max, [1]).data;
+  const data = ink.data.slice();
+  for (const b of breaks) {
+    const top = rows[b] + 1, bottom = rows[b + 1], edges = new Uint8Array(width);
+    for (let x = 0; x < width; x++) {
+      let count = 0;
+      for (let y = top; y < bottom; y++) count += thin[y * width + x];
+      edges[x] = count > BOX_EDGE * (bottom - top) ? 1 : 0;
+    }
+    for (let x = 0; x < width; x++) {
+      if (!(edges[Math.max(x - 1, 0)] || edges[x] || edges[Math.min(x + 1, width - 1)])) continue;
+      for (let y = top; y < bottom; y++) data[y * width + x] = opened[y * width + x];
+    }
+  }
+  return { width, height, data };
 }
 
 /** Whether any row (axis 0) or column (axis 1) has more than `share` of its pixels above `level`. What the
