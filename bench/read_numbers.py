@@ -15,7 +15,7 @@ accuracy (digits matched in order), the accepted-wrong rate (rows ok, not flagge
 and the review rate; and the share that single-digit `mnist-predict` gives back ok and unflagged, one digit
 of a number as the answer. Numbers written in digits of fonts training never saw (Liberation, in the pen
 the letters are drawn with) stand in for a writer other than MNIST's. Numbers on a form's printed lines
-(`job.data.number_images.FORMS`: underlined, in a comb field, in score boxes; half as many a row) are what
+(`job.data.number_images.FORMS`: underlined, in a comb field, in score boxes, in a box; half as many a row) are what
 a number is written on when it is not blank paper.
 
 Letters and symbols (A-Y, a-y, # + = % & ? @) come from fonts training never saw (Liberation; the model
@@ -52,7 +52,7 @@ FULL = {**DEFAULT, "per_condition": 200, "per_letters": 400, "mixed": 200, "repe
 QUICK = {"per_condition": 20, "per_letters": 40, "mixed": 20, "repeats": 1, "photos_12mp": 4}
 SCAN, PHOTO = "off-white", "phone"
 THRESHOLDS = (0.8, 0.9, 0.95, 0.97, 0.99)  # --min-confidence values whose accepted-wrong and review rates are shown
-DATA_VERSION = 3  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
+DATA_VERSION = 4  # bump when job.data.number_images or job.data.letters change, so cached renders are made again
 
 
 def render_number_file(job):

@@ -62,6 +62,26 @@ def test_numbers_in_score_boxes_are_read_without_the_boxes_edges(predictor, text
     assert readings.texts == [text], readings.reasons
 
 
+@pytest.mark.parametrize("text", ["42", "07", "100", "2026"])
+def test_a_box_around_the_number_is_no_digit(predictor, text):
+    """A score box drawn around the whole number, too short to be a rule: a piece whose ink runs along its own
+    box's edges around other pieces is a box (numbers.is_frame), not a 1 or a 0 beside the number. A 0 holds
+    no piece, and a digit that touches the box keeps it (its ink lies inside), so no digit is dropped."""
+    image, boxes = draw_number(text, gap=25, margin=120)
+    height = max(h for _, _, _, h in boxes)
+    top, bottom = min(y for _, y, _, _ in boxes) - height // 4, max(y + h for _, y, _, h in boxes) + height // 4
+    left, right = boxes[0][0] - height // 4, boxes[-1][0] + boxes[-1][2] + height // 4
+    ImageDraw.Draw(image).rectangle([left, top, right, bottom], outline=0, width=2)
+    readings = predictor.read(np.asarray(image))
+    assert readings.texts == [text], readings.reasons
+    # a stroke from the last digit to the box makes them one piece: kept, so the digit is still read
+    x, y, w, h = boxes[-1]
+    ImageDraw.Draw(image).line([x + w // 2, y + h // 2, right, y + h // 2], fill=0, width=3)
+    layout = numbers.layout_of(np.asarray(image))
+    assert any(cx <= x + w // 2 < cx + cw and cy <= y + h // 2 < cy + ch for cx, cy, cw, ch in
+               (c.box for c in layout.candidates))
+
+
 @pytest.mark.parametrize("text", ["42", "38", "360", "7777"])
 def test_runs_left_unframed_are_too_wide_or_too_unlikely_and_change_no_reading(predictor, text):
     """`read` frames only the runs of atoms that could be a digit: against framing every run up to 1.6 line

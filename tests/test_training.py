@@ -591,6 +591,8 @@ def test_a_form_draws_its_printed_lines_around_the_digits_and_nowhere_else():
     between = (boxes[0][0] + boxes[0][2] + boxes[1][0]) // 2  # the cell edge between the first two digits
     assert drawn["underline"][:, between].sum() < drawn["comb"][:, between].sum() < drawn["boxes"][:, between].sum()
     assert drawn["boxes"][:boxes[0][1], boxes[0][0]:boxes[-1][0]].max() == 1.0  # a box's top, above the digits
+    # a box around the whole number: its top over the cell edge, but no edge down it
+    assert drawn["underline"][:, between].sum() < drawn["frame"][:, between].sum() < drawn["boxes"][:, between].sum()
     with pytest.raises(ValueError, match="unknown form"):
         draw_form(page, boxes, "ledger", 4)
 

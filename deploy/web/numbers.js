@@ -16,6 +16,9 @@ const MAX_ATOMS = 6;
 const MAX_WIDTH = 1.3;
 const MIN_PRIOR = -5.0;
 const SPECK = 0.03;
+const FRAME_BORDER = 0.15, FRAME_SHARE = 0.9;
+const FRAME_GAP = 2;
+const FRAME_DENSITY = 0.1;
 const WIDE = 0.7;
 const DIAGONAL = 0.3;
 const STEP = 0.25;
@@ -60,7 +63,7 @@ export function layoutOf(gray) {
   const found = inkMask(ink);
   if (!found) throw new NoNumber("no digits found (a blank page?)");
   const { labels, stats } = components(found.mask, found.denoised);
-  let pieces = stats.filter((s) => !isLine(s, ink.width, ink.height));
+  let pieces = withoutFrames(stats.filter((s) => !isLine(s, ink.width, ink.height)), found.mask, labels);
   const heaviest = pieces.reduce((m, p) => Math.max(m, p.mass), 0);
   pieces = pieces.filter((p) => p.mass >= SPECK * heaviest);
   if (!pieces.length) throw new NoNumber("no digits found (a blank page?)");
@@ -79,6 +82,41 @@ export function layoutOf(gray) {
   });
   if (!layout.inputs.length) throw new NoNumber("no digits found (a blank page?)");
   return layout;
+}
+
+/** numbers.without_frames: the pieces less those of a box around the number, found among the pieces of the
+ * mask grown by FRAME_GAP px (a photo's thin box breaks into pieces). */
+function withoutFrames(pieces, mask, labels) {
+  if (!pieces.some((p) => p.area < FRAME_DENSITY * (p.bottom - p.top) * (p.right - p.left))) return pieces;
+  const { width, height } = mask;
+  const grown = rankFilter(mask, 2 * FRAME_GAP + 1, Math.max);
+  const weight = { width, height, data: Float32Array.from(grown.data, (v) => (v ? 1 : 0)) };
+  const { labels: grownLabels, stats } = components(grown, weight);
+  const frames = new Set(stats.filter((p) => isFrame(p, stats, grownLabels, width)).map((p) => p.label));
+  if (!frames.size) return pieces;
+  return pieces.filter((p) => {
+    let x = 0;
+    while (labels[p.top * width + x] !== p.label) x++;
+    return !frames.has(grownLabels[p.top * width + x]);
+  });
+}
+
+/** numbers.is_frame: ink along the edges of its box, around another piece at least a third as tall. */
+function isFrame(piece, pieces, labels, width) {
+  const { top, bottom, left, right } = piece;
+  const holds = pieces.some((p) => p !== piece && p.top >= top && p.bottom <= bottom && p.left >= left &&
+    p.right <= right && 3 * (p.bottom - p.top) >= bottom - top);
+  if (!holds) return false;
+  const border = Math.max(1, Math.trunc(FRAME_BORDER * Math.min(bottom - top, right - left)));
+  let all = 0, core = 0;
+  for (let y = top; y < bottom; y++) {
+    for (let x = left; x < right; x++) {
+      if (labels[y * width + x] !== piece.label) continue;
+      all++;
+      if (y >= top + border && y < bottom - border && x >= left + border && x < right - border) core++;
+    }
+  }
+  return core <= (1 - FRAME_SHARE) * all;
 }
 
 function heightOverlap(a, b, ofSecond = false) {

@@ -4,7 +4,7 @@ Each digit is drawn as pen ink (job.data.photos.stroke), the digits set side by 
 one of SPACINGS, and the strip put on paper under a condition of job.data.photos. Touching digits are pushed
 together until their ink meets; overlapping ones further still, so that strokes cross. Letters and
 symbols come from job.data.letters in the same pen, alone or standing in a number. A number may stand on a
-form's printed lines (FORMS: underlined, a comb field, score boxes), drawn by draw_form.
+form's printed lines (FORMS: underlined, a comb field, score boxes, a box around it), drawn by draw_form.
 
     from job.data.number_images import render_number
     image, suffix, boxes = render_number([x[3], x[1], x[4]], "tight", "phone", seed=0)
@@ -29,6 +29,7 @@ FORMS = {
     "underline": "a printed line under the number",
     "comb": "a line under the digits, with a tick between each two and at both ends (a form's comb field)",
     "boxes": "a printed box around each digit (score boxes)",
+    "frame": "a printed box around the whole number (a score box)",
 }
 
 
@@ -128,9 +129,9 @@ def draw_form(page, boxes, form, scale):
     if form == "comb":
         for x in edges:
             page[base - int(0.35 * height):base, max(0, x):x + line] = 1.0
-    elif form == "boxes":
+    elif form in ("boxes", "frame"):
         page[top:top + line, left:right] = 1.0
-        for x in edges:
+        for x in edges if form == "boxes" else (edges[0], edges[-1]):
             page[top:base + line, max(0, x):x + line] = 1.0
 
 
