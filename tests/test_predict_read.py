@@ -38,45 +38,44 @@ def test_touching_digits_are_split(predictor, text):
 
 
 
-def in_score_boxes(text, line=2, margin=60):
-    """The number drawn with gaps, each digit in a printed box, neighbours sharing an edge. With these margins
-    the boxes' lines run across more than 60% of the image's width (rules) and their edges less than 60% of its
-    height (no rules)."""
+def boxed(text, cells=True, margin=60, line=2):
+    """The number drawn with gaps, in a printed box a quarter of the digits' height from them on every side, each
+    digit in a cell of its own (score boxes, neighbours sharing an edge) or not. Returns the image,
+    the digits' ink boxes and the box's right edge. With the default margin the box's lines run across more
+    than 60% of the image's width (rules) and its edges less than 60% of its height (no rules)."""
     image, boxes = draw_number(text, gap=25, margin=margin)
     pen = ImageDraw.Draw(image)
     height = max(h for _, _, _, h in boxes)
     top, bottom = min(y for _, y, _, _ in boxes) - height // 4, max(y + h for _, y, _, h in boxes) + height // 4
-    edges = [boxes[0][0] - 8] + [(a[0] + a[2] + b[0]) // 2 for a, b in zip(boxes, boxes[1:])] + \
-            [boxes[-1][0] + boxes[-1][2] + 8]
+    edges = [boxes[0][0] - height // 4] + [(a[0] + a[2] + b[0]) // 2 for a, b in zip(boxes, boxes[1:]) if cells] + \
+            [boxes[-1][0] + boxes[-1][2] + height // 4]
     pen.rectangle([edges[0], top, edges[-1], bottom], outline=0, width=line)
     for x in edges[1:-1]:
         pen.line([x, top, x, bottom], fill=0, width=line)
-    return image
+    return image, boxes, edges[-1]
 
 
 @pytest.mark.parametrize("text", ["2026", "1171", "31415", "90210", "7141"])
 def test_numbers_in_score_boxes_are_read_without_the_boxes_edges(predictor, text):
     """The lines over and under the digits go as rules, and the upright edges between them with them
     (images._remove_box_edges), but not a 1 inside a box: before, each edge was one more 1."""
-    readings = predictor.read(np.asarray(in_score_boxes(text)))
+    readings = predictor.read(np.asarray(boxed(text)[0]))
     assert readings.texts == [text], readings.reasons
 
 
 @pytest.mark.parametrize("text", ["42", "07", "100", "2026"])
-def test_a_box_around_the_number_is_no_digit(predictor, text):
+def test_a_box_around_the_number_is_no_digit(predictor, text, monkeypatch):
     """A score box drawn around the whole number, too short to be a rule: a piece whose ink runs along its own
     box's edges around other pieces is a box (numbers.is_frame), not a 1 or a 0 beside the number. A 0 holds
     no piece, and a digit that touches the box keeps it (its ink lies inside), so no digit is dropped."""
-    image, boxes = draw_number(text, gap=25, margin=120)
-    height = max(h for _, _, _, h in boxes)
-    top, bottom = min(y for _, y, _, _ in boxes) - height // 4, max(y + h for _, y, _, h in boxes) + height // 4
-    left, right = boxes[0][0] - height // 4, boxes[-1][0] + boxes[-1][2] + height // 4
-    ImageDraw.Draw(image).rectangle([left, top, right, bottom], outline=0, width=2)
+    image, boxes, right = boxed(text, cells=False, margin=120)
     readings = predictor.read(np.asarray(image))
     assert readings.texts == [text], readings.reasons
-    # a stroke from the last digit to the box makes them one piece: kept, so the digit is still read
+    # a stroke from the last digit to the box makes them one piece: kept, so the digit is still read, even
+    # where a box is looked for whatever the pieces' density (FRAME_DENSITY, which alone would keep it here)
     x, y, w, h = boxes[-1]
     ImageDraw.Draw(image).line([x + w // 2, y + h // 2, right, y + h // 2], fill=0, width=3)
+    monkeypatch.setattr(numbers, "FRAME_DENSITY", 1.0)
     layout = numbers.layout_of(np.asarray(image))
     assert any(cx <= x + w // 2 < cx + cw and cy <= y + h // 2 < cy + ch for cx, cy, cw, ch in
                (c.box for c in layout.candidates))
