@@ -232,6 +232,37 @@ def evaluate(
         print(f"confusion matrix, plots and metrics.json: {fresh['plots']}")
 
 
+@app.command("train-lines")
+def train_lines(
+    run_dir: str = typer.Argument(..., help="A finished digit run (mnist-job train) to train a line reader beside."),
+    lines: int = typer.Option(16000, min=1100, help="Rendered numbers of the run's training digits to train on "
+                                                    "(1,000 of them are held out for the figure)."),
+    epochs: int = typer.Option(12, min=1, help="Passes over the lines."),
+    seed: int = typer.Option(0, help="Seed of the renders, the split and the weights."),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP + " Default: the run's own."),
+    as_json: bool = JsonOption,
+):
+    """Train a line reader beside a digit model: it reads a whole line of digits at once, touching and
+    crossing ones included, and `mnist-predict read` weighs its reading against the digit-by-digit one.
+
+    It writes RUN_DIR/lines.keras and lines.json (the share of 1,000 held-out lines it reads exactly), and the
+    next `mnist-job export RUN_DIR` writes export/lines.onnx beside model.onnx. About 35 minutes on 2 CPU
+    cores with the defaults.
+
+    Example: mnist-job train-lines runs/demo
+    """
+    from job.train.line_reader import train_line_reader
+
+    with json_stdout(as_json):
+        metrics = train_line_reader(run_dir_path(run_dir), lines, epochs, seed, data,
+                                    log=lambda message: print(message, file=sys.stderr, flush=True))
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    print(f"line reader: {metrics['lines_read_exactly']:.1%} of {metrics['held_out_lines']:,} held-out lines read "
+          f"exactly; {run_dir_path(run_dir) / 'lines.keras'}")
+
+
 def run_dir_path(run_dir):
     from job.train.rundir import run_dir_of
 

@@ -283,13 +283,19 @@ def read_batch(predictor, batch, decoded, min_confidence, length):
     decoded = list(decoded())
     layouts = [layout for layout, _ in decoded if layout is not None]
     probabilities = predictor.run(np.concatenate([layout.inputs for layout in layouts])) if layouts else None
+    reader = predictor.line_reader()
+    line_outputs = iter(reader.run([image for layout in layouts for image, _ in layout.lines]) if reader else [])
     offset = 0
     for path, (layout, error) in zip(batch, decoded):
         if layout is None:
             yield {"path": path, "digits": [], "boxes": [], "status": "error", "review": "", "error": error}
             continue
-        reading = numbers.choose(layout, probabilities[offset:offset + len(layout.inputs)], length)
+        mine = probabilities[offset:offset + len(layout.inputs)]
+        reading = numbers.choose(layout, mine, length)
         offset += len(layout.inputs)
+        if reader:
+            reading = numbers.with_line_reading(reading, layout, mine, [next(line_outputs) for _ in layout.lines],
+                                                length)
         yield reading_row(path, reading, min_confidence)
 
 

@@ -23,6 +23,9 @@ segmentation-recognition loop of check and postal-code readers):
    a log-prior of their shape (a digit is about as tall as its line and not much wider; a cut through a
    piece no wider than a digit is suspect), for each digit count, so that `length` can prefer the count a
    meter has.
+7. Where the export has a line reader (mnist_predict.lines), it reads each line's image whole, with no
+   cuts, and with_line_reading weighs its text against the search's: the same text stands, different
+   texts flag the row.
 
 The reading's confidence is the product of its digits' top probabilities (with a calibrated model and
 independent digits, the probability that every digit is right given the cuts) times the share of the
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import images as image_io
+from . import lines as line_reader
 
 WORK = image_io.WORK  # the working copy's longest side for a square image, as in single-digit prediction ...
 MAX_WORK = 3 * WORK  # ... and for a wide one (a number), up to this, so that each digit keeps its pixels
@@ -109,6 +113,8 @@ class Layout:
     inputs: np.ndarray  # (M, 28, 28) uint8
     atoms: list  # atoms per line
     candidates: list = field(default_factory=list)
+    lines: list = field(default_factory=list)  # per line, its image for the line reader and where it lies
+    geometry: tuple = None  # the working copy's (x scale, y scale, margin) against the original image
 
 
 @dataclass
@@ -139,7 +145,31 @@ def layout_of(gray, invert="auto", max_width=MAX_WIDTH, min_prior=MIN_PRIOR, fin
     if gray.shape == (image_io.SIZE, image_io.SIZE):  # a true MNIST digit reads as itself, as in predict
         framed = image_io._framed_digit(gray, invert)
         if framed is not None:
-            return Layout(framed[None], [1], [Candidate(0, 0, 1, (0, 0, width, height), 0.0, 1.0, 0.0, 0.0)])
+            return Layout(framed[None], [1], [Candidate(0, 0, 1, (0, 0, width, height), 0.0, 1.0, 0.0, 0.0)],
+                          [], (1.0, 1.0, 0))  # read as predict reads it: no line reading
+    stretched, labels, lines, geometry = cleaned_lines(gray, invert)
+    layout = Layout(None, [], [], [], geometry)
+    framed = []
+    for number, line in enumerate(lines):
+        layout.lines.append(line_reader.line_image(stretched, labels, line, line_height(line)))
+        atoms = cut_atoms(line, labels, fine_step)
+        layout.atoms.append(len(atoms))
+        candidates = line_candidates(number, atoms, line_height(line), labels, stretched, geometry,
+                                     max_width, min_prior)
+        for candidate, pixels in candidates:
+            candidate.index = len(framed)
+            framed.append(pixels)
+            layout.candidates.append(candidate)
+    if not framed:
+        raise NoNumber("no digits found (a blank page?)")
+    layout.inputs = np.stack(framed)
+    return layout
+
+
+def cleaned_lines(gray, invert="auto"):
+    """Steps 1-3 of the module's docstring for a 2-D uint8 image: (the stretched ink, the component labels,
+    the lines of pieces, the working copy's geometry); NoNumber for a blank page."""
+    height, width = gray.shape
     work, crop, geometry = image_io.working_copy(gray, work_size(width, height))
     ink = image_io.ink_map(work, invert, crop)
     found = image_io.ink_mask(ink)
@@ -155,21 +185,14 @@ def layout_of(gray, invert="auto", max_width=MAX_WIDTH, min_prior=MIN_PRIOR, fin
         raise NoNumber("no digits found (a blank page?)")
     keep = np.isin(labels, [p["label"] for p in pieces])
     stretched = image_io.stretch(ink, keep)
-    layout = Layout(None, [], [])
-    framed = []
-    for number, line in enumerate(group_lines(pieces)):
-        atoms = cut_atoms(line, labels, fine_step)
-        layout.atoms.append(len(atoms))
-        candidates = line_candidates(number, atoms, line_height(line), labels, stretched, geometry,
-                                     max_width, min_prior)
-        for candidate, pixels in candidates:
-            candidate.index = len(framed)
-            framed.append(pixels)
-            layout.candidates.append(candidate)
-    if not framed:
-        raise NoNumber("no digits found (a blank page?)")
-    layout.inputs = np.stack(framed)
-    return layout
+    return stretched, labels, group_lines(pieces), geometry
+
+
+def line_images(gray, invert="auto"):
+    """Each line's image for the line reader (mnist_predict.lines.line_image), top to bottom: what
+    `mnist-job train-lines` trains it on."""
+    stretched, labels, lines, _ = cleaned_lines(gray, invert)
+    return [line_reader.line_image(stretched, labels, line, line_height(line))[0] for line in lines]
 
 
 def work_size(width, height):
@@ -459,14 +482,16 @@ def choose(layout, probabilities, length=None):
         boxes += [c.box for c in chain]
         texts.append(text)
     confidence = math.exp(min(0.0, same - everything)) * math.prod(p for _, p in digits)
-    review = []
-    if "?" in "".join(texts):
-        review.append("not a digit")
-    count = len(digits)
-    if length is not None and not length[0] <= count <= length[1]:
-        wanted = f"{length[0]}" if length[0] == length[1] else f"{length[0]}-{length[1]}"
-        review.append(f"{count} digits, not {wanted}")
-    return Reading(" ".join(texts), confidence, digits, boxes, review)
+    review = ["not a digit"] if "?" in "".join(texts) else []
+    return Reading(" ".join(texts), confidence, digits, boxes, review + _count_review(len(digits), length))
+
+
+def _count_review(count, length):
+    """The review reason for a reading of `count` digits outside `length` (min, max), as a list."""
+    if length is None or length[0] <= count <= length[1]:
+        return []
+    wanted = f"{length[0]}" if length[0] == length[1] else f"{length[0]}-{length[1]}"
+    return [f"{count} digits, not {wanted}"]
 
 
 def _line_table(layout, line, atoms, top):
@@ -500,6 +525,77 @@ def _forced_weight(layout, line, atoms, top, names, text):
                 weight[candidate.stop][m + 1] = float(np.logaddexp(weight[candidate.stop].get(m + 1, -math.inf),
                                                                    w + score))
     return weight[atoms].get(len(text), -math.inf)
+
+
+def with_line_reading(reading, layout, probabilities, line_probabilities, length=None):
+    """The search's `reading` weighed against the line reader's (mnist_predict.lines), whose outputs
+    `line_probabilities` are one per line of the layout.
+
+    Where the two read the same text, the reading stands. Where they differ, the row is flagged, and the text
+    is the one with the higher confidence, each bounded by what the other reader says: two different texts
+    cannot both be right, so a text is right with a probability of at most 1 minus the other's. The line
+    reader's confidence in a text is the probability its model gives that text (every path that reads it).
+    A text of the line reader's gets its digits and boxes from the chain of candidates that reads it best, or,
+    where the cuts hold none, from the columns it was read in."""
+    if not layout.lines or len(line_probabilities) != len(layout.lines):
+        return reading
+    decoded = [line_reader.decode(p) for p in line_probabilities]
+    text = " ".join(t for t, _, _ in decoded)
+    if text == reading.text:
+        return reading
+    own = math.prod(line_reader.text_probability(p, t) for p, (t, _, _) in zip(line_probabilities, decoded))
+    review = [f"the line reader reads {text or 'nothing'}"]
+    search_confidence, line_confidence = min(reading.confidence, 1 - own), min(own, 1 - reading.confidence)
+    if not all(t for t, _, _ in decoded) or "?" in reading.text or line_confidence <= search_confidence:
+        return Reading(reading.text, search_confidence, reading.digits, reading.boxes, reading.review + review)
+    digits, boxes = [], []
+    for line, ((line_text, _, spans), p) in enumerate(zip(decoded, line_probabilities)):
+        chain = _forced_chain(layout, line, np.asarray(probabilities), line_text)
+        if chain is not None:
+            digits += [(line_text[k], float(probabilities[c.index][int(line_text[k])])) for k, c in enumerate(chain)]
+            boxes += [c.box for c in chain]
+        else:
+            digits += [(d, float(np.asarray(p)[a:b + 1, int(d) + 1].max())) for d, (a, b) in zip(line_text, spans)]
+            boxes += _span_boxes(layout, line, spans)
+    return Reading(text, line_confidence, digits, boxes,
+                   _count_review(len(digits), length) + [f"the digit search reads {reading.text}"])
+
+
+def _forced_chain(layout, line, probabilities, text):
+    """The chain of the line's candidates that reads `text` with the highest score (a forced Viterbi
+    alignment), or None."""
+    best = [dict() for _ in range(layout.atoms[line] + 1)]  # best[j][m]: (score, chain) over atoms [0, j)
+    best[0][0] = (0.0, [])
+    for candidate in sorted((c for c in layout.candidates if c.line == line), key=lambda c: c.stop):
+        for m, (score, chain) in list(best[candidate.start].items()):
+            if m < len(text):
+                total = score + math.log(max(float(probabilities[candidate.index][int(text[m])]), 1e-12)) + \
+                    candidate.prior
+                if total > best[candidate.stop].get(m + 1, (-math.inf, None))[0]:
+                    best[candidate.stop][m + 1] = (total, chain + [candidate])
+    found = best[layout.atoms[line]].get(len(text))
+    return found[1] if found else None
+
+
+def _span_boxes(layout, line, spans):
+    """Boxes of the digits the line reader read in these column spans, in the original image's pixels: the
+    ink from halfway to the previous digit's columns to halfway to the next."""
+    image, (x0, y0, scale) = layout.lines[line]
+    rows = np.flatnonzero(image.any(axis=1))
+    edges = [0] + [round((a[1] + b[0] + 1) / 2 * line_reader.STRIDE) for a, b in zip(spans, spans[1:])] + \
+        [image.shape[1]]
+    boxes = []
+    for lo, hi in zip(edges, edges[1:]):
+        part = image[:, lo:hi]
+        columns, inked = np.flatnonzero(part.any(axis=0)), np.flatnonzero(part.any(axis=1))
+        if len(columns):
+            lo, hi = lo + columns[0], lo + columns[-1] + 1
+            first, last = inked[0], inked[-1] + 1
+        else:
+            first, last = rows[0], rows[-1] + 1
+        boxes.append(_original_box((x0 + lo / scale, y0 + first / scale, (hi - lo) / scale, (last - first) / scale),
+                                   layout.geometry))
+    return boxes
 
 
 def parse_length(text):

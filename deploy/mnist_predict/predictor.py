@@ -89,6 +89,22 @@ class Predictor:
         self.min_confidence = self._read_threshold()
         self.resize = self._read_preprocess()
         self._outputs_checked = False
+        self._line_reader = None
+        self.threads = threads or usable_cpus()
+
+    def line_reader(self):
+        """The export's line reader (lines.onnx beside the model, checked against its manifest), which `read`
+        weighs against the digit-by-digit search (numbers.with_line_reading); None where there is none."""
+        from . import lines
+
+        path = self.path.with_name(lines.FILE)
+        if self._line_reader is None and path.is_file():
+            verify_manifest(path)
+            try:
+                self._line_reader = lines.LineReader(path, self.threads)
+            except ModelError as error:
+                raise UsageError(str(error)) from None
+        return self._line_reader
 
     def _read_preprocess(self):
         """How files are prepared for this model: its metadata's or manifest's `preprocess` (mnist-job export

@@ -29,6 +29,22 @@ def open_runtime(path, threads):
     return Onnx(path, threads)
 
 
+def onnx_session(path, threads):
+    """An onnxruntime CPU session on `threads` threads; ModelError for a file that is not ONNX."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle onnxruntime threads spin by default, burning the CPUs the decode workers need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: the predictor reports its own problems
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises several types for a file that is not ONNX
+        raise ModelError(f"{path} is not a loadable ONNX model: {first_sentence(error)}") from None
+
+
 class Onnx:
     name = "onnxruntime"
 
@@ -36,16 +52,7 @@ class Onnx:
         import onnxruntime as ort
 
         self.version = ort.__version__
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle onnxruntime threads spin by default, burning the CPUs the decode workers need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # errors only: the predictor reports its own problems
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises several types for a file that is not ONNX
-            raise ModelError(f"{path} is not a loadable ONNX model: {first_sentence(error)}") from None
+        self.session = onnx_session(path, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = inputs[0].shape if len(inputs) == 1 else []
         if len(shape) != 3 or tuple(shape[1:]) != SHAPE:

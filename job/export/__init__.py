@@ -145,6 +145,8 @@ def export(cfg, log=say):
                     gate.runner(fmt, write(fmt, build)), reference, cfg.atol))
                 interrupt.check()
             refuse_failures(results, reference, out, log)
+            lines = export_line_reader(cfg, run_dir, build, data, log)
+            interrupt.check()
             if cfg.quantize:
                 build.images, source = calibration_images(config, data)
                 extra = {"calibration": {"source": source, "split": "train", "images": len(build.images)}}
@@ -167,6 +169,8 @@ def export(cfg, log=say):
                 manifest["calibration_skipped"] = not_calibrated
             if threshold:
                 manifest["review_threshold"] = threshold
+            if lines:
+                manifest["line_reader"] = lines
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
             rundir.write_json(tmp / "manifest.json", manifest)
             interrupt.check()  # the last moment to stop: the two renames of publish() are not interrupted
@@ -233,6 +237,27 @@ def review_threshold(cfg, model, config, log):
             f"with probability {1 - report['delta']:g} on images like {len(y)} of {cfg.review_data} "
             f"({report['unflagged']} pass it there, {report['unflagged_errors']} of them wrong; {report['flagged_share']:.1%} "
             "flagged)")
+    return report
+
+
+def export_line_reader(cfg, run_dir, build, data, log):
+    """lines.onnx beside model.onnx when the run holds a line reader (mnist-job train-lines) and ONNX is
+    exported, gated against Keras (job.export.line_reader); its report, or None."""
+    from job.export import line_reader
+    from job.train.line_reader import METRICS, MODEL
+    from mnist_predict.lines import FILE
+
+    if not (run_dir / MODEL).is_file() or cfg.format not in ("onnx", "all"):
+        return None
+    import keras
+
+    start = time.perf_counter()
+    model = keras.models.load_model(run_dir / MODEL, compile=False, safe_mode=True)
+    line_reader.write(model, build.tmp / FILE, build.opset, {"model": "line_reader", "contract": "mnist_predict.lines"})
+    report = line_reader.gate(model, build.tmp / FILE, data, cfg.atol)
+    report["training"] = rundir.read_json(run_dir / METRICS) if (run_dir / METRICS).is_file() else None
+    log(f"line reader: {FILE}, max abs diff {report['max_abs_diff']:.2e}, {report['lines']} test lines read as "
+        f"Keras reads them, {report['read_exactly']:.0%} exactly right ({time.perf_counter() - start:.1f} s)")
     return report
 
 

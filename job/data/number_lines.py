@@ -1,0 +1,84 @@
+"""Lines of handwritten numbers as the line reader sees them (mnist_predict.lines), to train it on.
+
+Numbers of 1-8 training digits are rendered as scans and phone photos (job.data.number_images), loose, tight,
+touching and overlapping, some on a form's printed lines and some in printed fonts' digits
+(job.data.letters.fonts("train")), then cleaned and cut into line images by `numbers.line_images`, the
+reader's own code: what the line reader trains on is what it will read.
+
+    from job.data.number_lines import number_lines
+    images, texts = number_lines(x_train, y_train, count=16000, seed=0)
+"""
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from job.data.number_images import FORMS, render_number
+
+# How each line is drawn. Touching and overlapping digits are what the line reader is for, so they are over a
+# half; loose and tight lines keep it reading what the search reads well, so that the two can agree.
+SPACINGS = {"loose": 0.2, "tight": 0.3, "touching": 0.3, "overlapping": 0.2}
+FONT_SHARE = 0.15  # lines in printed fonts' digits: a hand other than MNIST's
+FORM_SHARE = 0.4  # lines of two digits or more on a form's printed lines, the forms equally often
+MAX_DIGITS = 8
+
+
+def number_lines(x, y, count, seed=0, fonts=(), workers=None):
+    """`count` rendered numbers of the digits `x` (28x28 uint8, labelled `y`) and of `fonts`' digits, as
+    (list of line images (HEIGHT, W) uint8, list of their texts). A render that does not clean into exactly
+    one line (rare: a photo's shadow cut the number) is left out, so fewer may come back."""
+    seeds = [int(s) for s in np.random.default_rng(seed).integers(1 << 62, size=count)]
+    data = (x, y, tuple(str(f) for f in fonts))
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    images, texts = [], []
+    if workers == 1:
+        _share(data)
+        results = map(_one_line, seeds)
+    else:  # the digits go to each worker once, not with every seed; spawned, as the caller may run TensorFlow
+        pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_share,
+                                   initargs=(data,))
+        results = pool.map(_one_line, seeds, chunksize=64)
+    try:
+        for result in results:
+            if result is not None:
+                images.append(result[0])
+                texts.append(result[1])
+    finally:
+        if workers != 1:
+            pool.shutdown()
+    return images, texts
+
+
+_DATA = None  # (digits, labels, font files) in this process
+
+
+def _share(data):
+    global _DATA
+    _DATA = data
+
+
+def _one_line(seed):
+    from job.data.letters import draw_letter
+    from mnist_predict import numbers
+
+    x, y, fonts = _DATA
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, MAX_DIGITS + 1))
+    spacing = str(rng.choice(list(SPACINGS), p=list(SPACINGS.values())))
+    if fonts and rng.random() < FONT_SHARE:
+        text = "".join(str(d) for d in rng.integers(0, 10, n))
+        glyphs = [draw_letter(c, rng, fonts[int(rng.integers(len(fonts)))]) for c in text]
+        spacing = "tight" if spacing == "overlapping" else spacing  # printed digits do not cross
+    else:
+        picked = rng.integers(0, len(x), n)
+        glyphs, text = list(x[picked]), "".join(str(int(label)) for label in y[picked])
+    form = str(rng.choice(list(FORMS))) if n > 1 and rng.random() < FORM_SHARE else None
+    condition = ("off-white", "phone")[int(rng.integers(2))]
+    image, _, _ = render_number(glyphs, spacing, condition, seed=int(rng.integers(1 << 30)), form=form)
+    try:
+        lines = numbers.line_images(np.asarray(image.convert("L")))
+    except numbers.NoNumber:
+        return None
+    return (lines[0], text) if len(lines) == 1 else None

@@ -1,0 +1,164 @@
+"""The line reader (mnist_predict.lines, job.train.line_reader): CTC decoding, the line images, how `read`
+weighs its reading against the digit-by-digit search, and a line reader trained, exported, gated and used.
+
+The weighing is tested with the template model of predict_fixtures and line-reader outputs made by hand, so
+that each case (the readers agree, the search is surer, the line reader is surer, the line reader reads more
+digits than the cuts hold) is set exactly. bench/numbers.py measures a trained line reader on handwriting.
+"""
+
+import itertools
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from mnist_predict import Predictor, lines, numbers
+from predict_fixtures import digit_export, digit_templates, draw_number, template_keras  # noqa: F401
+
+
+def outputs_reading(text, columns_per_digit=3, sure=0.98):
+    """(columns, 11) probabilities whose best path reads `text`: each digit over a few columns, a blank
+    column between, the rest of each column's probability spread over the other classes."""
+    rows = [lines.BLANK]
+    for digit in text:
+        rows += [int(digit) + 1] * columns_per_digit + [lines.BLANK]
+    out = np.full((len(rows), 11), (1 - sure) / 10)
+    out[np.arange(len(rows)), rows] = sure
+    return out
+
+
+def test_decode_merges_repeats_drops_blanks_and_gives_each_digit_its_columns():
+    path = [0, 5, 5, 0, 5, 3, 3, 0, 0]  # "4", "4" again after a blank, then "2"
+    probabilities = np.full((len(path), 11), 0.01)
+    probabilities[np.arange(len(path)), path] = 0.9
+    text, confidence, spans = lines.decode(probabilities)
+    assert text == "442"
+    assert spans == [(1, 2), (4, 4), (5, 6)]
+    assert confidence == pytest.approx(0.9 ** len(path))
+
+
+def test_text_probability_is_the_sum_over_every_path_that_reads_the_text():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 11))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    for text in ("3", "33", "37", "", "371"):
+        brute = 0.0
+        for path in itertools.product(range(11), repeat=4):
+            collapsed = [k for k, previous in zip(path, (None,) + path) if k != previous and k != lines.BLANK]
+            if "".join(str(k - 1) for k in collapsed) == text:
+                brute += float(np.prod(probabilities[np.arange(4), path]))
+        assert lines.text_probability(probabilities, text) == pytest.approx(brute, rel=1e-9), text
+
+
+@pytest.fixture(scope="module")
+def predictor(digit_export):
+    return Predictor(digit_export / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def forty_two(predictor):
+    """'42' drawn with a gap: its layout, the template model's probabilities, the search's reading, the ink
+    boxes."""
+    image, boxes = draw_number("42", gap=25)
+    layout = numbers.layout_of(np.asarray(image))
+    probabilities = predictor.run(layout.inputs)
+    return layout, probabilities, numbers.choose(layout, probabilities), boxes
+
+
+def test_each_line_gets_an_image_of_the_reader_height_with_its_ink(forty_two):
+    layout, _, _, _ = forty_two
+    (image, (x0, y0, scale)), = layout.lines
+    assert image.shape[0] == lines.HEIGHT and image.dtype == np.uint8
+    rows = np.flatnonzero(image.max(axis=1) > 128)
+    assert lines.DIGIT_HEIGHT - 3 <= rows[-1] - rows[0] + 1 <= lines.DIGIT_HEIGHT + 1  # a digit is DIGIT_HEIGHT tall
+    columns = np.flatnonzero(image.max(axis=0) > 0)
+    assert columns[0] == lines.PAD and columns[-1] == image.shape[1] - lines.PAD - 1
+
+
+def test_a_reading_the_line_reader_agrees_with_stands(forty_two):
+    layout, probabilities, reading, _ = forty_two
+    assert reading.text == "42" and not reading.review
+    assert numbers.with_line_reading(reading, layout, probabilities, [outputs_reading("42")]) == reading
+
+
+def test_where_the_readers_differ_the_row_is_flagged_and_neither_claims_more_than_the_other_leaves(forty_two):
+    layout, probabilities, reading, _ = forty_two
+    # the search is sure of 42, the line reader of 47: the search's text, at most 1 - P(47), flagged
+    line = outputs_reading("47")
+    kept = numbers.with_line_reading(reading, layout, probabilities, [line])
+    assert kept.text == "42" and kept.boxes == reading.boxes
+    assert kept.review == ["the line reader reads 47"]
+    assert kept.confidence == pytest.approx(min(reading.confidence, 1 - lines.text_probability(line, "47")))
+    # a search unsure of its 42: the line reader's 47, its digits and boxes from the cuts that read 47 best
+    unsure = replace(reading, confidence=0.2)
+    taken = numbers.with_line_reading(unsure, layout, probabilities, [line])
+    assert taken.text == "47" and [label for label, _ in taken.digits] == ["4", "7"]
+    assert taken.boxes == reading.boxes  # the same two cuts, read as 4 and 7
+    assert taken.digits[1][1] == pytest.approx(float(probabilities[:, 7].max()), abs=0.5)  # P(7) of that cut
+    assert taken.confidence == pytest.approx(min(lines.text_probability(line, "47"), 0.8))
+    assert taken.review == ["the digit search reads 42"]
+    # with --length 3, the line reader's 2 digits are flagged for their count too
+    counted = numbers.with_line_reading(unsure, layout, probabilities, [line], length=(3, 3))
+    assert counted.review == ["2 digits, not 3", "the digit search reads 42"]
+
+
+def test_digits_the_cuts_cannot_give_get_boxes_from_the_columns_they_were_read_in(forty_two):
+    """The line reader reads four digits where the search has two pieces: the boxes come from the columns of
+    each digit, in the original image's pixels, left to right across the number's ink."""
+    layout, probabilities, reading, drawn = forty_two
+    taken = numbers.with_line_reading(replace(reading, confidence=0.1), layout, probabilities,
+                                      [outputs_reading("4217")])
+    assert taken.text == "4217" and len(taken.boxes) == 4
+    left, right = drawn[0][0], drawn[-1][0] + drawn[-1][2]
+    top, bottom = min(y for _, y, _, _ in drawn), max(y + h for _, y, _, h in drawn)
+    for x, y, w, h in taken.boxes:
+        assert left - 3 <= x and x + w <= right + 3 and top - 3 <= y and y + h <= bottom + 3
+    assert [x for x, _, _, _ in taken.boxes] == sorted(x for x, _, _, _ in taken.boxes)
+    assert taken.boxes[0][0] <= left + 3 and taken.boxes[-1][0] + taken.boxes[-1][2] >= right - 3
+
+
+def test_a_reading_with_a_letter_keeps_the_search_text(forty_two):
+    """The line reader has no "?": where the search found ink that is no digit, its reading stands, flagged."""
+    layout, probabilities, reading, _ = forty_two
+    lettered = replace(reading, text="4?", confidence=0.1, review=["not a digit"])
+    kept = numbers.with_line_reading(lettered, layout, probabilities, [outputs_reading("42")])
+    assert kept.text == "4?" and kept.review == ["not a digit", "the line reader reads 42"]
+
+
+@pytest.mark.slow
+def test_a_line_reader_is_trained_exported_gated_and_read_with(run_dir, tmp_path):
+    """train-lines writes lines.keras and its figure; export writes lines.onnx, gated against Keras and listed
+    in the manifest; read then uses it (a row's reason names what each reader read where they differ)."""
+    from job.train.line_reader import train_line_reader
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export*"))
+    metrics = train_line_reader(run, lines=160, epochs=1, validation=60, log=lambda _: None)
+    assert metrics["held_out_lines"] == 60 and 0 <= metrics["lines_read_exactly"] <= 1
+    assert json.loads((run / "lines.json").read_text()) == metrics
+    result = run_cli("export", run, "--format", "onnx", "--no-calibrate", "--json")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest["line_reader"]["passed"] and manifest["line_reader"]["texts_differ"] == 0
+    assert manifest["line_reader"]["training"] == metrics
+    from mnist_predict.files import sha256
+
+    assert manifest["files"][lines.FILE]["sha256"] == sha256(run / "export" / lines.FILE)
+    predictor = Predictor(run / "export" / "model.onnx")
+    assert predictor.line_reader() is not None
+    image, _ = draw_number("2026", gap=25)
+    readings = predictor.read(np.asarray(image))
+    assert readings.ok.all() and len(readings.texts[0]) >= 1
+    # a line reader that does not match its manifest is refused, as a model would be
+    with open(run / "export" / lines.FILE, "ab") as file:
+        file.write(b"\0")
+    with pytest.raises(ValueError, match="does not match manifest.json"):
+        Predictor(run / "export" / "model.onnx").line_reader()
+
+
+def test_train_lines_refuses_a_folder_without_a_finished_run(tmp_path):
+    result = run_cli("train-lines", tmp_path)
+    assert result.returncode != 0
+    assert "no finished run" in result.stderr.strip().splitlines()[-1]
