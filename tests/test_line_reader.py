@@ -62,7 +62,7 @@ def forty_two(predictor):
     """'42' drawn with a gap: its layout, the template model's probabilities, the search's reading, the ink
     boxes."""
     image, boxes = draw_number("42", gap=25)
-    layout = numbers.layout_of(np.asarray(image))
+    layout = numbers.layout_of(np.asarray(image), for_line_reader=True)
     probabilities = predictor.run(layout.inputs)
     return layout, probabilities, numbers.choose(layout, probabilities), boxes
 

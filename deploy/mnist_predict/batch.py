@@ -170,8 +170,8 @@ def _decode_files(paths, invert, resize):
     return [image_io.decode(path, invert=invert, resize=resize) for path in paths]
 
 
-def _layout_files(paths, invert):
-    return [numbers.decode(path, invert=invert) for path in paths]
+def _layout_files(paths, invert, for_line_reader):
+    return [numbers.decode(path, invert, for_line_reader) for path in paths]
 
 
 def predict_files(predictor, paths, pool=None, batch_size=256, invert="auto", resize=None, top_k=3,
@@ -189,7 +189,7 @@ def read_files(predictor, paths, pool=None, batch_size=256, invert="auto", min_c
                length=None, decode_timeout=DEFAULT_DECODE_TIMEOUT):
     """Yield one reading row per path (mnist_predict.numbers), in the order of `paths`: the decode processes
     clean and cut each image into candidate digits, this one runs the model on them and picks the cuts."""
-    decode = partial(_layout_files, invert=invert)
+    decode = partial(_layout_files, invert=invert, for_line_reader=predictor.line_reader() is not None)
     infer = partial(read_batch, min_confidence=min_confidence, length=length)
     yield from _pipeline(predictor, paths, pool, batch_size, decode, infer, decode_timeout)
 

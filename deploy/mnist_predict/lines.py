@@ -69,14 +69,12 @@ class LineReader:
             raise ModelError(f"{path.name}: a line model's input must be (N, {HEIGHT}, W)")
         if len(outputs) != 1 or len(outputs[0].shape) != 3 or outputs[0].shape[2] != 11:
             raise ModelError(f"{path.name}: a line model's output must be (N, W / {STRIDE}, 11)")
-        self.path = path
 
     def run(self, images):
         """Per image (HEIGHT, W) uint8, its (ceil(W / STRIDE), 11) probabilities. Each image runs alone (padded),
         so that its reading never depends on the other images of a batch: near the end of its input a
         convolution sees its zero padding, not paper."""
-        return [self.session.run(None, {"line": padded(image)})[0][0, MARGIN // STRIDE:][:columns(image)]
-                for image in images]
+        return [cropped(self.session.run(None, {"line": padded(image)})[0][0], image) for image in images]
 
 
 def padded(image):
@@ -86,6 +84,11 @@ def padded(image):
     batch = np.zeros((1, HEIGHT, width), np.float32)
     batch[0, :, MARGIN:MARGIN + image.shape[1]] = image
     return batch
+
+
+def cropped(output, image):
+    """The columns of the model's (W' / STRIDE, 11) output for padded(image) that cover the image itself."""
+    return output[MARGIN // STRIDE:][:columns(image)]
 
 
 def columns(image):

@@ -80,8 +80,9 @@ class Predictor:
             raise UsageError(f"{self.path} is {megabytes:,.0f} MB, over the {max_model_mb:g} MB limit for a model "
                              "(--max-model-mb); an MNIST-sized model is a few MB")
         verify_manifest(self.path, manifest_sha256)
+        self.threads = threads or usable_cpus()
         try:
-            self.runtime = open_runtime(self.path, threads or usable_cpus())
+            self.runtime = open_runtime(self.path, self.threads)
         except ModelError as error:
             raise UsageError(str(error)) from None
         self.session = getattr(self.runtime, "session", None)  # onnxruntime's, for callers that tune it
@@ -90,7 +91,6 @@ class Predictor:
         self.resize = self._read_preprocess()
         self._outputs_checked = False
         self._line_reader = None
-        self.threads = threads or usable_cpus()
 
     def line_reader(self):
         """The export's line reader (lines.onnx beside the model, checked against its manifest), which `read`
@@ -213,10 +213,11 @@ class Predictor:
         if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 2):
             images = [images]
         decoded = []  # (layout, None) or (None, reason), as the batch pipeline's decode workers give them
+        lines = self.line_reader() is not None
         for image in images:
             try:
-                decoded.append((numbers.load(image, invert) if isinstance(image, (str, os.PathLike)) else
-                                numbers.layout_of(_gray(image), invert), None))
+                decoded.append((numbers.load(image, invert, lines) if isinstance(image, (str, os.PathLike)) else
+                                numbers.layout_of(_gray(image), invert, for_line_reader=lines), None))
             except ImageError as error:
                 if on_error == "raise":
                     raise ImageError(f"{image}: {error}" if isinstance(image, (str, os.PathLike)) else str(error)) from error

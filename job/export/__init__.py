@@ -249,10 +249,8 @@ def export_line_reader(cfg, run_dir, build, data, log):
 
     if not (run_dir / MODEL).is_file() or cfg.format not in ("onnx", "all"):
         return None
-    import keras
-
     start = time.perf_counter()
-    model = keras.models.load_model(run_dir / MODEL, compile=False, safe_mode=True)
+    model = rundir.load_keras_model(run_dir / MODEL)
     line_reader.write(model, build.tmp / FILE, build.opset, {"model": "line_reader", "contract": "mnist_predict.lines"})
     report = line_reader.gate(model, build.tmp / FILE, data, cfg.atol)
     report["training"] = rundir.read_json(run_dir / METRICS) if (run_dir / METRICS).is_file() else None

@@ -16,22 +16,17 @@ GATE_LINES = 100  # lines of test digits the gate reads
 
 
 def write(model, path, opset, props):
+    """lines.onnx: tf2onnx as the digit model's ONNX file is made (formats.onnx.converted), W dynamic."""
     import onnx
     import tensorflow as tf
-    import tf2onnx
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from job.export.formats import onnx as onnx_format
 
     spec = tf.TensorSpec((None, line_format.HEIGHT, None), tf.float32, name="line")
     serving = tf.function(lambda line: {"probabilities": model(line, training=False)}, input_signature=[spec])
-    frozen = convert_variables_to_constants_v2(serving.get_concrete_function())
-    source, sink = frozen.inputs[0].name, frozen.outputs[0].name
-    proto, _ = tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(), name="line_reader", input_names=[source], output_names=[sink], opset=opset,
-        tensors_to_rename={source: "line", sink: "probabilities"})
+    proto = onnx_format.converted(serving, "line_reader", "line", "probabilities", opset)
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
-    from job.export.formats import onnx as onnx_format
-
     onnx_format.check_file(path)
 
 
@@ -48,8 +43,7 @@ def gate(model, path, data, atol, seed=0):
         raise GateError(f"{path.name} breaks the line reader's contract: {error}") from None
     worst, differ, right = 0.0, 0, 0
     for image, text, got in zip(images, texts, reader.run(images)):
-        full = np.asarray(model(line_format.padded(image), training=False))[0]
-        expected = full[line_format.MARGIN // line_format.STRIDE:][:line_format.columns(image)]
+        expected = line_format.cropped(np.asarray(model(line_format.padded(image), training=False))[0], image)
         worst = max(worst, float(np.abs(got - expected).max()))
         read = line_format.decode(got)[0]
         differ += read != line_format.decode(expected)[0]

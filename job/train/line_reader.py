@@ -79,8 +79,7 @@ def exact_share(model, images, texts):
     """The share of lines read exactly, padded and decoded as the predictor reads them."""
     right = 0
     for image, text in zip(images, texts):
-        out = np.asarray(model(line_format.padded(image), training=False))[0]
-        out = out[line_format.MARGIN // line_format.STRIDE:][:line_format.columns(image)]
+        out = line_format.cropped(np.asarray(model(line_format.padded(image), training=False))[0], image)
         right += line_format.decode(out)[0] == text
     return right / max(1, len(texts))
 

@@ -37,21 +37,28 @@ def serving_function(model):
 def write(model, path, opset, props):
     """tf2onnx on a frozen graph, with the I/O names of the contract and a dynamic batch dimension."""
     import onnx
-    import tf2onnx
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    # Freezing first matters: from_function would turn the constants captured by Normalization
-    # (mean, variance) into extra graph inputs. from_keras fails on Keras 3 (KeyError keras_tensor_N).
-    frozen = convert_variables_to_constants_v2(serving_function(model).get_concrete_function())
-    source, sink = frozen.inputs[0].name, frozen.outputs[0].name
-    proto, _ = tf2onnx.convert.from_graph_def(
-        frozen.graph.as_graph_def(), name=model.name, input_names=[source], output_names=[sink], opset=opset,
-        tensors_to_rename={source: "image", sink: "probabilities"})
+    proto = converted(serving_function(model), model.name, "image", "probabilities", opset)
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(path))
     check_file(path)
+
+
+def converted(function, name, input_name, output_name, opset):
+    """The ONNX proto of a tf.function of one input and one output, frozen first, its I/O renamed. Freezing
+    matters: from_function would turn the constants captured by Normalization (mean, variance) into extra
+    graph inputs. from_keras fails on Keras 3 (KeyError keras_tensor_N)."""
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
+    source, sink = frozen.inputs[0].name, frozen.outputs[0].name
+    proto, _ = tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(), name=name, input_names=[source], output_names=[sink], opset=opset,
+        tensors_to_rename={source: input_name, sink: output_name})
+    return proto
 
 
 def check_file(path):
