@@ -235,7 +235,7 @@ def evaluate(
 @app.command("train-lines")
 def train_lines(
     run_dir: str = typer.Argument(..., help="A finished digit run (mnist-job train) to train a line reader beside."),
-    lines: int = typer.Option(16000, min=1100, help="Rendered numbers of the run's training digits to train on "
+    lines: int = typer.Option(20000, min=1100, help="Rendered numbers of the run's training digits to train on "
                                                     "(1,000 of them are held out for the figure)."),
     epochs: int = typer.Option(12, min=1, help="Passes over the lines."),
     seed: int = typer.Option(0, help="Seed of the renders, the split and the weights."),
@@ -245,8 +245,9 @@ def train_lines(
     """Train a line reader beside a digit model: it reads a whole line of digits at once, touching and
     crossing ones included, and `mnist-predict read` weighs its reading against the digit-by-digit one.
 
-    It writes RUN_DIR/lines.keras and lines.json (the share of 1,000 held-out lines it reads exactly), and the
-    next `mnist-job export RUN_DIR` writes export/lines.onnx beside model.onnx. About 35 minutes on 2 CPU
+    It reads a letter or symbol standing in a number as "?", so that `read` flags the row. It writes
+    RUN_DIR/lines.keras and lines.json (the share of 1,000 held-out lines it reads exactly), and the
+    next `mnist-job export RUN_DIR` writes export/lines.onnx beside model.onnx. About 40 minutes on 2 CPU
     cores with the defaults.
 
     Example: mnist-job train-lines runs/demo
@@ -259,8 +260,10 @@ def train_lines(
     if as_json:
         print(json.dumps(metrics))
         return
+    letters = metrics["letters_read_as_unknown"]
     print(f"line reader: {metrics['lines_read_exactly']:.1%} of {metrics['held_out_lines']:,} held-out lines read "
-          f"exactly; {run_dir_path(run_dir) / 'lines.keras'}")
+          f"exactly" + (f", {letters:.1%} of the {metrics['letter_lines']} with a letter read with a \"?\""
+                        if letters is not None else "") + f"; {run_dir_path(run_dir) / 'lines.keras'}")
 
 
 def run_dir_path(run_dir):

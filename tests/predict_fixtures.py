@@ -70,6 +70,41 @@ def template_weights(glyphs):
     return (centred / np.linalg.norm(centred, axis=1, keepdims=True)).T / 20, np.zeros(10)
 
 
+def fake_line_reader(directory, sharp=4.0, char="1", classes=12):
+    """A lines.onnx (mnist_predict.lines' contract) that reads every run of inked columns as `char`, and lists
+    it in the export's manifest: each output column's ink (the brightest pixel of its 4 px) raises `char`'s
+    logit and lowers blank's by up to `sharp`, so a soft one (small `sharp`) is unsure of what it reads. Its
+    numbers are not a digit reader's; what it tests is that the line images, padding, cropping and weighing
+    are the same wherever they run."""
+    from mnist_predict import lines
+
+    scale, bias = np.zeros(classes, np.float32), np.full(classes, -10.0, np.float32)
+    scale[lines.BLANK], bias[lines.BLANK] = -2 * sharp / 255, sharp
+    scale[lines.label(char)], bias[lines.label(char)] = 2 * sharp / 255, -sharp
+    nodes = [
+        helper.make_node("ReduceMax", ["line"], ["columns"], axes=[1], keepdims=0),
+        helper.make_node("Reshape", ["columns", "groups"], ["grouped"]),
+        helper.make_node("ReduceMax", ["grouped"], ["ink"], axes=[2], keepdims=1),
+        helper.make_node("Mul", ["ink", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    initializers = [numpy_helper.from_array(np.array([0, -1, lines.STRIDE], np.int64), "groups"),
+                    numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(bias, "bias")]
+    graph = helper.make_graph(
+        nodes, "fake_line_reader",
+        [helper.make_tensor_value_info("line", TensorProto.FLOAT, ["N", lines.HEIGHT, "W"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", "C", classes])], initializers)
+    path = directory / lines.FILE
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    manifest_path = directory / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        manifest["files"][lines.FILE] = {"sha256": sha256(path), "size": path.stat().st_size}
+        manifest_path.write_text(json.dumps(manifest))
+    return path
+
+
 def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from mnist_predict import Predictor, lines, numbers
-from predict_fixtures import digit_export, digit_templates, draw_number, template_keras  # noqa: F401
+from predict_fixtures import digit_export, digit_templates, draw_number, fake_line_reader, template_keras  # noqa: F401
 
 
-def outputs_reading(text, columns_per_digit=3, sure=0.98):
-    """(columns, 11) probabilities whose best path reads `text`: each digit over a few columns, a blank
-    column between, the rest of each column's probability spread over the other classes."""
+def outputs_reading(text, columns_per_digit=3, sure=0.98, classes=12):
+    """(columns, classes) probabilities whose best path reads `text`: each character over a few columns, a
+    blank column between, the rest of each column's probability spread over the other classes."""
     rows = [lines.BLANK]
-    for digit in text:
-        rows += [int(digit) + 1] * columns_per_digit + [lines.BLANK]
-    out = np.full((len(rows), 11), (1 - sure) / 10)
+    for char in text:
+        rows += [lines.label(char)] * columns_per_digit + [lines.BLANK]
+    out = np.full((len(rows), classes), (1 - sure) / (classes - 1))
     out[np.arange(len(rows)), rows] = sure
     return out
 
@@ -39,17 +39,33 @@ def test_decode_merges_repeats_drops_blanks_and_gives_each_digit_its_columns():
     assert confidence == pytest.approx(0.9 ** len(path))
 
 
+def test_decode_reads_the_unknown_class_as_a_question_mark_and_an_older_model_without_it():
+    assert lines.decode(outputs_reading("4?2"))[0] == "4?2"
+    assert lines.decode(outputs_reading("4?2"))[2] == [(1, 3), (5, 7), (9, 11)]
+    assert lines.decode(outputs_reading("402", classes=11))[0] == "402"  # an export from before the "?"
+
+
 def test_text_probability_is_the_sum_over_every_path_that_reads_the_text():
     rng = np.random.default_rng(0)
-    logits = rng.normal(size=(4, 11))
+    logits = rng.normal(size=(4, 12))
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    for text in ("3", "33", "37", "", "371"):
+    for text in ("3", "33", "37", "", "371", "?", "3?", "??"):
         brute = 0.0
-        for path in itertools.product(range(11), repeat=4):
+        for path in itertools.product(range(12), repeat=4):
             collapsed = [k for k, previous in zip(path, (None,) + path) if k != previous and k != lines.BLANK]
-            if "".join(str(k - 1) for k in collapsed) == text:
+            if "".join(lines.CLASSES[k - 1] for k in collapsed) == text:
                 brute += float(np.prod(probabilities[np.arange(4), path]))
         assert lines.text_probability(probabilities, text) == pytest.approx(brute, rel=1e-9), text
+
+
+def test_a_line_model_from_before_the_question_mark_is_read_and_one_of_another_shape_refused(tmp_path):
+    """11 classes (blank and the digits, as exports before the "?" have) read digits; 13 classes are refused."""
+    image = np.zeros((lines.HEIGHT, 40), np.uint8)
+    image[4:28, 6:12] = image[4:28, 26:32] = 255
+    old = lines.LineReader(fake_line_reader(tmp_path, 6.0, "7", classes=11))
+    assert lines.decode(old.run([image])[0])[0] == "77"
+    with pytest.raises(ValueError, match=r"must be \(N, W / 4, 12\)"):
+        lines.LineReader(fake_line_reader(tmp_path, classes=13))
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +135,42 @@ def test_digits_the_cuts_cannot_give_get_boxes_from_the_columns_they_were_read_i
     assert taken.boxes[0][0] <= left + 3 and taken.boxes[-1][0] + taken.boxes[-1][2] >= right - 3
 
 
+def test_a_letter_the_line_reader_sees_flags_the_row_and_gives_a_question_mark_where_it_is_surer(forty_two):
+    """The search reads a digit where the line reader reads "?" (a letter standing in): flagged, and the line
+    reader's "4?" where it is the surer, its "?" with the box of the cut it stands for."""
+    layout, probabilities, reading, _ = forty_two
+    line = outputs_reading("4?")
+    kept = numbers.with_line_reading(reading, layout, probabilities, [line])
+    assert kept.text == "42" and kept.review == ["the line reader reads 4?"]
+    taken = numbers.with_line_reading(replace(reading, confidence=0.2), layout, probabilities, [line])
+    assert taken.text == "4?" and [label for label, _ in taken.digits] == ["4", "?"]
+    assert taken.boxes == reading.boxes
+    assert taken.digits[1][1] == pytest.approx(reading.digits[1][1])  # the digit model's top probability there
+    assert taken.review == ["not a digit", "the digit search reads 42"]
+
+
 def test_a_reading_with_a_letter_keeps_the_search_text(forty_two):
-    """The line reader has no "?": where the search found ink that is no digit, its reading stands, flagged."""
+    """Where the search found ink that is no digit, its reading stands, flagged, whatever the line reader
+    reads."""
     layout, probabilities, reading, _ = forty_two
     lettered = replace(reading, text="4?", confidence=0.1, review=["not a digit"])
     kept = numbers.with_line_reading(lettered, layout, probabilities, [outputs_reading("42")])
     assert kept.text == "4?" and kept.review == ["not a digit", "the line reader reads 42"]
+
+
+def test_training_lines_have_a_question_mark_where_a_letter_stands_in_and_none_without_letter_fonts(monkeypatch):
+    from job.data import number_lines
+    from job.data.datasets import load_dataset
+    from job.data.letters import fonts
+
+    sample = load_dataset("mnist-sample")
+    monkeypatch.setattr(number_lines, "LETTER_SHARE", 1.0)
+    x, y = sample.x_train[:300], sample.y_train[:300]
+    images, texts = number_lines.number_lines(x, y, 12, seed=3, fonts=fonts("train"), workers=1)
+    assert len(images) >= 10 and all(image.shape[0] == lines.HEIGHT for image in images)
+    assert all(text.count("?") == 1 and set(text) <= set(lines.CLASSES) for text in texts), texts
+    _, plain = number_lines.number_lines(x, y, 12, seed=3, fonts=(), workers=1)
+    assert plain and all(text.isdigit() for text in plain), plain
 
 
 @pytest.mark.slow
@@ -137,6 +183,7 @@ def test_a_line_reader_is_trained_exported_gated_and_read_with(run_dir, tmp_path
     shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("export*"))
     metrics = train_line_reader(run, lines=160, epochs=1, validation=60, log=lambda _: None)
     assert metrics["held_out_lines"] == 60 and 0 <= metrics["lines_read_exactly"] <= 1
+    assert metrics["letter_lines"] > 0 and 0 <= metrics["letters_read_as_unknown"] <= 1  # letters, read as "?"
     assert json.loads((run / "lines.json").read_text()) == metrics
     result = run_cli("export", run, "--format", "onnx", "--no-calibrate", "--json")
     assert result.returncode == 0, result.stderr
@@ -147,7 +194,7 @@ def test_a_line_reader_is_trained_exported_gated_and_read_with(run_dir, tmp_path
 
     assert manifest["files"][lines.FILE]["sha256"] == sha256(run / "export" / lines.FILE)
     predictor = Predictor(run / "export" / "model.onnx")
-    assert predictor.line_reader() is not None
+    assert predictor.line_reader().session.get_outputs()[0].shape[2] == len(lines.CLASSES) + 1
     image, _ = draw_number("2026", gap=25)
     readings = predictor.read(np.asarray(image))
     assert readings.ok.all() and len(readings.texts[0]) >= 1

@@ -33,9 +33,9 @@ from conftest import ROOT, error_line, run_cli
 from job.data.datasets import read_idx
 from job.data.number_images import render_number
 from job.data.photos import CONDITIONS, phone_photo, render
-from mnist_predict import Predictor, images, numbers
-from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, glyphs,  # noqa: F401
-                              pen_number, read_rows, touching, two_pens)
+from mnist_predict import Predictor, images, lines, numbers
+from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, fake_line_reader,  # noqa: F401
+                              glyphs, pen_number, read_rows, touching, two_pens)
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
@@ -362,25 +362,36 @@ def number_grays():
     return grays
 
 
-def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export):
-    """Each image's candidates (atoms, runs, boxes, priors, framed pixels) and its reading, through node and
-    through Python, with the same model outputs."""
+def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export, tmp_path):
+    """Each image's candidates (atoms, runs, boxes, priors, framed pixels), its line images, its reading, and
+    its reading weighed with a line reader's, through node and through Python, with the same model outputs.
+    The line readers (a sure one and an unsure one reading ink as 1, a sure one reading it as "?") take turns,
+    so that each way of weighing happens."""
     if not shutil.which("node"):
         pytest.fail("needs node")
     predictor = Predictor(digit_export / "model.onnx")
+    readers = []
+    for k, (sharp, char) in enumerate(((6.0, "1"), (6.0, "?"), (1.0, "1"))):
+        (tmp_path / str(k)).mkdir()
+        readers.append(lines.LineReader(fake_line_reader(tmp_path / str(k), sharp, char)))
     grays, expected, blob = number_grays(), [], b""
     for k, gray in enumerate(grays):
         length = (4, 4) if k == 0 else None
+        line_outputs = []
         try:
-            layout = numbers.layout_of(gray)
+            layout = numbers.layout_of(gray, for_line_reader=True)
             probabilities = predictor.run(layout.inputs)
-            expected.append((layout, numbers.choose(layout, probabilities, length)))
+            line_outputs = readers[k % len(readers)].run([image for image, _ in layout.lines])
+            reading = numbers.choose(layout, probabilities, length)
+            expected.append((layout, reading, numbers.with_line_reading(reading, layout, probabilities, line_outputs,
+                                                                        length)))
         except numbers.NoNumber:
             probabilities = np.zeros((0, 10), np.float32)
             expected.append(None)
         blob += (struct.pack("<II", gray.shape[1], gray.shape[0]) + np.ascontiguousarray(gray).tobytes() +
                  struct.pack("<I", len(probabilities)) + probabilities.astype("<f4").tobytes() +
-                 struct.pack("<ii", *(length or (0, 0))))
+                 struct.pack("<ii", *(length or (0, 0))) + struct.pack("<I", len(line_outputs)) +
+                 b"".join(struct.pack("<II", *out.shape) + out.astype("<f4").tobytes() for out in line_outputs))
     done = subprocess.run(["node", str(ROOT / "tests" / "web" / "numbers_cli.mjs")], input=blob,
                           capture_output=True, timeout=300)
     assert done.returncode == 0 and not done.stderr, done.stderr.decode()[-2000:]
@@ -390,7 +401,7 @@ def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export):
         if want is None:
             assert result["status"] == "no number", k
             continue
-        layout, reading = want
+        layout, reading, weighed = want
         assert result["status"] == "ok" and result["atoms"] == layout.atoms, k
         pixels = np.frombuffer(base64.b64decode(result["inputs"]), np.uint8).reshape(-1, 28, 28)
         assert np.array_equal(pixels, layout.inputs), k
@@ -402,12 +413,33 @@ def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export):
         assert js["text"] == reading.text and js["review"] == reading.review, k
         assert js["boxes"] == [[int(v) for v in box] for box in reading.boxes], k
         assert js["confidence"] == pytest.approx(reading.confidence, rel=1e-9), k
+        assert len(result["lines"]) == len(layout.lines), k
+        for js, (image, place) in zip(result["lines"], layout.lines):
+            pixels = np.frombuffer(base64.b64decode(js["pixels"]), np.uint8).reshape(lines.HEIGHT, js["width"])
+            assert np.array_equal(pixels, image), k
+            assert js["place"] == pytest.approx(list(place), rel=1e-12), k
+        js = result["weighed"]
+        assert (js["text"], js["review"]) == (weighed.text, weighed.review), k
+        assert js["boxes"] == [[int(v) for v in box] for box in weighed.boxes], k
+        assert [label for label, _ in js["digits"]] == [label for label, _ in weighed.digits], k
+        assert [p for _, p in js["digits"]] == pytest.approx([p for _, p in weighed.digits], rel=1e-6), k
+        assert js["confidence"] == pytest.approx(weighed.confidence, rel=1e-9, abs=1e-12), k
     assert results[-1]["status"] == "no number" and expected[-3][1].text == "12 345"
+    # each way of weighing happened: agreed; the search's text kept, flagged; the line reader's text taken, with
+    # the search's count of digits (from the cuts) and with another (from its columns); a "?" of the line reader's
+    pairs = [want[1:] for want in expected if want]
+    ways = {"agreed": [r == w for r, w in pairs], "kept": [r.text == w.text and r != w for r, w in pairs],
+            "from cuts": [r.text != w.text and len(r.digits) == len(w.digits) for r, w in pairs],
+            "from columns": [r.text != w.text and len(r.digits) != len(w.digits) for r, w in pairs],
+            "its ?": [w.text.count("?") > r.text.count("?") for r, w in pairs]}
+    assert all(any(happened) for happened in ways.values()), [(r.text, w.text) for r, w in pairs]
 
 
 @pytest.fixture(scope="module")
 def reading_run(tmp_path_factory, digit_export):
-    """The page with a digit model: a number drawn with the mouse, number images read one by one and dropped."""
+    """The page with a digit model and a line reader (an unsure one that reads ink as 1s, so that the digit
+    search's text mostly stands, flagged): a number drawn with the mouse, number images read one by one and
+    dropped, and `mnist-predict read` on the same export."""
     require_browser()
     tmp = tmp_path_factory.mktemp("read")
     folder = tmp / "numbers"
@@ -421,6 +453,7 @@ def reading_run(tmp_path_factory, digit_export):
     manifest["review_threshold"] = {"threshold": 0.95, "max_error": 0.01, "delta": 0.05, "n": 800,
                                     "method": "learn-then-test"}
     (export / "manifest.json").write_text(json.dumps(manifest))
+    fake_line_reader(export, sharp=1.0)
     server = Server(export)
     try:
         drive = subprocess.run(["node", str(ROOT / "tests" / "web" / "read.mjs"), server.url, str(tmp / "out"),
@@ -428,7 +461,7 @@ def reading_run(tmp_path_factory, digit_export):
     finally:
         server.stop()
     assert drive.returncode == 0, drive.stderr[-3000:]
-    done = run_cli("read", folder, "--model", digit_export, "--out", tmp / "numbers.csv", tool="mnist-predict")
+    done = run_cli("read", folder, "--model", export, "--out", tmp / "numbers.csv", tool="mnist-predict")
     assert done.returncode in (0, 3), done.stderr
     cli = {Path(row["path"]).name: row for row in read_rows(tmp / "numbers.csv")}
     return {**json.loads(drive.stdout), "cli": cli, "folder": folder}
@@ -439,6 +472,7 @@ def test_the_page_takes_the_exported_review_threshold_for_digits_and_keeps_0_8_f
     confidence is flagged below 0.8 (the dropped readings' review column matches `read`'s, below)."""
     assert reading_run["threshold"] == "0.95"
     assert "0.95: at most 0.01 of unflagged answers wrong, with probability 0.95" in reading_run["model_info"]
+    assert "lines.onnx, weighed against the digit search" in reading_run["model_info"]
 
 
 def test_a_number_drawn_with_the_mouse_is_read(reading_run):
@@ -459,9 +493,12 @@ def test_the_page_reads_number_images_as_mnist_predict_read_does(reading_run):
         assert result["text"] == row["text"], name
         assert " ".join(",".join(map(str, box)) for box in result["boxes"]) == row["boxes"], name
         assert result["confidence"] == pytest.approx(float(row["confidence"]), abs=2e-6), name
+        assert "; ".join(result["reasons"]) == row["review_reason"], name
         layout = numbers.layout_of(images.to_grayscale(Image.open(reading_run["folder"] / name)))
         assert np.array_equal(np.array(result["inputs"], np.uint8).reshape(-1, 28, 28), layout.inputs), name
     assert cli["16.png"]["text"] == "12 345"  # two lines
+    # the line reader ran on both sides, and what it read is in the reasons
+    assert sum("the line reader reads" in row["review_reason"] for row in cli.values()) >= 10
 
 
 def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
@@ -479,10 +516,12 @@ def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
 JS_ONLY = {"PRECISION_BITS"}  # Pillow's fixed-point resampling: in Python, mnist_predict.resampling's (checked below)
 
 
-@pytest.mark.parametrize("script, module", [("preprocess.js", images), ("numbers.js", numbers)], ids=["images", "numbers"])
+@pytest.mark.parametrize("script, module", [("preprocess.js", images), ("numbers.js", numbers), ("lines.js", lines)],
+                         ids=["images", "numbers", "lines"])
 def test_the_js_twin_holds_the_same_tuning_constants(script, module):
     """Every numeric constant at the top of the twin has the Python module's name and value, and every one
-    of the module's has its twin there (numbers.WORK is images.WORK, imported on both sides)."""
+    of the module's has its twin there (numbers.WORK is images.WORK, imported on both sides); so do the
+    strings of both (lines.CLASSES, the order of the line reader's outputs)."""
     text = (PAGE / script).read_text()
     js = {}
     for line in re.findall(r"^(?:export )?const ([A-Z][A-Z0-9_]* = .+);$", text, re.M):
@@ -492,6 +531,9 @@ def test_the_js_twin_holds_the_same_tuning_constants(script, module):
                 js[name] = eval(expression, {"__builtins__": {}}, {**vars(images), **js})
             except (NameError, SyntaxError):
                 continue  # an object or a function: not a tuning number
+    strings = {name: value for name, value in js.items() if isinstance(value, str)}
+    js = {name: value for name, value in js.items() if name not in strings}
+    assert strings == {name: value for name, value in vars(module).items() if name.isupper() and isinstance(value, str)}
     python = {name: value for name, value in vars(module).items()
               if name.isupper() and isinstance(value, (int, float)) and not isinstance(value, bool)}
     imported = {"WORK"} if module is numbers else set()

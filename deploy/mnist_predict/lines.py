@@ -14,7 +14,8 @@ readers do). numbers.with_line_reading weighs its reading against the search's.
 The model is mnist-job's: `mnist-job train-lines` trains it on lines made by line_image itself, and
 `mnist-job export` writes it as export/lines.onnx (docs/artifacts.md): one float32 input `line`
 (N, HEIGHT, W), W any multiple of STRIDE, white ink on black, 0-255; one output `probabilities`
-(N, W / STRIDE, 11), a softmax over blank and the digits 0-9.
+(N, W / STRIDE, 12), a softmax over blank, the digits 0-9 and "?", a letter or symbol standing in the line
+(an export from before the "?" has 11: blank and the digits, and is read as such).
 """
 
 import numpy as np
@@ -31,7 +32,8 @@ STRIDE = 4  # px of line image per output column
 # 33 px either way) is then paper, as in training, where lines lay anywhere in 256 px of paper, and not the
 # convolutions' zero padding
 MARGIN = 16
-BLANK = 0  # output column 0 is CTC's blank; column d + 1 is the digit d
+BLANK = 0  # output column 0 is CTC's blank; column k + 1 is CLASSES[k]
+CLASSES = "0123456789?"  # "?": ink that is not a digit (a letter, a symbol), as the digit search writes it
 FILE = "lines.onnx"  # its file beside model.onnx in an export folder
 
 
@@ -67,13 +69,14 @@ class LineReader:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 3 or inputs[0].shape[1] != HEIGHT:
             raise ModelError(f"{path.name}: a line model's input must be (N, {HEIGHT}, W)")
-        if len(outputs) != 1 or len(outputs[0].shape) != 3 or outputs[0].shape[2] != 11:
-            raise ModelError(f"{path.name}: a line model's output must be (N, W / {STRIDE}, 11)")
+        if len(outputs) != 1 or len(outputs[0].shape) != 3 or outputs[0].shape[2] not in (11, 12):
+            raise ModelError(f"{path.name}: a line model's output must be (N, W / {STRIDE}, 12), or 11 without "
+                             "the \"?\" class")
 
     def run(self, images):
-        """Per image (HEIGHT, W) uint8, its (ceil(W / STRIDE), 11) probabilities. Each image runs alone (padded),
-        so that its reading never depends on the other images of a batch: near the end of its input a
-        convolution sees its zero padding, not paper."""
+        """Per image (HEIGHT, W) uint8, its (ceil(W / STRIDE), classes) probabilities. Each image runs alone
+        (padded), so that its reading never depends on the other images of a batch: near the end of its input
+        a convolution sees its zero padding, not paper."""
         return [cropped(self.session.run(None, {"line": padded(image)})[0][0], image) for image in images]
 
 
@@ -87,7 +90,7 @@ def padded(image):
 
 
 def cropped(output, image):
-    """The columns of the model's (W' / STRIDE, 11) output for padded(image) that cover the image itself."""
+    """The columns of the model's (W' / STRIDE, classes) output for padded(image) that cover the image itself."""
     return output[MARGIN // STRIDE:][:columns(image)]
 
 
@@ -96,19 +99,24 @@ def columns(image):
     return -(-image.shape[1] // STRIDE)
 
 
+def label(char):
+    """The output column of a character of a text: a digit, or "?"."""
+    return CLASSES.index(char) + 1
+
+
 def decode(probabilities):
     """The best path's text, its probability (the product of each column's largest probability: a lower bound
-    on the text's), and per digit the span of columns [first, last] it was read in."""
+    on the text's), and per character the span of columns [first, last] it was read in."""
     probabilities = np.asarray(probabilities, np.float64)
     best = probabilities.argmax(axis=1)
     text, spans, previous = [], [], BLANK
-    for column, label in enumerate(best.tolist()):
-        if label != BLANK and label == previous:
+    for column, top in enumerate(best.tolist()):
+        if top != BLANK and top == previous:
             spans[-1][1] = column
-        elif label != BLANK:
-            text.append(str(label - 1))
+        elif top != BLANK:
+            text.append(CLASSES[top - 1])
             spans.append([column, column])
-        previous = label
+        previous = top
     confidence = float(np.exp(np.log(np.maximum(probabilities.max(axis=1), 1e-30)).sum()))
     return "".join(text), confidence, [tuple(span) for span in spans]
 
@@ -118,7 +126,7 @@ def text_probability(probabilities, text):
     text's labels with a blank before, between and after them)."""
     logs = np.log(np.maximum(np.asarray(probabilities, np.float64), 1e-30))
     labels = np.full(2 * len(text) + 1, BLANK)
-    labels[1::2] = [int(digit) + 1 for digit in text]
+    labels[1::2] = [label(char) for char in text]
     # a path may skip the blank between two different digits, never between two the same
     skip = np.zeros(len(labels), bool)
     skip[2:] = (labels[2:] != BLANK) & (labels[2:] != labels[:-2])

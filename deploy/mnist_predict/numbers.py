@@ -539,7 +539,9 @@ def with_line_reading(reading, layout, probabilities, line_probabilities, length
     cannot both be right, so a text is right with a probability of at most 1 minus the other's. The line
     reader's confidence in a text is the probability its model gives that text (every path that reads it).
     A text of the line reader's gets its digits and boxes from the chain of candidates that reads it best, or,
-    where the cuts hold none, from the columns it was read in."""
+    where the cuts hold none, from the columns it was read in. The line reader may read "?" (a letter standing
+    in the number) where the search reads a digit: the texts differ, so the row is flagged; where the search
+    reads "?", its text stands."""
     if not layout.lines or len(line_probabilities) != len(layout.lines):
         return reading
     decoded = [line_reader.decode(p) for p in line_probabilities]
@@ -555,13 +557,21 @@ def with_line_reading(reading, layout, probabilities, line_probabilities, length
     for line, ((line_text, _, spans), p) in enumerate(zip(decoded, line_probabilities)):
         chain = _forced_chain(layout, line, np.asarray(probabilities), line_text)
         if chain is not None:
-            digits += [(line_text[k], float(probabilities[c.index][int(line_text[k])])) for k, c in enumerate(chain)]
+            digits += [(d, _digit_probability(probabilities[c.index], d)) for d, c in zip(line_text, chain)]
             boxes += [c.box for c in chain]
         else:
-            digits += [(d, float(np.asarray(p)[a:b + 1, int(d) + 1].max())) for d, (a, b) in zip(line_text, spans)]
+            digits += [(d, float(np.asarray(p)[a:b + 1, line_reader.label(d)].max()))
+                       for d, (a, b) in zip(line_text, spans)]
             boxes += _span_boxes(layout, line, spans)
+    letters = ["not a digit"] if "?" in text else []
     return Reading(text, line_confidence, digits, boxes,
-                   _count_review(len(digits), length) + [f"the digit search reads {reading.text}"])
+                   letters + _count_review(len(digits), length) + [f"the digit search reads {reading.text}"])
+
+
+def _digit_probability(probabilities, char):
+    """The digit model's probability of `char` for one candidate; for "?" (not a digit), its top probability,
+    as the search gives a run it reads as "?"."""
+    return float(np.max(probabilities) if char == "?" else probabilities[int(char)])
 
 
 def _forced_chain(layout, line, probabilities, text):
@@ -572,8 +582,10 @@ def _forced_chain(layout, line, probabilities, text):
     for candidate in sorted((c for c in layout.candidates if c.line == line), key=lambda c: c.stop):
         for m, (score, chain) in list(best[candidate.start].items()):
             if m < len(text):
-                total = score + math.log(max(float(probabilities[candidate.index][int(text[m])]), 1e-12)) + \
-                    candidate.prior
+                # "?" is read where the digit model is unsure of every digit
+                p = probabilities[candidate.index]
+                fit = 1 - float(p.max()) if text[m] == "?" else float(p[int(text[m])])
+                total = score + math.log(max(fit, 1e-12)) + candidate.prior
                 if total > best[candidate.stop].get(m + 1, (-math.inf, None))[0]:
                     best[candidate.stop][m + 1] = (total, chain + [candidate])
     found = best[layout.atoms[line]].get(len(text))

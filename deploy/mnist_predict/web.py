@@ -20,15 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import formats
+from . import formats, lines
 from .predictor import UsageError
 
 # deploy/web beside this package in a checkout; MNIST_PREDICT_WEB names another copy of it.
 PAGE = Path(os.environ.get("MNIST_PREDICT_WEB", Path(__file__).resolve().parent.parent / "web"))
-PAGE_FILES = ("index.html", "app.js", "preprocess.js", "numbers.js", "decode.js", "prepare_worker.js", "style.css")
+PAGE_FILES = ("index.html", "app.js", "preprocess.js", "numbers.js", "lines.js", "decode.js", "prepare_worker.js",
+              "style.css")
 ORT = Path("node_modules", "onnxruntime-web", "dist")
 MODEL = formats.by_key(formats.ONNX).file  # the page runs it in onnxruntime-web
-EXPORT_FILES = (MODEL, "manifest.json", "parity.json")
+EXPORT_FILES = (MODEL, "manifest.json", "parity.json", lines.FILE)  # lines.onnx where the export has a line reader
 TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
          ".json": "application/json", ".onnx": "application/octet-stream", ".css": "text/css",
          ".html": "text/html; charset=utf-8"}

@@ -2,7 +2,8 @@
 // Served with the export by `mnist-predict web EXPORT_DIR`; tests/test_web.py drives it through window.mnist.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { NoDigit, SIZE, prepare, toGrayscale } from "./preprocess.js";
-import { choose, layoutOf } from "./numbers.js";
+import { choose, layoutOf, withLineReading } from "./numbers.js";
+import * as lineReader from "./lines.js";
 import { decode, prepareFile } from "./decode.js";
 
 const EXPORT = "./export/";
@@ -16,7 +17,7 @@ ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
 // Threads need cross-origin isolation, which `mnist-predict web` turns on with its COOP/COEP headers.
 ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
 
-let session, manifest, labels;
+let session, lineSession, manifest, labels;
 let rows = [], columns = COLUMNS;
 
 const ready = (async () => {
@@ -25,11 +26,12 @@ const ready = (async () => {
   // the threshold export chose with a guarantee (--review-data), as mnist-predict takes it; the input overrides it
   const chosen = manifest.review_threshold?.threshold;
   if (typeof chosen === "number") $("threshold").value = String(chosen);
-  const bytes = new Uint8Array(await (await fetch(EXPORT + "model.onnx")).arrayBuffer());
-  const digest = hex(await crypto.subtle.digest("SHA-256", bytes));
-  const expected = manifest.files?.["model.onnx"]?.sha256;
-  if (expected && digest !== expected) throw new Error(`model.onnx sha256 ${digest} differs from the manifest's ${expected}`);
+  const [bytes, digest] = await checkedFile("model.onnx");
   session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  // the line reader, where the export lists one, as mnist-predict read weighs it (mnist_predict.lines)
+  if (manifest.files?.[lineReader.FILE]) {
+    lineSession = await ort.InferenceSession.create((await checkedFile(lineReader.FILE))[0], { executionProviders: ["wasm"] });
+  }
   showModel(digest);
   $("drawWhat").textContent = drawWhat();
   $("readNumbers").disabled = !digitModel();
@@ -38,6 +40,15 @@ const ready = (async () => {
   return { ready_ms: performance.now() };
 })();
 ready.catch((error) => ($("status").textContent = `Could not load the model: ${error.message}`));
+
+/** [bytes, sha256] of a file of the export, refused where its sha256 differs from the manifest's. */
+async function checkedFile(name) {
+  const bytes = new Uint8Array(await (await fetch(EXPORT + name)).arrayBuffer());
+  const digest = hex(await crypto.subtle.digest("SHA-256", bytes));
+  const expected = manifest.files?.[name]?.sha256;
+  if (expected && digest !== expected) throw new Error(`${name} sha256 ${digest} differs from the manifest's ${expected}`);
+  return [bytes, digest];
+}
 
 /** How a file becomes this model's input, as mnist-predict decides it (Predictor.resize). */
 function preprocess() {
@@ -48,6 +59,18 @@ function preprocess() {
 async function infer(pixels, n) {
   const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", pixels, [n, SIZE, SIZE]) };
   return (await session.run(feeds))[session.outputNames[0]].data;
+}
+
+/** The line reader's columns for each line image, each line run alone (lines.LineReader.run). */
+async function readLines(lines) {
+  const outputs = [];
+  for (const { image } of lines) {
+    const [input, width] = lineReader.padded(image);
+    const feeds = { [lineSession.inputNames[0]]: new ort.Tensor("float32", input, [1, lineReader.HEIGHT, width]) };
+    const output = (await lineSession.run(feeds))[lineSession.outputNames[0]];
+    outputs.push(lineReader.cropped(output.data, output.dims[2], image));
+  }
+  return outputs;
 }
 
 /** Probabilities for a batch of prepared 28x28 digits (uint8 arrays), one array per digit. */
@@ -222,10 +245,15 @@ async function predictPad() {
 }
 
 /** The whole number in a grayscale image, as `mnist-predict read` reads it: numbers.js cuts it into
- * candidate digits, the model reads them all, the search picks the reading. */
+ * candidate digits, the model reads them all, the search picks the reading; where the export has a line
+ * reader, its reading of each line is weighed against the search's. */
 async function read(gray, length = null) {
-  const layout = layoutOf(gray);
-  const reading = choose(layout, await run(layout.inputs), length);
+  const layout = layoutOf(gray, Boolean(lineSession));
+  const probabilities = await run(layout.inputs);
+  let reading = choose(layout, probabilities, length);
+  if (lineSession) {
+    reading = withLineReading(reading, layout, probabilities, await readLines(layout.lines), length);
+  }
   const reasons = [...reading.review];
   if (reading.confidence < readingThreshold()) reasons.unshift(`confidence below ${readingThreshold()}`);
   return { ...reading, reasons, inputs: layout.inputs };
@@ -478,6 +506,8 @@ function showModel(digest) {
       : manifest.calibration_skipped ? `none: ${manifest.calibration_skipped.skipped}` : "none"],
     ["review threshold", reviewThreshold(manifest.review_threshold)],
     ["model.onnx sha256", `${digest} (matches the manifest)`],
+    ["line reader", lineSession ? `${lineReader.FILE}, weighed against the digit search when reading numbers`
+      : "none (numbers are read by the digit search alone)"],
   ];
   $("model").replaceChildren(...items.flatMap(([k, v]) => [text("dt", k), text("dd", v)]));
 }

@@ -1,8 +1,10 @@
 // mnist_predict.numbers in JavaScript: read the whole number in an image, with the same cuts, candidates
 // and search as `mnist-predict read` (read deploy/mnist_predict/numbers.py's docstring for the why of each
 // step). layoutOf() cuts a grayscale image into candidate digits, framed exactly as preprocess.js frames one
-// digit; the page runs the model on layout.inputs; choose() picks the reading. tests/test_web.py compares
-// the candidates and boxes with Python's pixel by pixel, and the readings.
+// digit; the page runs the model on layout.inputs; choose() picks the reading. Where the export has a line
+// reader, layoutOf(gray, true) makes each line's image too (lines.js), the page runs lines.onnx on each, and
+// withLineReading() weighs its reading against choose()'s. tests/test_web.py compares the candidates, boxes
+// and line images with Python's pixel by pixel, and the readings.
 //
 // Pure functions on {width, height, data}; no DOM, so node runs it too (tests/web/numbers_cli.mjs).
 
@@ -10,6 +12,7 @@ import {
   NoDigit, SIZE, WORK, components, frame, framedDigit, inkMap, inkMask, isLine, percentileSorted, rankFilter,
   stretch, workingCopy,
 } from "./preprocess.js";
+import * as lineReader from "./lines.js";
 
 const MAX_WORK = 3 * WORK;
 const MAX_ATOMS = 6;
@@ -47,15 +50,16 @@ export function workSize(width, height) {
 }
 
 /** {inputs: [Uint8Array(784)], atoms: [per line], candidates: [{line, start, stop, box, width, height, cut,
- * gaps, prior, index}]}: every candidate digit of a grayscale image. Throws NoNumber for a blank page. */
-export function layoutOf(gray) {
+ * gaps, prior, index}], lines: [per line, lines.js lineImage's {image, place}, with forLineReader], geometry}:
+ * every candidate digit of a grayscale image. Throws NoNumber for a blank page. */
+export function layoutOf(gray, forLineReader = false) {
   const { width, height } = gray;
   if (width === SIZE && height === SIZE) {
     const framed = framedDigit(gray.data);
     if (framed) {
       const c = { line: 0, start: 0, stop: 1, box: [0, 0, width, height], width: 0.0, height: 1.0, cut: 0.0, gaps: 0.0, index: 0 };
       c.prior = prior(c);
-      return { inputs: [framed], atoms: [1], candidates: [c] };
+      return { inputs: [framed], atoms: [1], candidates: [c], lines: [], geometry: { sx: 1.0, sy: 1.0, margin: 0 } };
     }
   }
   const { work, crop, geometry } = workingCopy(gray, workSize(width, height));
@@ -70,8 +74,9 @@ export function layoutOf(gray) {
   const kept = new Set(pieces.map((p) => p.label));
   const stretched = stretch(ink, { width: ink.width, height: ink.height, data: labels.map((l) => (kept.has(l) ? 1 : 0)) });
   const lab = { width: ink.width, height: ink.height, data: labels };
-  const layout = { inputs: [], atoms: [], candidates: [] };
+  const layout = { inputs: [], atoms: [], candidates: [], lines: [], geometry };
   groupLines(pieces).forEach((line, number) => {
+    if (forLineReader) layout.lines.push(lineReader.lineImage(stretched, lab, line, lineHeight(line)));
     const atoms = cutAtoms(line, lab);
     layout.atoms.push(atoms.length);
     for (const [candidate, pixels] of lineCandidates(number, atoms, lineHeight(line), lab, stretched, geometry)) {
@@ -334,14 +339,7 @@ function originalBox([x, y, w, h], { sx, sy, margin }) {
 
 // ---- the search -------------------------------------------------------------------------------------
 
-/** numpy's logaddexp. */
-function logaddexp(a, b) {
-  if (a === -Infinity) return b;
-  if (b === -Infinity) return a;
-  if (a === b) return a + Math.LN2;
-  const d = a - b;
-  return d > 0 ? a + Math.log1p(Math.exp(-d)) : b + Math.log1p(Math.exp(d));
-}
+const { logaddexp } = lineReader;
 
 /** The reading of a layout, given the model's probabilities (one array per input): {text, confidence,
  * digits: [[label, probability]], boxes: [[x, y, w, h]], review: [reasons], indices: the inputs read}. */
@@ -384,13 +382,15 @@ export function choose(layout, probabilities, length = null) {
   let product = 1; // math.prod's order, then the share, as Python multiplies them
   for (const [, p] of digits) product *= p;
   const confidence = Math.exp(Math.min(0.0, same - everything)) * product;
-  const review = [];
-  if (texts.join("").includes("?")) review.push("not a digit");
-  if (length !== null && !(length[0] <= digits.length && digits.length <= length[1])) {
-    const wanted = length[0] === length[1] ? `${length[0]}` : `${length[0]}-${length[1]}`;
-    review.push(`${digits.length} digits, not ${wanted}`);
-  }
-  return { text: texts.join(" "), confidence, digits, boxes, review, indices };
+  const review = texts.join("").includes("?") ? ["not a digit"] : [];
+  return { text: texts.join(" "), confidence, digits, boxes, review: [...review, ...countReview(digits.length, length)], indices };
+}
+
+/** numbers._count_review: the review reason for a reading of `count` digits outside `length`, as a list. */
+function countReview(count, length) {
+  if (length === null || (length[0] <= count && count <= length[1])) return [];
+  const wanted = length[0] === length[1] ? `${length[0]}` : `${length[0]}-${length[1]}`;
+  return [`${count} digits, not ${wanted}`];
 }
 
 function byStop(layout, line) {
@@ -426,4 +426,95 @@ function forcedWeight(layout, line, atoms, top, names, text) {
     }
   }
   return weight[atoms].get(text.length) ?? -Infinity;
+}
+
+// ---- the line reader's reading, weighed ------------------------------------------------------------------
+
+/** numbers.with_line_reading: the search's reading weighed against the line reader's, whose outputs
+ * (lines.js cropped(), one per line of the layout) are lineProbabilities. */
+export function withLineReading(reading, layout, probabilities, lineProbabilities, length = null) {
+  if (!layout.lines.length || lineProbabilities.length !== layout.lines.length) return reading;
+  const decoded = lineProbabilities.map((p) => lineReader.decode(p));
+  const text = decoded.map(([t]) => t).join(" ");
+  if (text === reading.text) return reading;
+  let own = 1;
+  decoded.forEach(([t], line) => (own *= lineReader.textProbability(lineProbabilities[line], t)));
+  const review = [`the line reader reads ${text || "nothing"}`];
+  const searchConfidence = Math.min(reading.confidence, 1 - own), lineConfidence = Math.min(own, 1 - reading.confidence);
+  if (!decoded.every(([t]) => t) || reading.text.includes("?") || lineConfidence <= searchConfidence) {
+    return { ...reading, confidence: searchConfidence, review: [...reading.review, ...review] };
+  }
+  const digits = [], boxes = [], indices = [];
+  decoded.forEach(([lineText, , spans], line) => {
+    const chain = forcedChain(layout, line, probabilities, lineText);
+    if (chain) {
+      chain.forEach((c, k) => {
+        const p = probabilities[c.index];
+        digits.push([lineText[k], lineText[k] === "?" ? Math.max(...p) : p[Number(lineText[k])]]);
+        boxes.push(c.box);
+        indices.push(c.index);
+      });
+    } else {
+      const p = lineProbabilities[line];
+      spans.forEach(([a, b], k) => {
+        let best = -Infinity;
+        for (let column = a; column <= b; column++) best = Math.max(best, p[column][lineReader.label(lineText[k])]);
+        digits.push([lineText[k], best]);
+      });
+      boxes.push(...spanBoxes(layout, line, spans));
+    }
+  });
+  const letters = text.includes("?") ? ["not a digit"] : [];
+  return {
+    text, confidence: lineConfidence, digits, boxes, indices,
+    review: [...letters, ...countReview(digits.length, length), `the digit search reads ${reading.text}`],
+  };
+}
+
+/** numbers._forced_chain: the line's chain of candidates that reads `text` with the highest score, or null. */
+function forcedChain(layout, line, probabilities, text) {
+  const best = Array.from({ length: layout.atoms[line] + 1 }, () => new Map());
+  best[0].set(0, [0.0, []]);
+  for (const c of byStop(layout, line)) {
+    for (const [m, [score, chain]] of [...best[c.start]]) {
+      if (m >= text.length) continue;
+      const p = probabilities[c.index];
+      const fit = text[m] === "?" ? 1 - Math.max(...p) : p[Number(text[m])];
+      const total = score + Math.log(Math.max(fit, 1e-12)) + c.prior;
+      if (total > (best[c.stop].get(m + 1)?.[0] ?? -Infinity)) best[c.stop].set(m + 1, [total, [...chain, c]]);
+    }
+  }
+  return best[layout.atoms[line]].get(text.length)?.[1] ?? null;
+}
+
+/** numbers._span_boxes: boxes of the characters read in these column spans, in the original image's pixels. */
+function spanBoxes(layout, line, spans) {
+  const { image, place: [x0, y0, scale] } = layout.lines[line];
+  const inked = (lo, hi) => {  // the rows and columns of image[:, lo:hi] that hold ink
+    const rows = [], cols = [];
+    for (let y = 0; y < image.height; y++) {
+      for (let x = lo; x < Math.min(hi, image.width); x++) {
+        if (image.data[y * image.width + x]) {
+          if (rows[rows.length - 1] !== y) rows.push(y);
+          cols.push(x);
+        }
+      }
+    }
+    return [rows, cols.length ? [Math.min(...cols), Math.max(...cols)] : null];
+  };
+  const [allRows] = inked(0, image.width);
+  const edges = [0, ...spans.slice(1).map((b, k) => Math.round(((spans[k][1] + b[0] + 1) / 2) * lineReader.STRIDE)), image.width];
+  const boxes = [];
+  for (let k = 0; k + 1 < edges.length; k++) {
+    let lo = edges[k], hi = edges[k + 1], first, last;
+    const [rows, cols] = inked(lo, hi);
+    if (cols) {
+      [lo, hi] = [cols[0], cols[1] + 1];
+      [first, last] = [rows[0], rows[rows.length - 1] + 1];
+    } else {
+      [first, last] = [allRows[0], allRows[allRows.length - 1] + 1];
+    }
+    boxes.push(originalBox([x0 + lo / scale, y0 + first / scale, (hi - lo) / scale, (last - first) / scale], layout.geometry));
+  }
+  return boxes;
 }

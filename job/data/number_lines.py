@@ -3,10 +3,12 @@
 Numbers of 1-8 training digits are rendered as scans and phone photos (job.data.number_images), loose, tight,
 touching and overlapping, some on a form's printed lines and some in printed fonts' digits
 (job.data.letters.fonts("train")), then cleaned and cut into line images by `numbers.line_images`, the
-reader's own code: what the line reader trains on is what it will read.
+reader's own code: what the line reader trains on is what it will read. In some, a letter or symbol of the
+training fonts (job.data.letters.TRAIN_CHARACTERS, no digit-shaped ones) stands in for a digit, and the text
+has "?" there: a form has letters next to its numbers, and a reader that knows only digits reads a P as 8.
 
     from job.data.number_lines import number_lines
-    images, texts = number_lines(x_train, y_train, count=16000, seed=0)
+    images, texts = number_lines(x_train, y_train, count=20000, seed=0)
 """
 
 import multiprocessing
@@ -22,6 +24,7 @@ from job.data.number_images import FORMS, render_number
 SPACINGS = {"loose": 0.2, "tight": 0.3, "touching": 0.3, "overlapping": 0.2}
 FONT_SHARE = 0.15  # lines in printed fonts' digits: a hand other than MNIST's
 FORM_SHARE = 0.4  # lines of two digits or more on a form's printed lines, the forms equally often
+LETTER_SHARE = 0.15  # lines with a letter standing in for one of their digits (the letters' fonts installed)
 MAX_DIGITS = 8
 
 
@@ -60,7 +63,7 @@ def _share(data):
 
 
 def _one_line(seed):
-    from job.data.letters import draw_letter
+    from job.data.letters import TRAIN_CHARACTERS, draw_letter
     from mnist_predict import numbers
 
     x, y, fonts = _DATA
@@ -74,6 +77,11 @@ def _one_line(seed):
     else:
         picked = rng.integers(0, len(x), n)
         glyphs, text = list(x[picked]), "".join(str(int(label)) for label in y[picked])
+    if fonts and rng.random() < LETTER_SHARE:
+        where, char = int(rng.integers(n)), TRAIN_CHARACTERS[int(rng.integers(len(TRAIN_CHARACTERS)))]
+        letter = draw_letter(char, rng, fonts[int(rng.integers(len(fonts)))])
+        if letter.any():
+            glyphs[where], text = letter, text[:where] + "?" + text[where + 1:]
     form = str(rng.choice(list(FORMS))) if n > 1 and rng.random() < FORM_SHARE else None
     condition = ("off-white", "phone")[int(rng.integers(2))]
     image, _, _ = render_number(glyphs, spacing, condition, seed=int(rng.integers(1 << 30)), form=form)

@@ -2,7 +2,7 @@
 
 `mnist-job export` calls it when the run holds lines.keras and ONNX is exported: tf2onnx on the frozen
 serving function, as the digit model's ONNX file is made, with the contract of mnist_predict.lines (input
-`line` (N, HEIGHT, W), output `probabilities` (N, W / STRIDE, 11), W dynamic). The gate reads held-out lines
+`line` (N, HEIGHT, W), output `probabilities` (N, W / STRIDE, 12), W dynamic). The gate reads held-out lines
 of the run's test digits through the predictor's own LineReader: every probability within atol of Keras's,
 and every line decoded to the same text.
 """

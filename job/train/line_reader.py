@@ -6,8 +6,9 @@ digit model in its run directory.
     mnist-job export runs/demo                       # ... and export/lines.onnx beside model.onnx
 
 The model is a stack of convolutions that turns a line image (HEIGHT px high, any width) into a column of
-probabilities every STRIDE px, over blank and the ten digits, trained with the CTC loss on rendered numbers
-of the run's training digits (job.data.number_lines). Its figure is the share of held-out lines it reads
+probabilities every STRIDE px, over blank, the ten digits and "?" (a letter or symbol standing in the
+number), trained with the CTC loss on rendered numbers of the run's training digits and the training fonts'
+letters (job.data.number_lines). Its figure is the share of held-out lines it reads
 exactly (greedy decoding, as the predictor decodes).
 """
 
@@ -21,14 +22,15 @@ from job.errors import JobError
 from job.train import rundir
 
 MODEL, METRICS = "lines.keras", "lines.json"
-LINES, EPOCHS, BATCH = 16000, 12, 64
+LINES, EPOCHS, BATCH = 20000, 12, 64
 WIDTH = 256  # training lines are padded with paper to this width (wider ones are squeezed to it: rare)
 VALIDATION = 1000  # lines held out for the figure
 MAX_LABEL = 8
 
 
 def build_model():
-    """(N, HEIGHT, W) raw 0-255 pixels in, (N, W / STRIDE, 11) probabilities out; W any multiple of STRIDE."""
+    """(N, HEIGHT, W) raw 0-255 pixels in, (N, W / STRIDE, 12) probabilities out (blank, then
+    lines.CLASSES); W any multiple of STRIDE."""
     import keras
     from keras import layers
 
@@ -48,13 +50,13 @@ def build_model():
     x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
     x = layers.Dropout(0.2)(x)
     x = layers.Conv1D(128, 5, padding="same", activation="relu")(x)
-    outputs = layers.Dense(11, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(len(line_format.CLASSES) + 1, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="line_reader")
 
 
 def ctc_loss(labels, probabilities):
     """keras' CTC loss on the model's probabilities (it takes logits: log-probabilities are logits whose
-    softmax is themselves). Labels are digit + 1, padded with 0 (blank)."""
+    softmax is themselves). Labels are lines.label of each character, padded with 0 (blank)."""
     import keras
 
     return keras.losses.ctc(labels, keras.ops.log(probabilities + 1e-9))
@@ -71,17 +73,26 @@ def batch_of(images, texts, rng):
             image = np.asarray(Image.fromarray(image).resize((WIDTH, line_format.HEIGHT), Image.Resampling.BILINEAR))
         left = int(rng.integers(0, WIDTH - image.shape[1] + 1))
         x[k, :, left:left + image.shape[1]] = image
-        y[k, :len(text)] = [int(c) + 1 for c in text]
+        y[k, :len(text)] = [line_format.label(c) for c in text]
     return x, y
 
 
-def exact_share(model, images, texts):
-    """The share of lines read exactly, padded and decoded as the predictor reads them."""
-    right = 0
-    for image, text in zip(images, texts):
-        out = line_format.cropped(np.asarray(model(line_format.padded(image), training=False))[0], image)
-        right += line_format.decode(out)[0] == text
-    return right / max(1, len(texts))
+def read_texts(model, images):
+    """Each line's text, padded and decoded as the predictor reads it."""
+    return [line_format.decode(line_format.cropped(np.asarray(model(line_format.padded(image), training=False))[0],
+                                                   image))[0] for image in images]
+
+
+def held_out_figures(model, images, texts):
+    """The share of lines read exactly; of those with a letter standing in, the share read with a "?"; of those
+    without, the share read with one (a digit taken for a letter)."""
+    read = read_texts(model, images)
+    lettered = [("?" in text, "?" in got) for text, got in zip(texts, read)]
+    caught = [got for has, got in lettered if has]
+    false = [got for has, got in lettered if not has]
+    return {"lines_read_exactly": round(float(np.mean([a == b for a, b in zip(read, texts)])), 4),
+            "letter_lines": len(caught), "letters_read_as_unknown": round(float(np.mean(caught)), 4) if caught else None,
+            "digit_lines_read_with_unknown": round(float(np.mean(false)), 4) if false else None}
 
 
 def fit(images, texts, epochs=EPOCHS, seed=0, log=print, validation=VALIDATION):
@@ -104,9 +115,9 @@ def fit(images, texts, epochs=EPOCHS, seed=0, log=print, validation=VALIDATION):
         history = model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
         log(f"line reader epoch {epoch + 1}/{epochs}: loss {history.history['loss'][-1]:.3f} "
             f"({time.time() - started:.0f} s)")
-    share = exact_share(model, [images[k] for k in held], [texts[k] for k in held])
-    return model, {"held_out_lines": int(len(held)), "lines_read_exactly": round(float(share), 4),
-                   "training_lines": int(len(kept)), "epochs": epochs, "seed": seed}
+    figures = held_out_figures(model, [images[k] for k in held], [texts[k] for k in held])
+    return model, {"held_out_lines": int(len(held)), **figures, "training_lines": int(len(kept)), "epochs": epochs,
+                   "seed": seed}
 
 
 def train_line_reader(run_dir, lines=LINES, epochs=EPOCHS, seed=0, data=None, log=print, validation=VALIDATION):
