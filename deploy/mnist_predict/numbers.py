@@ -153,12 +153,12 @@ def layout_of(gray, invert="auto", max_width=MAX_WIDTH, min_prior=MIN_PRIOR, fin
     layout = Layout(None, [], [], [], geometry)
     framed = []
     for number, line in enumerate(lines):
+        tall = line_height(line)
         if for_line_reader:
-            layout.lines.append(line_reader.line_image(stretched, labels, line, line_height(line)))
+            layout.lines.append(line_reader.line_image(stretched, labels, line, tall))
         atoms = cut_atoms(line, labels, fine_step)
         layout.atoms.append(len(atoms))
-        candidates = line_candidates(number, atoms, line_height(line), labels, stretched, geometry,
-                                     max_width, min_prior)
+        candidates = line_candidates(number, atoms, tall, labels, stretched, geometry, max_width, min_prior)
         for candidate, pixels in candidates:
             candidate.index = len(framed)
             framed.append(pixels)

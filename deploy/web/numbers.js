@@ -76,10 +76,11 @@ export function layoutOf(gray, forLineReader = false) {
   const lab = { width: ink.width, height: ink.height, data: labels };
   const layout = { inputs: [], atoms: [], candidates: [], lines: [], geometry };
   groupLines(pieces).forEach((line, number) => {
-    if (forLineReader) layout.lines.push(lineReader.lineImage(stretched, lab, line, lineHeight(line)));
+    const tall = lineHeight(line);
+    if (forLineReader) layout.lines.push(lineReader.lineImage(stretched, lab, line, tall));
     const atoms = cutAtoms(line, lab);
     layout.atoms.push(atoms.length);
-    for (const [candidate, pixels] of lineCandidates(number, atoms, lineHeight(line), lab, stretched, geometry)) {
+    for (const [candidate, pixels] of lineCandidates(number, atoms, tall, lab, stretched, geometry)) {
       candidate.index = layout.inputs.length;
       layout.inputs.push(pixels);
       layout.candidates.push(candidate);
@@ -490,29 +491,28 @@ function forcedChain(layout, line, probabilities, text) {
 /** numbers._span_boxes: boxes of the characters read in these column spans, in the original image's pixels. */
 function spanBoxes(layout, line, spans) {
   const { image, place: [x0, y0, scale] } = layout.lines[line];
-  const inked = (lo, hi) => {  // the rows and columns of image[:, lo:hi] that hold ink
-    const rows = [], cols = [];
+  const inked = (lo, hi) => {  // [first row, last row, first column, last column] of image[:, lo:hi]'s ink, or null
+    let found = null;
     for (let y = 0; y < image.height; y++) {
       for (let x = lo; x < Math.min(hi, image.width); x++) {
-        if (image.data[y * image.width + x]) {
-          if (rows[rows.length - 1] !== y) rows.push(y);
-          cols.push(x);
-        }
+        if (!image.data[y * image.width + x]) continue;
+        if (!found) found = [y, y, x, x];
+        found = [found[0], y, Math.min(found[2], x), Math.max(found[3], x)];
       }
     }
-    return [rows, cols.length ? [Math.min(...cols), Math.max(...cols)] : null];
+    return found;
   };
-  const [allRows] = inked(0, image.width);
+  const all = inked(0, image.width);
   const edges = [0, ...spans.slice(1).map((b, k) => Math.round(((spans[k][1] + b[0] + 1) / 2) * lineReader.STRIDE)), image.width];
   const boxes = [];
   for (let k = 0; k + 1 < edges.length; k++) {
     let lo = edges[k], hi = edges[k + 1], first, last;
-    const [rows, cols] = inked(lo, hi);
-    if (cols) {
-      [lo, hi] = [cols[0], cols[1] + 1];
-      [first, last] = [rows[0], rows[rows.length - 1] + 1];
+    const part = inked(lo, hi);
+    if (part) {
+      [lo, hi] = [part[2], part[3] + 1];
+      [first, last] = [part[0], part[1] + 1];
     } else {
-      [first, last] = [allRows[0], allRows[allRows.length - 1] + 1];
+      [first, last] = [all[0], all[1] + 1];
     }
     boxes.push(originalBox([x0 + lo / scale, y0 + first / scale, (hi - lo) / scale, (last - first) / scale], layout.geometry));
   }
