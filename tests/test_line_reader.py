@@ -93,10 +93,15 @@ def test_each_line_gets_an_image_of_the_reader_height_with_its_ink(forty_two):
     assert columns[0] == lines.PAD and columns[-1] == image.shape[1] - lines.PAD - 1
 
 
-def test_a_reading_the_line_reader_agrees_with_stands(forty_two):
+def test_a_reading_the_line_reader_agrees_with_stands_as_sure_as_the_less_sure_reader(forty_two):
     layout, probabilities, reading, _ = forty_two
     assert reading.text == "42" and not reading.review
-    assert numbers.with_line_reading(reading, layout, probabilities, [outputs_reading("42")]) == reading
+    for sure in (0.9999, 0.6):
+        line = outputs_reading("42", sure=sure)
+        weighed = numbers.with_line_reading(reading, layout, probabilities, [line])
+        assert weighed == replace(reading, confidence=min(reading.confidence, lines.text_probability(line, "42")))
+    assert lines.text_probability(outputs_reading("42", sure=0.9999), "42") > reading.confidence  # the search's
+    assert weighed.confidence < reading.confidence / 2  # the line reader's, less sure
 
 
 def test_where_the_readers_differ_the_row_is_flagged_and_neither_claims_more_than_the_other_leaves(forty_two):
@@ -149,13 +154,21 @@ def test_a_letter_the_line_reader_sees_flags_the_row_and_gives_a_question_mark_w
     assert taken.review == ["not a digit", "the digit search reads 42"]
 
 
-def test_a_reading_with_a_letter_keeps_the_search_text(forty_two):
-    """Where the search found ink that is no digit, its reading stands, flagged, whatever the line reader
-    reads."""
+def test_a_question_mark_of_the_search_is_weighed_as_any_text(forty_two):
+    """Where the search reads "?" (a run the digit model reads as no digit: a letter, or touching digits cut
+    badly), its text stands if it is the surer, flagged; else the line reader's digits are given, flagged,
+    and the reason says what the search read."""
     layout, probabilities, reading, _ = forty_two
-    lettered = replace(reading, text="4?", confidence=0.1, review=["not a digit"])
-    kept = numbers.with_line_reading(lettered, layout, probabilities, [outputs_reading("42")])
+    line = outputs_reading("42")
+    sure = replace(reading, text="4?", confidence=0.99, review=["not a digit"])
+    kept = numbers.with_line_reading(sure, layout, probabilities, [line])
     assert kept.text == "4?" and kept.review == ["not a digit", "the line reader reads 42"]
+    assert kept.confidence == pytest.approx(1 - lines.text_probability(line, "42"))
+    unsure = replace(sure, confidence=0.1)
+    taken = numbers.with_line_reading(unsure, layout, probabilities, [line])
+    assert taken.text == "42" and [label for label, _ in taken.digits] == ["4", "2"]
+    assert taken.boxes == reading.boxes and taken.review == ["the digit search reads 4?"]
+    assert taken.confidence == pytest.approx(min(lines.text_probability(line, "42"), 0.9))
 
 
 def test_training_lines_have_a_question_mark_where_a_letter_stands_in_and_none_without_letter_fonts(monkeypatch):

@@ -437,12 +437,12 @@ export function withLineReading(reading, layout, probabilities, lineProbabilitie
   if (!layout.lines.length || lineProbabilities.length !== layout.lines.length) return reading;
   const decoded = lineProbabilities.map((p) => lineReader.decode(p));
   const text = decoded.map(([t]) => t).join(" ");
-  if (text === reading.text) return reading;
   let own = 1;
   decoded.forEach(([t], line) => (own *= lineReader.textProbability(lineProbabilities[line], t)));
+  if (text === reading.text) return { ...reading, confidence: Math.min(reading.confidence, own) };
   const review = [`the line reader reads ${text || "nothing"}`];
   const searchConfidence = Math.min(reading.confidence, 1 - own), lineConfidence = Math.min(own, 1 - reading.confidence);
-  if (!decoded.every(([t]) => t) || reading.text.includes("?") || lineConfidence <= searchConfidence) {
+  if (!decoded.every(([t]) => t) || lineConfidence <= searchConfidence) {
     return { ...reading, confidence: searchConfidence, review: [...reading.review, ...review] };
   }
   const digits = [], boxes = [], indices = [];
