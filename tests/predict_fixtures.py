@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import pytest
-from mnist_predict import cli, images, numbers
+from mnist_predict import cli, images, lines, numbers
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -76,8 +76,6 @@ def fake_line_reader(directory, sharp=4.0, char="1", classes=12):
     logit and lowers blank's by up to `sharp`, so a soft one (small `sharp`) is unsure of what it reads. Its
     numbers are not a digit reader's; what it tests is that the line images, padding, cropping and weighing
     are the same wherever they run."""
-    from mnist_predict import lines
-
     scale, bias = np.zeros(classes, np.float32), np.full(classes, -10.0, np.float32)
     scale[lines.BLANK], bias[lines.BLANK] = -2 * sharp / 255, sharp
     scale[lines.label(char)], bias[lines.label(char)] = 2 * sharp / 255, -sharp
@@ -103,6 +101,17 @@ def fake_line_reader(directory, sharp=4.0, char="1", classes=12):
         manifest["files"][lines.FILE] = {"sha256": sha256(path), "size": path.stat().st_size}
         manifest_path.write_text(json.dumps(manifest))
     return path
+
+
+def outputs_reading(text, columns_per_digit=3, sure=0.98, classes=12):
+    """(columns, classes) probabilities whose best path reads `text`: each character over a few columns, a
+    blank column between, the rest of each column's probability spread over the other classes."""
+    rows = [lines.BLANK]
+    for char in text:
+        rows += [lines.label(char)] * columns_per_digit + [lines.BLANK]
+    out = np.full((len(rows), classes), (1 - sure) / (classes - 1))
+    out[np.arange(len(rows)), rows] = sure
+    return out
 
 
 def sha256(path):

@@ -15,18 +15,8 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from mnist_predict import Predictor, lines, numbers
-from predict_fixtures import digit_export, digit_templates, draw_number, fake_line_reader, template_keras  # noqa: F401
-
-
-def outputs_reading(text, columns_per_digit=3, sure=0.98, classes=12):
-    """(columns, classes) probabilities whose best path reads `text`: each character over a few columns, a
-    blank column between, the rest of each column's probability spread over the other classes."""
-    rows = [lines.BLANK]
-    for char in text:
-        rows += [lines.label(char)] * columns_per_digit + [lines.BLANK]
-    out = np.full((len(rows), classes), (1 - sure) / (classes - 1))
-    out[np.arange(len(rows)), rows] = sure
-    return out
+from predict_fixtures import (digit_export, digit_templates, draw_number, fake_line_reader,  # noqa: F401
+                              outputs_reading, template_keras)
 
 
 def test_decode_merges_repeats_drops_blanks_and_gives_each_digit_its_columns():

@@ -35,7 +35,7 @@ from job.data.number_images import render_number
 from job.data.photos import CONDITIONS, phone_photo, render
 from mnist_predict import Predictor, images, lines, numbers
 from predict_fixtures import (digit_export, digit_templates, draw_number, export_dir, fake_line_reader,  # noqa: F401
-                              glyphs, pen_number, read_rows, touching, two_pens)
+                              glyphs, outputs_reading, pen_number, read_rows, touching, two_pens)
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # trains, exports or drives a browser (-m 'not slow' leaves it out)
@@ -362,16 +362,6 @@ def number_grays():
     return grays
 
 
-def reads(columns, text, sure):
-    """Line reader outputs over `columns` columns whose best path reads `text`, unsure of each character."""
-    rows = np.zeros(columns, np.int64)  # blank
-    for i, char in enumerate(text):
-        rows[int((i + 0.5) * columns / len(text))] = lines.label(char)
-    out = np.full((columns, len(lines.CLASSES) + 1), (1 - sure) / len(lines.CLASSES), np.float32)
-    out[np.arange(columns), rows] = sure
-    return out
-
-
 def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export, tmp_path):
     """Each image's candidates (atoms, runs, boxes, priors, framed pixels), its line images, its reading, and
     its reading weighed with a line reader's, through node and through Python, with the same model outputs.
@@ -395,8 +385,8 @@ def test_numbers_js_matches_mnist_predict_numbers_pixel_for_pixel(digit_export, 
             reading = numbers.choose(layout, probabilities, length)
             line_outputs = readers[k % 4 % 3].run([image for image, _ in layout.lines])
             if k % 4 == 3:  # the search's text, unsure; or another text, more unsure than the search
-                line_outputs = [reads(len(out), text if k % 8 == 3 else "7" * len(text), 0.6 if k % 8 == 3 else 0.15)
-                                for out, text in zip(line_outputs, reading.text.split(" "))]
+                line_outputs = [outputs_reading(text if k % 8 == 3 else "7" * len(text),
+                                                sure=0.3 if k % 8 == 3 else 0.15) for text in reading.text.split(" ")]
             expected.append((layout, reading, numbers.with_line_reading(reading, layout, probabilities, line_outputs,
                                                                         length)))
         except numbers.NoNumber:
