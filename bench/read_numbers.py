@@ -29,7 +29,10 @@ Baseline: Tesseract 5 (Debian `tesseract-ocr`) on the same number images, `--psm
 whitelist; skipped with a note where it is not installed (`apt-get install -y tesseract-ocr`).
 
 Speed: images/s of `read` and of `predict` (whole commands, as a user runs them) on the same photos, in turns:
-the tight-spacing photo renders above, and 12-megapixel phone JPEGs of numbers. Writes
+the tight-spacing photo renders above, and 12-megapixel phone JPEGs of numbers. Each command also runs on the
+folder's first half, and the images/s the second half adds is the rate past the start: both commands spend
+about 0.45 s starting (Python, onnxruntime, the models), which is a third of `predict`'s time on 100 photos
+and nothing in a folder of thousands. The target is judged on that rate. Writes
 bench/results/numbers.json.
 """
 
@@ -40,6 +43,7 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -323,14 +327,23 @@ def main():
             letters.setdefault(name, []).append((char, p, accepted))
 
     big = phone_photos(plan["photos_12mp"])
-    per_second = {}
-    for name, folder, files in (("tight photos", data["tight-photo"][0], len(data["tight-photo"][1])),
-                                ("12 MP phone photos", big, plan["photos_12mp"])):
-        rates = interleaved_medians({
-            "read": lambda: run_tool("read", folder, "--model", model, "--out", tmp / "speed-read.csv"),
-            "predict": lambda: run_tool(folder, "--model", model, "--out", tmp / "speed-predict.csv"),
-        }, repeats=plan["repeats"], warmup=1)
-        per_second.update({(name, what): files / seconds for what, seconds in rates.items()})
+    per_second, past_start = {}, {}
+    for name, folder in (("tight photos", data["tight-photo"][0]), ("12 MP phone photos", big)):
+        files = sorted(folder.glob("*.jpg"))
+        half = tmp / f"first-half-{len(per_second)}"
+        half.mkdir()
+        for path in files[:len(files) // 2]:
+            shutil.copy(path, half)
+        runs = {(what, part): partial(run_tool, *first, where, "--model", model, "--out", tmp / f"speed-{what}.csv")
+                for what, first in (("read", ["read"]), ("predict", []))
+                for part, where in (("all", folder), ("half", half))}
+        seconds = interleaved_medians(runs, repeats=plan["repeats"], warmup=1)
+        for what in ("read", "predict"):
+            per_second[name, what] = len(files) / seconds[what, "all"]
+            # what the second half of the files adds: the start (Python, onnxruntime, the models, the decode
+            # processes) is in both runs and cancels out, as it does in a folder of thousands
+            added = seconds[what, "all"] - seconds[what, "half"]
+            past_start[name, what] = (len(files) - len(files) // 2) / max(added, 1e-9)
     shutil.rmtree(tmp)
 
     print(f"\n{plan['per_condition']} numbers of 2-8 digits per condition (the sample's test digits); model {model}")
@@ -384,10 +397,15 @@ def main():
     print("most accepted characters: " + ", ".join(f"{c} {a:.0%}" for c, a in worst))
 
     print()
-    print_table(["speed, whole commands", "read images/s", "predict images/s", "read / predict"],
+    print_table(["speed", "read images/s", "predict images/s", "read / predict",
+                 "past the start: read, predict images/s", "read / predict"],
                 [[name, num(per_second[name, "read"]), num(per_second[name, "predict"]),
-                  f"{per_second[name, 'read'] / per_second[name, 'predict']:.2f}x"]
+                  f"{per_second[name, 'read'] / per_second[name, 'predict']:.2f}x",
+                  f"{num(past_start[name, 'read'])}, {num(past_start[name, 'predict'])}",
+                  f"{past_start[name, 'read'] / past_start[name, 'predict']:.2f}x"]
                  for name in ("tight photos", "12 MP phone photos")])
+    print("(whole commands on the folder; past the start: the images/s the folder's second half adds, as in a "
+          "folder of thousands, where the start of Python, onnxruntime and the models weighs nothing)")
 
     touching = [n for n in numbers_ if n.startswith("touching-")]
     all_letters = [v for k, v in summary.items() if k.endswith(" all")]
@@ -401,8 +419,9 @@ def main():
         target("numbers accepted by predict as one digit", 100 * np.mean(list(as_one.values())), 1, higher=False,
                unit="%"),
         target("clean digits accepted by predict", 100 * digits_accepted, 95, unit="%"),
-        *[target(f"read images/s against predict's, {name}", per_second[name, "read"] / per_second[name, "predict"],
-                 0.5, unit="x") for name in ("tight photos", "12 MP phone photos")]]
+        *[target(f"read images/s against predict's past the start, {name}",
+                 past_start[name, "read"] / past_start[name, "predict"], 0.5, unit="x")
+          for name in ("tight photos", "12 MP phone photos")]]
     print()
     print_targets(targets)
     write_results("numbers" + ("-quick" if args.quick else ""),
@@ -410,6 +429,8 @@ def main():
                    "predict_as_one_digit": as_one,
                    "letters": summary, "digits_accepted": digits_accepted,
                   "images_per_second": {f"{name} | {what}": rate for (name, what), rate in per_second.items()},
+                  "images_per_second_past_the_start": {f"{name} | {what}": rate
+                                                       for (name, what), rate in past_start.items()},
                   "single_digit_accuracy": single, "ceiling": ceiling,
                    "targets": targets})
 
