@@ -58,6 +58,49 @@ def test_a_line_model_from_before_the_question_mark_is_read_and_one_of_another_s
         lines.LineReader(fake_line_reader(tmp_path, classes=13))
 
 
+def test_check_holds_the_line_reader_to_its_recorded_outputs(tmp_path, digit_export):
+    """`mnist-predict check` runs lines.onnx on lines-parity.npz's lines, each alone as `read` runs it, and fails
+    (exit 1) where a probability moves more than --atol or a line reads another text; an export without the
+    reference says its line reader was not checked, and still passes on the digit model."""
+    from mnist_predict import parity
+
+    export = tmp_path / "export"
+    shutil.copytree(digit_export, export)
+    images = [np.zeros((lines.HEIGHT, width), np.uint8) for width in (40, 57, 92)]
+    for k, image in enumerate(images):  # one, two and three strokes: "7", "77", "777"
+        for stroke in range(k + 1):
+            image[4:28, 6 + 28 * stroke:12 + 28 * stroke] = 255
+    reader = lines.LineReader(fake_line_reader(export, 6.0, "7"))
+    no_reference = json.loads(run_cli("check", "--model", export / "model.onnx", "--json", tool="mnist-predict").stdout)
+    assert no_reference["passed"] and no_reference["line_reader"] == {
+        "checked": False, "reason": "lines.onnx not checked: no lines-parity.npz beside it (export it again to "
+                                    "record one)"}
+    outputs = reader.run(images)
+    assert [lines.decode(output)[0] for output in outputs] == ["7", "77", "777"]
+    parity.write_line_reference(export / parity.LINES_REFERENCE, images, outputs)
+    result = run_cli("check", "--model", export / "model.onnx", "--json", tool="mnist-predict")
+    assert result.returncode == 0, result.stderr
+    checked = json.loads(result.stdout)
+    assert checked["passed"] and checked["line_reader"]["lines"] == 3 and checked["line_reader"]["max_abs_diff"] < 1e-6
+    assert "read otherwise" in run_cli("check", "--model", export / "model.onnx", tool="mnist-predict").stdout
+    # a line reader that has drifted: probabilities a little off, then a text that changes
+    moved = [output.copy() for output in outputs]
+    moved[1][0] += 0.01
+    parity.write_line_reference(export / parity.LINES_REFERENCE, images, moved)
+    result = run_cli("check", "--model", export / "model.onnx", "--json", tool="mnist-predict")
+    drifted = json.loads(result.stdout)
+    assert result.returncode == 1 and not drifted["passed"] and drifted["argmax_agreement"] == 1.0
+    assert drifted["line_reader"]["max_abs_diff"] == pytest.approx(0.01, abs=1e-6)
+    assert drifted["line_reader"]["texts_differ"] == 0
+    assert run_cli("check", "--model", export / "model.onnx", "--atol", "0.02", tool="mnist-predict").returncode == 0
+    last = moved[2][15:]  # the third stroke's columns, now read as a 1
+    last[:, [lines.label("7"), lines.label("1")]] = last[:, [lines.label("1"), lines.label("7")]]
+    assert lines.decode(moved[2])[0] == "771"
+    parity.write_line_reference(export / parity.LINES_REFERENCE, images, moved)
+    result = run_cli("check", "--model", export / "model.onnx", "--atol", "2", "--json", tool="mnist-predict")
+    assert result.returncode == 1 and json.loads(result.stdout)["line_reader"]["texts_differ"] == 1
+
+
 @pytest.fixture(scope="module")
 def predictor(digit_export):
     return Predictor(digit_export / "model.onnx")
@@ -196,6 +239,11 @@ def test_a_line_reader_is_trained_exported_gated_and_read_with(run_dir, tmp_path
     from mnist_predict.files import sha256
 
     assert manifest["files"][lines.FILE]["sha256"] == sha256(run / "export" / lines.FILE)
+    # the gate's lines and Keras's outputs stay in the export, for `mnist-predict check` on the edge
+    assert "lines-parity.npz" in manifest["files"]
+    checked = run_cli("check", "--model", run / "export" / "model.onnx", "--json", tool="mnist-predict")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["line_reader"]["lines"] == manifest["line_reader"]["lines"]
     predictor = Predictor(run / "export" / "model.onnx")
     assert predictor.line_reader().session.get_outputs()[0].shape[2] == len(lines.CLASSES) + 1
     image, _ = draw_number("2026", gap=25)

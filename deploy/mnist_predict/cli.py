@@ -458,7 +458,9 @@ def check(
     max_model_mb: MaxModelOption = float(MAX_MODEL_MB),
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ):
-    """Compare the runtime's outputs on the export's reference inputs with the recorded Keras outputs.
+    """Compare the runtime's outputs on the export's reference inputs with the recorded Keras outputs; where the
+    export holds a line reader (lines.onnx), its outputs on the lines its export gate read too
+    (lines-parity.npz, held to --atol, every line read as the same text). Both must pass.
 
     Example: mnist-predict check --model export/model.onnx --manifest-sha256 3f9a...
     """
@@ -468,13 +470,18 @@ def check(
     try:
         predictor = Predictor(model, threads=threads, max_model_mb=max_model_mb, manifest_sha256=manifest_sha256)
         result = parity.check(predictor, reference, atol, min_agreement)
+        line_reader = parity.check_line_reader_beside(predictor, atol)
     except UsageError as error:
         _fail(error)
+    checked = isinstance(line_reader, parity.LineParityResult)
+    passed = result.passed and (not checked or line_reader.passed)
     if as_json:
-        print(json.dumps({**result.as_dict(), "model": str(model)}))
+        found = {} if line_reader is None else {
+            "line_reader": line_reader.as_dict() if checked else {"checked": False, "reason": line_reader}}
+        print(json.dumps({**result.as_dict(), "model": str(model), **found, "passed": passed}))
     else:
-        _print_parity(Console(), result)
-    raise typer.Exit(0 if result.passed else 1)
+        _print_parity(Console(), result, line_reader)
+    raise typer.Exit(0 if passed else 1)
 
 
 @app.command(epilog=EXIT_CODES)
@@ -579,16 +586,29 @@ def _print_summary(console, summary, task="predict"):
     console.print(histogram)
 
 
-def _print_parity(console, result):
+def _print_parity(console, result, line_reader=None):
     fp32_rule, int8_rule = ("shown only", "applies") if result.quantized else ("applies", "shown only")
-    _print_pairs(
-        console,
+    pairs = [
         ("reference", f"{result.reference} ({result.rows} rows)"),
         ("max abs diff", f"{result.max_abs_diff:.3g} (atol {result.atol:g}, {fp32_rule})"),
         ("argmax agreement", f"{result.argmax_agreement:.4f} (min {result.min_agreement:g}, {int8_rule})"),
         ("test accuracy", "-" if result.accuracy is None else f"{result.accuracy:.4f}"),
-        ("parity", "[green]passed[/]" if result.passed else "[red]FAILED[/]"),
-    )
+        ("parity", _verdict(result.passed)),
+    ]
+    if isinstance(line_reader, str):
+        pairs.append(("line reader", f"[yellow]{escape(line_reader)}[/]"))
+    elif line_reader is not None:
+        pairs += [
+            ("line reader", f"{escape(line_reader.reference)} ({line_reader.lines} lines)"),
+            ("  max abs diff", f"{line_reader.max_abs_diff:.3g} (atol {line_reader.atol:g})"),
+            ("  read otherwise", f"{line_reader.texts_differ} of {line_reader.lines} lines"),
+            ("  parity", _verdict(line_reader.passed)),
+        ]
+    _print_pairs(console, *pairs)
+
+
+def _verdict(passed):
+    return "[green]passed[/]" if passed else "[red]FAILED[/]"
 
 
 def _print_pairs(console, *pairs):

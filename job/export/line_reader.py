@@ -3,8 +3,9 @@
 `mnist-job export` calls it when the run holds lines.keras and ONNX is exported: tf2onnx on the frozen
 serving function, as the digit model's ONNX file is made, with the contract of mnist_predict.lines (input
 `line` (N, HEIGHT, W), output `probabilities` (N, W / STRIDE, 12), W dynamic). The gate reads held-out lines
-of the run's test digits through the predictor's own LineReader: every probability within atol of Keras's,
-and every line decoded to the same text.
+of the run's test digits through the predictor's own LineReader (mnist_predict.parity.check_line_reader, which
+`mnist-predict check` runs again on the edge): every probability within atol of Keras's, and every line
+decoded to the same text.
 """
 
 import numpy as np
@@ -32,8 +33,10 @@ def write(model, path, opset, props):
 
 def gate(model, path, data, atol, seed=0):
     """The ONNX file against Keras on GATE_LINES rendered lines of the test digits, each padded as the
-    predictor pads it. Returns the report; GateError if it fails."""
+    predictor pads it; the lines and Keras's outputs stay beside it as lines-parity.npz, which `mnist-predict
+    check` reads again on the edge. Returns the report; GateError if it fails."""
     from job.data.number_lines import number_lines
+    from mnist_predict import parity
     from mnist_predict.runtimes import ModelError
 
     images, texts = number_lines(data.x_test, data.y_test, GATE_LINES, seed=seed, workers=1)
@@ -41,16 +44,16 @@ def gate(model, path, data, atol, seed=0):
         reader = line_format.LineReader(path)
     except ModelError as error:
         raise GateError(f"{path.name} breaks the line reader's contract: {error}") from None
-    worst, differ, right = 0.0, 0, 0
-    for image, text, got in zip(images, texts, reader.run(images)):
-        expected = line_format.cropped(np.asarray(model(line_format.padded(image), training=False))[0], image)
-        worst = max(worst, float(np.abs(got - expected).max()))
-        read = line_format.decode(got)[0]
-        differ += read != line_format.decode(expected)[0]
-        right += read == text
-    report = {"lines": len(images), "max_abs_diff": worst, "atol": atol, "texts_differ": differ,
-              "read_exactly": round(right / max(1, len(images)), 4), "passed": worst <= atol and differ == 0}
-    if not report["passed"]:
-        raise GateError(f"{path.name}: max abs diff {worst:.3g} (atol {atol:g}), {differ} of {len(images)} lines "
-                        "read differently from Keras")
+    expected = [line_format.cropped(np.asarray(model(line_format.padded(image), training=False))[0], image)
+                for image in images]
+    reference = path.with_name(parity.LINES_REFERENCE)
+    parity.write_line_reference(reference, images, expected)
+    result = parity.check_line_reader(reader, reference, atol)
+    right = sum(line_format.decode(output)[0] == text for output, text in zip(expected, texts))
+    report = {"lines": result.lines, "max_abs_diff": result.max_abs_diff, "atol": atol,
+              "texts_differ": result.texts_differ, "read_exactly": round(right / max(1, len(images)), 4),
+              "passed": result.passed}
+    if not result.passed:
+        raise GateError(f"{path.name}: max abs diff {result.max_abs_diff:.3g} (atol {atol:g}), {result.texts_differ} "
+                        f"of {len(images)} lines read differently from Keras")
     return report
