@@ -511,6 +511,24 @@ def test_the_page_reads_number_images_as_mnist_predict_read_does(reading_run):
                for row in cli.values()) >= 10
 
 
+def test_the_page_shows_what_the_models_saw_of_each_reading(reading_run):
+    """Beside the pad, the page shows the digit model's input for each digit of a reading, or, where the line
+    reader's text was read in its columns (no cut holds its digits), the line images the line reader read:
+    never fewer digit inputs than the reading has digits."""
+    kinds = {}
+    for name, result in reading_run["images"].items():
+        if result["text"] is None:
+            continue
+        seen = result["seen"]
+        kinds.setdefault(seen["kind"], []).append(name)
+        if seen["kind"] == "digits":
+            assert seen["sizes"] == [[28, 28]] * len(result["digits"]), name
+        else:
+            assert len(seen["sizes"]) == len(result["text"].split(" ")), name  # one image a line
+            assert all(height == lines.HEIGHT for _, height in seen["sizes"]), name
+    assert kinds.get("digits") and kinds.get("lines"), kinds
+
+
 def test_dropped_files_are_read_in_the_columns_of_read(reading_run):
     lines = reading_run["dropped"]["csv"].split("\r\n")
     assert lines[0] == "path,text,confidence,digits,boxes,review,status,error,review_reason"

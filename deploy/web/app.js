@@ -175,6 +175,7 @@ function clearPad() {
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, pad.width, pad.height);
   $("seen").getContext("2d").clearRect(0, 0, 112, 112);
+  $("seenWhat").textContent = "What the model sees (28x28)";
   $("answer").textContent = "Draw with a mouse, a finger or a pen.";
   $("reading").textContent = "";
   $("bars").replaceChildren();
@@ -229,8 +230,10 @@ async function predictPad() {
       return;
     }
     const reading = digitModel() ? await read(gray) : null;
-    if (reading && reading.digits.length > 1) {  // a number: what the model saw of each digit, and the reading
-      showSeen(...reading.indices.map((i) => reading.inputs[i]));
+    if (reading && reading.digits.length > 1) {  // a number: what the models saw of it, and the reading
+      const seen = seenOf(reading);
+      if (seen.kind === "digits") showSeen(...seen.images);
+      else showLines(seen.images);
       $("answer").textContent = "";
       $("bars").replaceChildren();
     } else {
@@ -256,7 +259,16 @@ async function read(gray, length = null) {
   }
   const reasons = [...reading.review];
   if (reading.confidence < readingThreshold()) reasons.unshift(`confidence below ${readingThreshold()}`);
-  return { ...reading, reasons, inputs: layout.inputs };
+  return { ...reading, reasons, inputs: layout.inputs, lines: layout.lines.map(({ image }) => image) };
+}
+
+/** What the models saw of a reading: the digit model's input for each digit, or, where some digits were read
+ * in the line reader's columns (no cut holds them), the line images the line reader read. */
+function seenOf(reading) {
+  if (reading.indices.length === reading.digits.length) {
+    return { kind: "digits", images: reading.indices.map((i) => reading.inputs[i]) };
+  }
+  return { kind: "lines", images: reading.lines };
 }
 
 function showReading(reading) {
@@ -268,17 +280,39 @@ function showReading(reading) {
 
 /** The model's 28x28 inputs, side by side: one digit fills the 112x112 square, a number's share it. */
 function showSeen(...digits) {
+  const seen = seenPanel("What the model sees (28x28)", false);
   const per = Math.ceil(Math.sqrt(digits.length)), cell = 112 / per;
+  digits.forEach((digit, k) => {
+    seen.drawImage(grayCanvas(SIZE, SIZE, digit), (k % per) * cell, Math.floor(k / per) * cell, cell, cell);
+  });
+}
+
+/** Line images (white ink on black, HEIGHT px high), one under another, each as large as fits the square. */
+function showLines(images) {
+  const seen = seenPanel("What the line reader sees (32 px high)", true), band = 112 / images.length;
+  images.forEach(({ width, height, data }, k) => {
+    const scale = Math.min(112 / width, band / height);
+    seen.drawImage(grayCanvas(width, height, data), (112 - width * scale) / 2, k * band + (band - height * scale) / 2,
+      width * scale, height * scale);
+  });
+}
+
+/** The cleared 112x112 panel's context, under its caption. */
+function seenPanel(caption, smooth) {
+  $("seenWhat").textContent = caption;
   const seen = $("seen").getContext("2d");
   seen.clearRect(0, 0, 112, 112);
-  seen.imageSmoothingEnabled = false;
-  digits.forEach((digit, k) => {
-    const image = new ImageData(SIZE, SIZE);
-    digit.forEach((v, i) => image.data.set([v, v, v, 255], i * 4));
-    const small = new OffscreenCanvas(SIZE, SIZE);
-    small.getContext("2d").putImageData(image, 0, 0);
-    seen.drawImage(small, (k % per) * cell, Math.floor(k / per) * cell, cell, cell);
-  });
+  seen.imageSmoothingEnabled = smooth;
+  return seen;
+}
+
+/** A canvas of 0-255 gray values, row by row. */
+function grayCanvas(width, height, values) {
+  const image = new ImageData(width, height);
+  values.forEach((v, i) => image.data.set([v, v, v, 255], i * 4));
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  return canvas;
 }
 
 function showAnswer({ label, class_name, probabilities, review }) {
@@ -559,8 +593,10 @@ async function readImage(dataUrl, length = null) {
   await ready;
   try {
     const r = await read(await decode(await (await fetch(dataUrl)).blob()), length);
+    const seen = seenOf(r);
     return { text: r.text, confidence: r.confidence, digits: r.digits, boxes: r.boxes, reasons: r.reasons,
-      inputs: r.inputs.map((input) => Array.from(input)) };
+      inputs: r.inputs.map((input) => Array.from(input)),
+      seen: { kind: seen.kind, sizes: seen.images.map((image) => (image.width ? [image.width, image.height] : [28, 28])) } };
   } catch (error) {
     return { text: null, error: error instanceof NoDigit ? error.message : error.message };
   }
