@@ -160,6 +160,7 @@ function prepareElsewhere(file) {
 const pad = $("pad");
 const pen = pad.getContext("2d", { willReadFrequently: true });
 let drawing = false, pending = false, last = null;
+const SEEN_DIGITS = "What the model sees (28x28)"; // the panel beside the pad, as index.html first shows it
 
 /** A model of the digits 0-9, which can read whole numbers. */
 function digitModel() {
@@ -174,8 +175,7 @@ function drawWhat() {
 function clearPad() {
   pen.fillStyle = "#fff";
   pen.fillRect(0, 0, pad.width, pad.height);
-  $("seen").getContext("2d").clearRect(0, 0, 112, 112);
-  $("seenWhat").textContent = "What the model sees (28x28)";
+  seenPanel(SEEN_DIGITS, false);
   $("answer").textContent = "Draw with a mouse, a finger or a pen.";
   $("reading").textContent = "";
   $("bars").replaceChildren();
@@ -280,7 +280,7 @@ function showReading(reading) {
 
 /** The model's 28x28 inputs, side by side: one digit fills the 112x112 square, a number's share it. */
 function showSeen(...digits) {
-  const seen = seenPanel("What the model sees (28x28)", false);
+  const seen = seenPanel(SEEN_DIGITS, false);
   const per = Math.ceil(Math.sqrt(digits.length)), cell = 112 / per;
   digits.forEach((digit, k) => {
     seen.drawImage(grayCanvas(SIZE, SIZE, digit), (k % per) * cell, Math.floor(k / per) * cell, cell, cell);
