@@ -132,14 +132,14 @@ def best_sample_model(quick=False):
     cut digits included), a line reader beside it (mnist-job train-lines), exported with int8; cached in
     bench/results/models/ and shared by the benchmarks that need the best model (its metrics.json holds its
     test accuracy and training time). --quick trains 3 epochs and a small line reader. A cached run without a
-    line reader, or with one from before its "?" class (no `letter_lines` in lines.json), gets a new one, and is
-    exported again."""
+    line reader, or with one from before its "?" class (no `letter_lines` in lines.json) or trained on the run's
+    validation split too (no `validation_digits_left_out`), gets a new one, and is exported again."""
     import shutil
     import subprocess
 
     run_dir = RESULTS / "models" / ("mnist-sample-cnn-bn-aug-e3" if quick else "mnist-sample-cnn-bn-aug-full")
     lines_json = run_dir / "lines.json"
-    current = lines_json.is_file() and "letter_lines" in json.loads(lines_json.read_text())
+    current = lines_json.is_file() and {"letter_lines", "validation_digits_left_out"} <= set(json.loads(lines_json.read_text()))
     if current and (run_dir / "export" / "manifest.json").is_file() and (run_dir / "export" / "lines.onnx").is_file():
         return run_dir
     commands = []

@@ -236,6 +236,7 @@ def test_a_line_reader_is_trained_exported_gated_and_read_with(run_dir, tmp_path
     manifest = json.loads(result.stdout)
     assert manifest["line_reader"]["passed"] and manifest["line_reader"]["texts_differ"] == 0
     assert manifest["line_reader"]["training"] == metrics
+    assert "reading_calibration" not in manifest  # --no-calibrate: read's confidence is not fitted either
     from mnist_predict.files import sha256
 
     assert manifest["files"][lines.FILE]["sha256"] == sha256(run / "export" / lines.FILE)
@@ -249,11 +250,106 @@ def test_a_line_reader_is_trained_exported_gated_and_read_with(run_dir, tmp_path
     image, _ = draw_number("2026", gap=25)
     readings = predictor.read(np.asarray(image))
     assert readings.ok.all() and len(readings.texts[0]) >= 1
+    # read's confidence fitted on numbers of the validation digits, and what read does with it
+    from job.data.datasets import load_dataset
+    from job.export.reading_calibration import calibrate
+
+    sample = load_dataset("mnist-sample")
+    report = calibrate(run / "export", sample.x_train[:300], sample.y_train[:300], count=120, log=lambda _: None)
+    assert report["numbers"] >= 110 and report["fitted_on"] == report["numbers"] // 2
+    held = report["held_out"]
+    assert held["readings"] == report["numbers"] - report["fitted_on"] and 0 <= held["right"] <= 1
+    for kind in ("agree", "differ"):  # a line reader of 160 lines: fitted, or skipped with the reason
+        assert (len(report[kind]) == {"agree": 3, "differ": 4}[kind]) if kind in report else \
+            "a fit needs" in report[f"{kind}_skipped"]
+    manifest_path = run / "export" / "manifest.json"
+    # 0.88 and 0.12 whatever is read, and flagged below 0.9 unless told otherwise
+    calibration = {"agree": [2.0, 0.0, 0.0], "differ": [-2.0, 0.0, 0.0, 0.0], "min_confidence": 0.9}
+    manifest_path.write_text(json.dumps({**manifest, "reading_calibration": calibration}))
+    predictor = Predictor(run / "export" / "model.onnx")
+    assert predictor.read_min_confidence() == 0.9
+    calibrated = predictor.read(np.asarray(image))
+    assert calibrated.texts == readings.texts
+    assert calibrated.confidences[0] == pytest.approx(0.880797 if "line reader reads" not in readings.reasons[0]
+                                                      else 0.119203, abs=1e-6)
+    assert calibrated.review[0] and calibrated.reasons[0].startswith("confidence below 0.9")
+    assert not predictor.read(np.asarray(image), min_confidence=0.05).reasons[0].startswith("confidence below")
+    image_file = tmp_path / "2026.png"
+    image.save(image_file)
+    shown = run_cli("read", image_file, "--model", run / "export" / "model.onnx", "--out", tmp_path / "n.csv",
+                    tool="mnist-predict")
+    assert shown.returncode == 0 and "confidence below 0.9" in (tmp_path / "n.csv").read_text()
+    manifest_path.write_text(json.dumps({**manifest, "reading_calibration": {"agree": [1.0, "x"]}}))
+    with pytest.raises(ValueError, match="reading_calibration.agree must be 3 finite numbers"):
+        Predictor(run / "export" / "model.onnx").read(np.asarray(image))
+    manifest_path.write_text(json.dumps({**manifest, "reading_calibration": {**calibration, "min_confidence": 2}}))
+    with pytest.raises(ValueError, match="min_confidence must be a number in"):
+        Predictor(run / "export" / "model.onnx").read(np.asarray(image))
+    manifest_path.write_text(json.dumps(manifest))
     # a line reader that does not match its manifest is refused, as a model would be
     with open(run / "export" / lines.FILE, "ab") as file:
         file.write(b"\0")
     with pytest.raises(ValueError, match="does not match manifest.json"):
         Predictor(run / "export" / "model.onnx").line_reader()
+
+
+def test_a_reading_is_as_sure_as_the_fit_says_or_without_one_as_the_bounds_allow():
+    from mnist_predict import reading_confidence as rc
+
+    assert rc.agreed(0.9, 0.7) == 0.7 and rc.differing(0.9, 0.3, False) == pytest.approx(0.7)
+    assert rc.min_confidence(None) == 0.8 and rc.min_confidence({"agree": [0, 0, 0]}) == 0.8
+    fit = {"agree": [0.5, 1.0, 0.25], "differ": [-1.0, 0.5, -0.5, 2.0], "min_confidence": 0.97}
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    assert rc.agreed(0.9, 0.7, fit) == pytest.approx(1 / (1 + np.exp(-(0.5 + logit(0.9) + 0.25 * logit(0.7)))))
+    assert rc.differing(0.6, 0.3, True, fit) == pytest.approx(
+        1 / (1 + np.exp(-(-1.0 + 0.5 * logit(0.6) - 0.5 * logit(0.3) + 2.0))))
+    assert rc.agreed(1.0, 1.0, fit) < 1 and rc.agreed(0.0, 0.0, fit) > 0  # clipped: a 1.0 product is still finite
+    assert rc.min_confidence(fit) == 0.97 and rc.checked(fit) is fit
+    with pytest.raises(ValueError, match="differ must be 4 finite numbers"):
+        rc.checked({"differ": [1.0, 2.0, float("nan"), 0.0]})
+
+
+def test_the_reading_calibration_fit_recovers_the_weights_that_made_the_answers():
+    from job.export.reading_calibration import calibration_error, fit_logistic
+
+    rng = np.random.default_rng(0)
+    features = np.column_stack([np.ones(20000), rng.normal(0, 3, 20000), rng.normal(0, 3, 20000)])
+    truth = np.array([0.5, 1.2, -0.4])
+    right = rng.random(20000) < 1 / (1 + np.exp(-features @ truth))
+    assert fit_logistic(features, right) == pytest.approx(truth, abs=0.08)
+    # readings that separate cleanly still get finite weights (the ridge)
+    assert np.isfinite(fit_logistic(features[:200], features[:200, 1] > 0)).all()
+    # the calibration error: 0.9 said, 60% right, in one bin; 0.3 said, 30% right, in another
+    said = np.array([0.9] * 10 + [0.3] * 10)
+    got = np.array([1] * 6 + [0] * 4 + [1] * 3 + [0] * 7, bool)
+    assert calibration_error(said, got) == pytest.approx(0.5 * 0.3 + 0.5 * 0.0)
+
+
+def test_the_line_reader_never_trains_on_the_runs_validation_digits(run_dir, monkeypatch):
+    """export calibrates read's confidence on numbers of the run's validation digits, so the line reader, like
+    the digit model, must not have seen them: it renders its lines from the run's training split alone."""
+    from job.data import number_lines
+    from job.train import line_reader as trainer
+    from job.train import rundir
+
+    rendered = {}
+
+    def render(x, y, count, seed=0, fonts=(), workers=None):
+        rendered.update(x=x, y=y)
+        raise RuntimeError("rendered")  # what was asked is all this test needs
+
+    monkeypatch.setattr(number_lines, "number_lines", render)
+    with pytest.raises(RuntimeError, match="rendered"):
+        trainer.train_line_reader(run_dir, lines=1100, epochs=1, log=lambda _: None)
+    from job.data.datasets import load_dataset, training_split
+    from job.train.run_config import recorded
+
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    sample = load_dataset("mnist-sample")
+    _, _, x_val, _ = training_split(recorded(config), sample)
+    seen = {digit.tobytes() for digit in rendered["x"]}
+    assert len(rendered["x"]) == len(sample.x_train) - len(x_val) == len(rendered["y"])
+    assert not any(digit.tobytes() in seen for digit in x_val)
 
 
 def test_train_lines_refuses_a_folder_without_a_finished_run(tmp_path):

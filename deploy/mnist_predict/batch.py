@@ -295,7 +295,7 @@ def read_batch(predictor, batch, decoded, min_confidence, length):
         offset += len(layout.inputs)
         if reader:
             reading = numbers.with_line_reading(reading, layout, mine, [next(line_outputs) for _ in layout.lines],
-                                                length)
+                                                length, reader.calibration)
         yield reading_row(path, reading, min_confidence)
 
 

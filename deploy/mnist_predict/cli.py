@@ -225,10 +225,11 @@ def read(
                      "flagged for review. Counts the digits of all lines together."),
     ] = None,
     min_confidence: Annotated[
-        float,
+        Optional[float],
         typer.Option(min=0.0, max=1.0, help="Flag readings whose confidence (the probability that the whole "
-                     "number is right) is below this."),
-    ] = DEFAULT_MIN_CONFIDENCE,
+                     "number is right) is below this. [default: 0.97 where export fitted the confidence (an "
+                     f"export with a line reader), else {DEFAULT_MIN_CONFIDENCE:g}]"),
+    ] = None,
     batch_size: Annotated[
         int,
         typer.Option(min=1, help="Images per model call (each gives the model about 30 candidate digits; small "
@@ -248,7 +249,8 @@ def read(
 
     Columns: path; text, the digits left to right, leading zeros kept, "?" for ink that is not a digit; confidence,
     the probability that the whole reading is right (the digits' calibrated probabilities, times how sure the
-    search is of the cuts);
+    search is of the cuts; where the export has a line reader, fitted at export from both readers' confidences
+    on numbers of held-out digits);
     digits, label:probability per digit; boxes, x,y,w,h per digit in the original image's pixels after its EXIF
     rotation; review (yes when the confidence is below --min-confidence, a piece is not a digit, or the count is
     outside --length) and review_reason; status and error. Ink on several lines is read line by line, top to
@@ -298,6 +300,8 @@ def _batch(task, images, model, out, options, workers, recursive, decode_timeout
                 options["resize"] = options["resize"] or predictor.resize
             else:
                 predictor.check_digits()
+                if options["min_confidence"] is None:
+                    options["min_confidence"] = predictor.read_min_confidence()
         except UsageError as error:
             _fail(error)
         try:
@@ -398,7 +402,8 @@ def preview(
             if reading:
                 predictor.check_digits()
                 found = batch.read_files(predictor, paths, pool=pool, invert=invert.value, length=parsed,
-                                         min_confidence=DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence)
+                                         min_confidence=predictor.read_min_confidence() if min_confidence is None
+                                         else min_confidence)
             else:
                 resize = resize.value if resize else predictor.resize
                 found = batch.predict_files(predictor, paths, pool=pool, invert=invert.value, resize=resize,

@@ -62,6 +62,8 @@ def line_image(stretched, labels, line, height):
 class LineReader:
     """lines.onnx in onnxruntime."""
 
+    calibration = None  # manifest.json's reading_calibration (mnist_predict.reading_confidence), set by Predictor
+
     def __init__(self, path, threads=1):
         from .runtimes import ModelError, onnx_session
 

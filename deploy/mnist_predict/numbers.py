@@ -43,6 +43,7 @@ import numpy as np
 
 from . import images as image_io
 from . import lines as line_reader
+from . import reading_confidence
 
 WORK = image_io.WORK  # the working copy's longest side for a square image, as in single-digit prediction ...
 MAX_WORK = 3 * WORK  # ... and for a wide one (a number), up to this, so that each digit keeps its pixels
@@ -530,7 +531,7 @@ def _forced_weight(layout, line, atoms, top, names, text):
     return weight[atoms].get(len(text), -math.inf)
 
 
-def with_line_reading(reading, layout, probabilities, line_probabilities, length=None):
+def with_line_reading(reading, layout, probabilities, line_probabilities, length=None, calibration=None):
     """The search's `reading` weighed against the line reader's (mnist_predict.lines), whose outputs
     `line_probabilities` are one per line of the layout.
 
@@ -545,18 +546,21 @@ def with_line_reading(reading, layout, probabilities, line_probabilities, length
     in the number) where the search reads a digit, and the search "?" where the line reader reads a digit
     (most often touching digits cut badly, not a letter: on bench/numbers.py the line reader was right in 74 of
     the 118 rows where the two differed so, the search in 8): the texts differ, the row is flagged, and the
-    surer text is given, as for any two texts."""
+    surer text is given, as for any two texts.
+
+    With the export's `calibration` (manifest.json's reading_calibration), the confidence of the text given
+    is the probability fitted from both readers' confidences (mnist_predict.reading_confidence) instead of
+    these bounds; which text is given stays the same."""
     if not layout.lines or len(line_probabilities) != len(layout.lines):
         return reading
-    decoded = [line_reader.decode(p) for p in line_probabilities]
-    text = " ".join(t for t, _, _ in decoded)
-    own = math.prod(line_reader.text_probability(p, t) for p, (t, _, _) in zip(line_probabilities, decoded))
+    decoded, text, own = line_reading(line_probabilities)
     if text == reading.text:
-        return replace(reading, confidence=min(reading.confidence, own))
+        return replace(reading, confidence=reading_confidence.agreed(reading.confidence, own, calibration))
     review = [f"the line reader reads {text or 'nothing'}"]
     search_confidence, line_confidence = min(reading.confidence, 1 - own), min(own, 1 - reading.confidence)
     if not all(t for t, _, _ in decoded) or line_confidence <= search_confidence:
-        return Reading(reading.text, search_confidence, reading.digits, reading.boxes, reading.review + review)
+        confidence = reading_confidence.differing(reading.confidence, own, False, calibration)
+        return Reading(reading.text, confidence, reading.digits, reading.boxes, reading.review + review)
     digits, boxes = [], []
     for line, ((line_text, _, spans), p) in enumerate(zip(decoded, line_probabilities)):
         chain = _forced_chain(layout, line, np.asarray(probabilities), line_text)
@@ -568,8 +572,16 @@ def with_line_reading(reading, layout, probabilities, line_probabilities, length
                        for d, (a, b) in zip(line_text, spans)]
             boxes += _span_boxes(layout, line, spans)
     letters = ["not a digit"] if "?" in text else []
-    return Reading(text, line_confidence, digits, boxes,
+    return Reading(text, reading_confidence.differing(own, reading.confidence, True, calibration), digits, boxes,
                    letters + _count_review(len(digits), length) + [f"the digit search reads {reading.text}"])
+
+
+def line_reading(line_probabilities):
+    """The line reader's reading of a layout's lines (one output each): (each line's lines.decode, the text
+    with lines joined by a space, the probability its model gives that text)."""
+    decoded = [line_reader.decode(p) for p in line_probabilities]
+    own = math.prod(line_reader.text_probability(p, t) for p, (t, _, _) in zip(line_probabilities, decoded))
+    return decoded, " ".join(t for t, _, _ in decoded), own
 
 
 def _digit_probability(probabilities, char):

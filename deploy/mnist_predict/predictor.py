@@ -95,15 +95,18 @@ class Predictor:
     def line_reader(self):
         """The export's line reader (lines.onnx beside the model, checked against its manifest), which `read`
         weighs against the digit-by-digit search (numbers.with_line_reading); None where there is none."""
-        from . import lines
+        from . import lines, reading_confidence
 
         path = self.path.with_name(lines.FILE)
         if self._line_reader is None and path.is_file():
             verify_manifest(path)
             try:
                 self._line_reader = lines.LineReader(path, self.threads)
-            except ModelError as error:
-                raise UsageError(str(error)) from None
+                self._line_reader.calibration = reading_confidence.checked(
+                    manifest_entry(self.path, "reading_calibration"))
+            except (ModelError, ValueError) as error:
+                raise UsageError(f"{path.parent / 'manifest.json'}: {error}" if isinstance(error, ValueError)
+                                 else str(error)) from None
         return self._line_reader
 
     def _read_preprocess(self):
@@ -191,11 +194,20 @@ class Predictor:
         result.names = [self.labels[label] if label >= 0 else None for label in result.labels]
         return result
 
-    def read(self, images, invert="auto", min_confidence=DEFAULT_MIN_CONFIDENCE, length=None, on_error="raise"):
+    def read_min_confidence(self):
+        """The --min-confidence `read` flags below by default: the one export chose with read's fitted confidence
+        (manifest.json's reading_calibration), else the fixed default (mnist_predict.reading_confidence)."""
+        from . import reading_confidence
+
+        reader = self.line_reader()
+        return reading_confidence.min_confidence(reader.calibration if reader else None)
+
+    def read(self, images, invert="auto", min_confidence=None, length=None, on_error="raise"):
         """Read the whole number in each image (mnist_predict.numbers): a list of image paths, or of 2-D
         uint8 arrays (grayscale, any size, either polarity), or one of either.
 
         `length` (N, or (MIN, MAX)) makes the search prefer readings of that many digits and flags the others.
+        `min_confidence` defaults to read_min_confidence().
         A bad file raises ImageError naming it, or with on_error="row" becomes a row whose `errors[i]` holds
         the reason, as in predict. A digit model only: the labels must be 0-9.
 
@@ -223,6 +235,8 @@ class Predictor:
                     raise ImageError(f"{image}: {error}" if isinstance(image, (str, os.PathLike)) else str(error)) from error
                 decoded.append((None, str(error)))
         names = [str(image) if isinstance(image, (str, os.PathLike)) else None for image in images]
+        if min_confidence is None:
+            min_confidence = self.read_min_confidence()
         rows = list(read_batch(self, names, lambda: decoded, min_confidence, length))  # one model call for all
         ok = [row["status"] == "ok" for row in rows]
         return Readings([row["text"] if good else None for row, good in zip(rows, ok)],

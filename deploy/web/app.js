@@ -87,12 +87,13 @@ function threshold() {
 }
 
 // A number's confidence is not a digit's probability, and the guarantee of export's threshold is for digits: a
-// reading is flagged below 0.8, as `mnist-predict read` does, unless the person set the threshold here.
+// reading is flagged below the threshold export chose with read's fitted confidence (manifest.json's
+// reading_calibration), else below 0.8, as `mnist-predict read` does, unless the person set the threshold here.
 const FIXED_THRESHOLD = 0.8; // mnist_predict.review.DEFAULT_MIN_CONFIDENCE
 let thresholdSet = false;
 
 function readingThreshold() {
-  return thresholdSet ? threshold() : FIXED_THRESHOLD;
+  return thresholdSet ? threshold() : (manifest.reading_calibration?.min_confidence ?? FIXED_THRESHOLD);
 }
 
 function answer(probabilities) {
@@ -255,7 +256,8 @@ async function read(gray, length = null) {
   const probabilities = await run(layout.inputs);
   let reading = choose(layout, probabilities, length);
   if (lineSession) {
-    reading = withLineReading(reading, layout, probabilities, await readLines(layout.lines), length);
+    reading = withLineReading(reading, layout, probabilities, await readLines(layout.lines), length,
+      manifest.reading_calibration);
   }
   const reasons = [...reading.review];
   if (reading.confidence < readingThreshold()) reasons.unshift(`confidence below ${readingThreshold()}`);
@@ -542,6 +544,9 @@ function showModel(digest) {
     ["model.onnx sha256", `${digest} (matches the manifest)`],
     ["line reader", lineSession ? `${lineReader.FILE}, weighed against the digit search when reading numbers`
       : "none (numbers are read by the digit search alone)"],
+    ["a number's confidence", manifest.reading_calibration?.agree
+      ? `fitted on ${manifest.reading_calibration.fitted_on} numbers of held-out digits; flagged below ${readingThreshold()}`
+      : `bounded by the two readers'; flagged below ${readingThreshold()}`],
   ];
   $("model").replaceChildren(...items.flatMap(([k, v]) => [text("dt", k), text("dd", v)]));
 }

@@ -433,17 +433,18 @@ function forcedWeight(layout, line, atoms, top, names, text) {
 
 /** numbers.with_line_reading: the search's reading weighed against the line reader's, whose outputs
  * (lines.js cropped(), one per line of the layout) are lineProbabilities. */
-export function withLineReading(reading, layout, probabilities, lineProbabilities, length = null) {
+export function withLineReading(reading, layout, probabilities, lineProbabilities, length = null, calibration = null) {
   if (!layout.lines.length || lineProbabilities.length !== layout.lines.length) return reading;
   const decoded = lineProbabilities.map((p) => lineReader.decode(p));
   const text = decoded.map(([t]) => t).join(" ");
   let own = 1;
   decoded.forEach(([t], line) => (own *= lineReader.textProbability(lineProbabilities[line], t)));
-  if (text === reading.text) return { ...reading, confidence: Math.min(reading.confidence, own) };
+  if (text === reading.text) return { ...reading, confidence: agreed(reading.confidence, own, calibration) };
   const review = [`the line reader reads ${text || "nothing"}`];
   const searchConfidence = Math.min(reading.confidence, 1 - own), lineConfidence = Math.min(own, 1 - reading.confidence);
   if (!decoded.every(([t]) => t) || lineConfidence <= searchConfidence) {
-    return { ...reading, confidence: searchConfidence, review: [...reading.review, ...review] };
+    const confidence = differing(reading.confidence, own, false, calibration);
+    return { ...reading, confidence, review: [...reading.review, ...review] };
   }
   const digits = [], boxes = [], indices = [];
   decoded.forEach(([lineText, , spans], line) => {
@@ -467,9 +468,40 @@ export function withLineReading(reading, layout, probabilities, lineProbabilitie
   });
   const letters = text.includes("?") ? ["not a digit"] : [];
   return {
-    text, confidence: lineConfidence, digits, boxes, indices,
+    text, confidence: differing(own, reading.confidence, true, calibration), digits, boxes, indices,
     review: [...letters, ...countReview(digits.length, length), `the digit search reads ${reading.text}`],
   };
+}
+
+// mnist_predict.reading_confidence: the confidence of a weighed reading, fitted at export (the manifest's
+// reading_calibration) or, without it, bounded by the two readers' confidences.
+const CLIP = 1e-6;
+
+function logit(p) {
+  const q = Math.min(Math.max(p, CLIP), 1 - CLIP);
+  return Math.log(q / (1 - q));
+}
+
+function sigmoid(z) {
+  if (z >= 0) return 1 / (1 + Math.exp(-z));
+  const e = Math.exp(z);
+  return e / (1 + e);
+}
+
+function weighed(weights, features) {
+  let z = 0;
+  weights.forEach((w, k) => (z += w * features[k]));
+  return sigmoid(z);
+}
+
+function agreed(search, line, calibration) {
+  const weights = calibration?.agree;
+  return weights ? weighed(weights, [1.0, logit(search), logit(line)]) : Math.min(search, line);
+}
+
+function differing(given, other, lineGiven, calibration) {
+  const weights = calibration?.differ;
+  return weights ? weighed(weights, [1.0, logit(given), logit(other), lineGiven ? 1.0 : 0.0]) : Math.min(given, 1 - other);
 }
 
 /** numbers._forced_chain: the line's chain of candidates that reads `text` with the highest score, or null. */

@@ -32,26 +32,28 @@ def number_lines(x, y, count, seed=0, fonts=(), workers=None):
     """`count` rendered numbers of the digits `x` (28x28 uint8, labelled `y`) and of `fonts`' digits, as
     (list of line images (HEIGHT, W) uint8, list of their texts). A render that does not clean into exactly
     one line (rare: a photo's shadow cut the number) is left out, so fewer may come back."""
+    found = [line for line in _rendered(_one_line, x, y, count, seed, fonts, workers) if line is not None]
+    return [image for image, _ in found], [text for _, text in found]
+
+
+def rendered_numbers(x, y, count, seed=0, fonts=(), workers=None):
+    """The same numbers as number_lines renders them, as whole images: a list of (2-D uint8 grayscale image,
+    its text), every render kept. What export calibrates `read`'s confidence on."""
+    return _rendered(_one_image, x, y, count, seed, fonts, workers)
+
+
+def _rendered(make, x, y, count, seed, fonts, workers):
+    """[make(seed) for `count` seeds drawn from `seed`], in worker processes that hold the digits once."""
     seeds = [int(s) for s in np.random.default_rng(seed).integers(1 << 62, size=count)]
     data = (x, y, tuple(str(f) for f in fonts))
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
-    images, texts = [], []
     if workers == 1:
         _share(data)
-        results = map(_one_line, seeds)
-    else:  # the digits go to each worker once, not with every seed; spawned, as the caller may run TensorFlow
-        pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_share,
-                                   initargs=(data,))
-        results = pool.map(_one_line, seeds, chunksize=64)
-    try:
-        for result in results:
-            if result is not None:
-                images.append(result[0])
-                texts.append(result[1])
-    finally:
-        if workers != 1:
-            pool.shutdown()
-    return images, texts
+        return list(map(make, seeds))
+    # the digits go to each worker once, not with every seed; spawned, as the caller may run TensorFlow
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), initializer=_share,
+                             initargs=(data,)) as pool:
+        return list(pool.map(make, seeds, chunksize=64))
 
 
 _DATA = None  # (digits, labels, font files) in this process
@@ -63,8 +65,18 @@ def _share(data):
 
 
 def _one_line(seed):
-    from job.data.letters import TRAIN_CHARACTERS, draw_letter
     from mnist_predict import numbers
+
+    image, text = _one_image(seed)
+    try:
+        lines = numbers.line_images(image)
+    except numbers.NoNumber:
+        return None
+    return (lines[0], text) if len(lines) == 1 else None
+
+
+def _one_image(seed):
+    from job.data.letters import TRAIN_CHARACTERS, draw_letter
 
     x, y, fonts = _DATA
     rng = np.random.default_rng(seed)
@@ -85,8 +97,4 @@ def _one_line(seed):
     form = str(rng.choice(list(FORMS))) if n > 1 and rng.random() < FORM_SHARE else None
     condition = ("off-white", "phone")[int(rng.integers(2))]
     image, _, _ = render_number(glyphs, spacing, condition, seed=int(rng.integers(1 << 30)), form=form)
-    try:
-        lines = numbers.line_images(np.asarray(image.convert("L")))
-    except numbers.NoNumber:
-        return None
-    return (lines[0], text) if len(lines) == 1 else None
+    return np.asarray(image.convert("L")), text

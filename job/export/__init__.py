@@ -147,6 +147,8 @@ def export(cfg, log=say):
             refuse_failures(results, reference, out, log)
             lines = export_line_reader(cfg, run_dir, build, data, log)
             interrupt.check()
+            reading = calibrate_reading(cfg, tmp, config, data, log) if lines else None
+            interrupt.check()
             if cfg.quantize:
                 build.images, source = calibration_images(config, data)
                 extra = {"calibration": {"source": source, "split": "train", "images": len(build.images)}}
@@ -171,6 +173,8 @@ def export(cfg, log=say):
                 manifest["review_threshold"] = threshold
             if lines:
                 manifest["line_reader"] = lines
+            if reading:
+                manifest["reading_calibration"] = reading
             manifest["export_seconds"] = round(time.perf_counter() - start, 2)
             rundir.write_json(tmp / "manifest.json", manifest)
             interrupt.check()  # the last moment to stop: the two renames of publish() are not interrupted
@@ -287,6 +291,32 @@ def quiet_converters():
     tf.get_logger().setLevel("ERROR")
     for name in ("tf2onnx", "onnxruntime", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def calibrate_reading(cfg, tmp, config, data, log):
+    """manifest.json's reading_calibration: read's confidence fitted on numbers of the run's validation digits
+    through the export's model.onnx and lines.onnx (job.export.reading_calibration); None with
+    --no-calibrate."""
+    if not cfg.calibrate:
+        return None
+    from job.data.letters import fonts
+    from job.export.reading_calibration import calibrate
+
+    x_val, y_val = validation_split(config, data)
+    report = calibrate(tmp, x_val, y_val, fonts("train"), log=log)
+    held = report["held_out"]
+    fitted = [kind for kind in ("agree", "differ") if kind in report]
+    log(f"read's confidence: fitted ({', '.join(fitted) or 'nothing'}) on {report['fitted_on']} of {report['numbers']} "
+        f"numbers of {report['digits']} validation digits; on the other {held['readings']}, calibration error "
+        f"{held['before']['calibration_error']:.3f} -> {held['after']['calibration_error']:.3f}; flagged below "
+        f"{held['before']['min_confidence']:g} -> {held['after']['min_confidence']:g}: accepted wrong "
+        f"{held['before']['accepted_wrong']:.1%} -> {held['after']['accepted_wrong']:.1%}, flagged "
+        f"{held['before']['flagged']:.1%} -> {held['after']['flagged']:.1%} ({report['seconds']:.0f} s)")
+    for kind in ("agree", "differ"):
+        if f"{kind}_skipped" in report:
+            log(f"warning: read's confidence where the readers {kind}: not fitted, {report[kind + '_skipped']}; "
+                "the bounds stand", err=True)
+    return report
 
 
 def validation_split(config, data):

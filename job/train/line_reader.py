@@ -13,6 +13,7 @@ exactly (greedy decoding, as the predictor decodes).
 """
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,26 +122,34 @@ def fit(images, texts, epochs=EPOCHS, seed=0, log=print, validation=VALIDATION):
 
 
 def train_line_reader(run_dir, lines=LINES, epochs=EPOCHS, seed=0, data=None, log=print, validation=VALIDATION):
-    """Train a line reader on the training digits of the run's dataset and write it into the run directory,
-    atomically: run_dir/lines.keras and lines.json. Returns the metrics."""
-    from job.data.datasets import DIGITS, load_dataset
+    """Train a line reader on the run's training digits and write it into the run directory, atomically:
+    run_dir/lines.keras and lines.json. Returns the metrics.
+
+    The run's validation split stays out, as it stayed out of the digit model's training: export calibrates
+    `read`'s confidence on numbers of those digits (job.export.reading_calibration), which neither model
+    may have seen."""
+    from job.data.datasets import DIGITS, training_split
     from job.data.letters import fonts
     from job.data.number_lines import number_lines
+    from job.train.run_config import recorded
+    from job.train.training import run_dataset
 
     run_dir = Path(run_dir)
     if not rundir.is_finished(run_dir):
         raise JobError(f"{run_dir}: no finished run (model.keras) to train a line reader beside")
     config = rundir.read_json(run_dir / rundir.CONFIG)
     dataset = config.get("dataset")
-    loaded = load_dataset(dataset, data or config.get("data"))
+    loaded = run_dataset(config, data=data)
     if list(loaded.labels) != DIGITS:
         raise JobError(f"{run_dir}: its classes are not the digits 0-9 (dataset {dataset}); a line reader reads "
                        "numbers")
+    x, y, x_val, _ = training_split(replace(recorded(config), max_train_samples=None), loaded)
     started = time.time()
-    images, texts = number_lines(loaded.x_train, loaded.y_train, lines, seed=seed, fonts=fonts("train"))
-    log(f"rendered {len(images):,} lines of the training digits in {time.time() - started:.0f} s")
+    images, texts = number_lines(x, y, lines, seed=seed, fonts=fonts("train"))
+    log(f"rendered {len(images):,} lines of the {len(x):,} training digits ({len(x_val):,} of the run's validation "
+        f"split left out) in {time.time() - started:.0f} s")
     model, metrics = fit(images, texts, epochs, seed, log, validation)
-    metrics["dataset"] = dataset
+    metrics.update(dataset=dataset, training_digits=int(len(x)), validation_digits_left_out=int(len(x_val)))
     rundir.save_model(model, run_dir / MODEL)
     rundir.write_json(run_dir / METRICS, metrics)
     return metrics

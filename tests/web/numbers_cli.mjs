@@ -5,7 +5,8 @@
 // of --length (0 0: none), then uint32 LE lines, and per line uint32 LE columns and classes and that many
 // float32 LE line-reader probabilities (0 lines: no line reader). Out: one JSON line per image: the
 // candidates, their pixels (base64), the line images (base64) and where they lie, the search's reading, and
-// the reading weighed with the line reader's.
+// the reading weighed with the line reader's: with argv[2] (a reading_calibration, JSON), the odd images' weighed
+// with it.
 import { readFileSync } from "node:fs";
 import { NoNumber, choose, layoutOf, withLineReading } from "../../deploy/web/numbers.js";
 
@@ -13,7 +14,8 @@ const input = readFileSync(0);
 let offset = 0;
 const u32 = () => ((offset += 4), input.readUInt32LE(offset - 4));
 const lines = [];
-while (offset < input.length) {
+const calibration = process.argv[2] ? JSON.parse(process.argv[2]) : null;
+for (let image = 0; offset < input.length; image++) {
   const width = u32(), height = u32();
   const data = Uint8Array.from(input.subarray(offset, offset + width * height));
   offset += width * height;
@@ -42,7 +44,9 @@ while (offset < input.length) {
     };
     const length = low ? [low, high] : null;
     if (rows === layout.inputs.length) out.reading = choose(layout, probabilities, length);
-    if (out.reading) out.weighed = withLineReading(out.reading, layout, probabilities, lineOutputs, length);
+    if (out.reading) {
+      out.weighed = withLineReading(out.reading, layout, probabilities, lineOutputs, length, image % 2 ? calibration : null);
+    }
     lines.push(JSON.stringify(out));
   } catch (error) {
     if (!(error instanceof NoNumber)) process.stderr.write(`${error.stack}\n`);
