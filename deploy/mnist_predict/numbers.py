@@ -531,7 +531,7 @@ def _forced_weight(layout, line, atoms, top, names, text):
     return weight[atoms].get(len(text), -math.inf)
 
 
-def with_line_reading(reading, layout, probabilities, line_probabilities, length=None, calibration=None):
+def with_line_reading(reading, layout, probabilities, line_probabilities, length=None, calibration=None, line=None):
     """The search's `reading` weighed against the line reader's (mnist_predict.lines), whose outputs
     `line_probabilities` are one per line of the layout.
 
@@ -550,10 +550,11 @@ def with_line_reading(reading, layout, probabilities, line_probabilities, length
 
     With the export's `calibration` (manifest.json's reading_calibration), the confidence of the text given
     is the probability fitted from both readers' confidences (mnist_predict.reading_confidence) instead of
-    these bounds; which text is given stays the same."""
+    these bounds; which text is given stays the same. `line` is line_reading(line_probabilities), where the
+    caller has it already."""
     if not layout.lines or len(line_probabilities) != len(layout.lines):
         return reading
-    decoded, text, own = line_reading(line_probabilities)
+    decoded, text, own = line_reading(line_probabilities) if line is None else line
     if text == reading.text:
         return replace(reading, confidence=reading_confidence.agreed(reading.confidence, own, calibration))
     review = [f"the line reader reads {text or 'nothing'}"]

@@ -71,8 +71,9 @@ def readings(predictor, numbers_and_texts):
         probabilities = predictor.run(layout.inputs)
         search = numbers.choose(layout, probabilities)
         outputs = reader.run([line for line, _ in layout.lines])
-        weighed = numbers.with_line_reading(search, layout, probabilities, outputs)
-        _, line_text, line = numbers.line_reading(outputs)
+        decoded = numbers.line_reading(outputs)
+        weighed = numbers.with_line_reading(search, layout, probabilities, outputs, line=decoded)
+        _, line_text, line = decoded
         if line_text == search.text:
             kind, features = "agree", reading_confidence.agree_features(search.confidence, line)
         else:
