@@ -19,6 +19,8 @@ import typer
 
 from job.distributed.multiworker import DEFAULT_CONNECT_TIMEOUT
 from job.errors import ExitError, Interrupted, JobError
+from job.train.line_reader import EPOCHS as LINE_EPOCHS
+from job.train.line_reader import LINES
 from job.train.run_config import help_for, help_text
 
 # TensorFlow's C++ log lines drown the job's own output (even a harmless tf.data "E0000 ... NodeDef mentions
@@ -235,9 +237,9 @@ def evaluate(
 @app.command("train-lines")
 def train_lines(
     run_dir: str = typer.Argument(..., help="A finished digit run (mnist-job train) to train a line reader beside."),
-    lines: int = typer.Option(20000, min=1100, help="Rendered numbers of the run's training digits to train on "
+    lines: int = typer.Option(LINES, min=1100, help="Rendered numbers of the run's training digits to train on "
                                                     "(1,000 of them are held out for the figure)."),
-    epochs: int = typer.Option(12, min=1, help="Passes over the lines."),
+    epochs: int = typer.Option(LINE_EPOCHS, min=1, help="Passes over the lines."),
     seed: int = typer.Option(0, help="Seed of the renders, the split and the weights."),
     data: Optional[str] = typer.Option(None, help=DATA_HELP + " Default: the run's own."),
     as_json: bool = JsonOption,
@@ -247,7 +249,7 @@ def train_lines(
 
     It reads a letter or symbol standing in a number as "?", so that `read` flags the row. It writes
     RUN_DIR/lines.keras and lines.json (the share of 1,000 held-out lines it reads exactly), and the
-    next `mnist-job export RUN_DIR` writes export/lines.onnx beside model.onnx. About 40 minutes on 2 CPU
+    next `mnist-job export RUN_DIR` writes export/lines.onnx beside model.onnx. About 55 minutes on 2 CPU
     cores with the defaults.
 
     Example: mnist-job train-lines runs/demo
