@@ -78,14 +78,15 @@ def sigmoid(z):
     return e / (1 + e)
 
 
-def _weighed(weights, features):
+def weighed(weights, features):
+    """A fit's probability for these features (agree_features or differ_features)."""
     return sigmoid(sum(w * x for w, x in zip(weights, features)))
 
 
 def agreed(search, line, calibration=None):
     """The confidence of a text both readers read, with these confidences."""
     weights = (calibration or {}).get("agree")
-    return min(search, line) if weights is None else _weighed(weights, agree_features(search, line))
+    return min(search, line) if weights is None else weighed(weights, agree_features(search, line))
 
 
 def differing(given, other, line_given, calibration=None):
@@ -94,4 +95,4 @@ def differing(given, other, line_given, calibration=None):
     weights = (calibration or {}).get("differ")
     if weights is None:
         return min(given, 1 - other)
-    return _weighed(weights, differ_features(given, other, line_given))
+    return weighed(weights, differ_features(given, other, line_given))

@@ -110,8 +110,8 @@ def held_out_figures(rows, calibration):
     fitted = {kind: calibration[kind] for kind in reading_confidence.SIZES if kind in calibration}
     right = np.array([row["right"] for row in rows], bool)
     before = np.array([row["bounded"] for row in rows])
-    after = np.array([reading_confidence.sigmoid(float(np.dot(fitted[row["kind"]], row["features"])))
-                      if row["kind"] in fitted else row["bounded"] for row in rows])
+    after = np.array([reading_confidence.weighed(fitted[row["kind"]], row["features"]) if row["kind"] in fitted
+                      else row["bounded"] for row in rows])
     flagged = np.array([row["flagged"] for row in rows], bool)
     figures = {"readings": len(rows), "right": round(float(right.mean()), 4) if len(rows) else None}
     for name, confidence, threshold in (("before", before, DEFAULT_MIN_CONFIDENCE),
